@@ -1,0 +1,61 @@
+# animal-avatar: `make run` starts the service offline, `make test` runs every check.
+# Both set up what they need first: a .venv, the pinned packages, the local face models.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+REQUIREMENTS := requirements.txt requirements-dev.txt cloud_functions/requirements.txt
+
+.PHONY: run test lint typecheck unit infra-check install models migrate bench gallery clean
+
+run: install models migrate
+	bash scripts/run-local.sh
+
+test: install models $(CHECKOV_STAMP) lint typecheck unit
+
+install: $(STAMP)
+
+$(STAMP): $(REQUIREMENTS)
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# Put the repository root (package `api`) and cloud_functions/ (package `avatar`) on the path.
+	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'animal_avatar.pth').write_text('$(CURDIR)\n$(CURDIR)/cloud_functions\n')"
+	touch $@
+
+# checkov pins many packages of its own: it lives in a virtual environment of its own.
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -d $(CHECKOV_VENV) || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+models: install
+	$(PY) scripts/fetch_models.py
+
+migrate: install
+	$(VENV)/bin/alembic -c api/alembic.ini upgrade head
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy api cloud_functions
+
+unit: install models
+	$(VENV)/bin/pytest
+
+bench: install models
+	$(PY) bench/pipeline.py
+	$(PY) bench/gcp_overhead.py
+	$(PY) bench/concurrency.py
+	$(PY) bench/history.py
+
+gallery: install models
+	$(PY) scripts/gallery.py
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

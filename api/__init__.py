@@ -1,0 +1,1 @@
+"""The animal-avatar API service."""

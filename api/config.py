@@ -1,0 +1,82 @@
+"""The API's settings; the only module of the service that reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Values that ship in the code for a zero-config development run; refused anywhere else.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "dev-only-admin-key", "dev-only-media-signing-key"}
+)
+
+
+class Settings(BaseSettings):
+    """Environment variables, named in upper case (`DATABASE_URL`, `FUNCTION_URL`, ...)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    # Database: an embedded SQLite file by default, PostgreSQL by URL
+    # (postgresql+psycopg://user@host:5432/db).
+    database_url: str = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'animal_avatar.db'}"
+    database_pool_size: int = 10
+
+    admin_api_key: SecretStr = SecretStr("dev-only-admin-key")
+
+    # The Cloud Function.
+    function_url: str = "http://127.0.0.1:8080"
+    function_auth: Literal["none", "id_token"] = "none"
+    function_timeout_s: float = 30.0
+    function_connect_timeout_s: float = 5.0
+    function_max_connections: int = 1000
+    function_retry_budget_s: float = 10.0
+    function_max_attempts: int = 3
+
+    # Uploads.
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    forward_max_side_px: int = 1600
+
+    # Per-user limit on generations.
+    rate_limit_generations: int = 30
+    rate_limit_window_s: int = 3600
+
+    # Generations still pending/processing this long after their last update are resumed or failed.
+    generation_stale_after_s: float = 120.0
+
+    # Stored results: the local file store (signed /media/ links) or a GCS bucket (V4 signed URLs).
+    storage_backend: Literal["local", "gcs"] = "local"
+    storage_dir: Path = REPO_ROOT / "var" / "media"
+    public_base_url: str = "http://127.0.0.1:8000"
+    media_signing_key: SecretStr = SecretStr("dev-only-media-signing-key")
+    signed_url_ttl_s: int = 3600
+    gcs_bucket: str | None = None
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Self:
+        if self.environment == "development":
+            return self
+        for name in ("admin_api_key", "media_signing_key"):
+            secret: SecretStr = getattr(self, name)
+            if secret.get_secret_value() in PLACEHOLDER_SECRETS:
+                msg = f"{name.upper()} must be set to a real secret when ENVIRONMENT={self.environment}"
+                raise ValueError(msg)
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use."""
+    return Settings()

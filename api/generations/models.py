@@ -1,0 +1,80 @@
+"""Generation history, and the pending upload that async work needs to survive a restart."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, text
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api.db import Base, utcnow
+
+
+class GenerationStatus(enum.StrEnum):
+    pending = "pending"
+    processing = "processing"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class Generation(Base):
+    __tablename__ = "generations"
+    __table_args__ = (
+        # Keyset pagination of one user's history, newest first, ties broken by id.
+        Index("ix_generations_user_id_created_at_id", "user_id", "created_at", "id"),
+        # One record per (user, Idempotency-Key).
+        Index(
+            "uq_generations_user_id_idempotency_key",
+            "user_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
+        # Start-up recovery finds unfinished work by status and age.
+        Index("ix_generations_status_updated_at", "status", "updated_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[GenerationStatus] = mapped_column(
+        SAEnum(
+            GenerationStatus,
+            name="generation_status",
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+            create_constraint=True,
+        ),
+        default=GenerationStatus.pending,
+    )
+    animal: Mapped[str] = mapped_column(String(32))
+    object_name: Mapped[str | None] = mapped_column(String(512))
+    faces: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    timings_ms: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # SHA-256 of (animal, image bytes): tells a retried request from a reused key.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column()
+
+
+class GenerationInput(Base):
+    """The normalised upload of a generation not yet finished; deleted as soon as it is."""
+
+    __tablename__ = "generation_inputs"
+
+    generation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True
+    )
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,1 @@
+"""The animal-avatar pipeline: decode, detect, mask, compose, store."""

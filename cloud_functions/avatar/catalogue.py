@@ -1,0 +1,35 @@
+"""The animal catalogue: the one list the API's /v1/animals and the compositors share.
+
+Pure data with no imports beyond the standard library, so the API can read it cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Animal:
+    id: str
+    name: str
+    description: str
+
+
+ANIMALS: tuple[Animal, ...] = (
+    Animal("cat", "Cat", "Pointed ears, pink nose, whiskers and soft tabby stripes."),
+    Animal("dog", "Dog", "Floppy ears, a big black nose and a friendly muzzle."),
+    Animal("fox", "Fox", "Tall orange ears, a white muzzle and a sharp black nose."),
+    Animal("bear", "Bear", "Round ears, a tan muzzle and warm brown fur."),
+    Animal("rabbit", "Rabbit", "Long upright ears, a twitchy pink nose and buck teeth."),
+    Animal("panda", "Panda", "Black round ears and the classic black eye patches."),
+    Animal("tiger", "Tiger", "Orange fur, bold black stripes and a white muzzle."),
+    Animal("raccoon", "Raccoon", "Grey fur, a black bandit mask and pale ears."),
+)
+
+ANIMAL_IDS: frozenset[str] = frozenset(a.id for a in ANIMALS)
+
+
+def get_animal(animal_id: str) -> Animal | None:
+    """The catalogue entry for an id (case-insensitive), or None."""
+    needle = animal_id.strip().lower()
+    return next((a for a in ANIMALS if a.id == needle), None)

@@ -1,0 +1,70 @@
+"""The function's settings; the only module that reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# cloud_functions/avatar/config.py -> the repository root (only meaningful in a checkout).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+Backend = Literal["local", "gcp"]
+
+
+class Settings(BaseSettings):
+    """Environment variables, named in upper case (`AVATAR_BACKEND`, `MAX_PIXELS`, ...)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # Which backends run each stage; `avatar_backend` sets all three, the others override it.
+    avatar_backend: Backend = "local"
+    avatar_detector: Backend | None = None
+    avatar_compositor: Backend | None = None
+    avatar_store: Literal["local", "gcs"] | None = None
+
+    # Input limits.
+    max_request_bytes: int = 32 * 1024 * 1024  # Cloud Functions gen2 caps requests at 32 MB
+    max_pixels: int = 50_000_000  # read from the header, checked before decoding
+    working_size_px: int = 1600  # long side of the image the pipeline works on
+    default_animal: str = "cat"
+
+    # Local backends.
+    model_dir: Path = REPO_ROOT / ".cache" / "models"
+    storage_dir: Path = REPO_ROOT / "var" / "media"
+    media_base_url: str = "http://127.0.0.1:8000/media"
+    media_signing_key: SecretStr = SecretStr("dev-only-media-signing-key")
+    signed_url_ttl_s: int = 3600
+
+    # Google Cloud backends.
+    gcp_project: str | None = None
+    gcp_location: str = "us-central1"
+    gcs_bucket: str | None = None
+    vertex_model: str = "gemini-2.5-flash-image"
+    vision_api_endpoint: str | None = None  # e.g. http://127.0.0.1:9001 for a local fake
+    vertex_api_endpoint: str | None = None
+    gcp_deadline_s: float = 25.0  # must fit inside the function's timeout
+    compose_fallback: Literal["local", "none"] = "local"
+
+    @property
+    def detector(self) -> Backend:
+        return self.avatar_detector or self.avatar_backend
+
+    @property
+    def compositor(self) -> Backend:
+        return self.avatar_compositor or self.avatar_backend
+
+    @property
+    def store(self) -> Literal["local", "gcs"]:
+        if self.avatar_store:
+            return self.avatar_store
+        return "gcs" if self.avatar_backend == "gcp" else "local"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use (never at import)."""
+    return Settings()
