@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         for name in ("admin_api_key", "media_signing_key"):
             secret: SecretStr = getattr(self, name)
             if secret.get_secret_value() in PLACEHOLDER_SECRETS:
-                msg = f"{name.upper()} must be set to a real secret when ENVIRONMENT={self.environment}"
+                msg = f"{name.upper()} must be a real secret when ENVIRONMENT={self.environment}"
                 raise ValueError(msg)
         return self
 

@@ -61,7 +61,7 @@ class UpstreamTimeout(AvatarError):
 
 
 class ModelsMissing(AvatarError):
-    """The local model files are not in the cache; the detail names the command that fetches them."""
+    """The local model files are missing; the detail names the command that fetches them."""
 
     code = "upstream_unavailable"
     status = 503
