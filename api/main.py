@@ -1,0 +1,137 @@
+"""The FastAPI application: `create_app()` wires settings, lifespan, routers and error handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import animals, health, media
+from api.config import Settings, get_settings
+from api.db import build_engine, build_sessionmaker
+from api.errors import ApiError, InvalidRequest, MethodNotAllowed, NotFound, Unauthorized
+from api.generations.router import router as generations_router
+from api.storage import build_store
+from api.users.router import router as users_router
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Build the engine, the session factory, the object store and shared HTTP clients."""
+    settings: Settings = app.state.settings
+    engine = build_engine(settings.database_url, pool_size=settings.database_pool_size)
+    app.state.engine = engine
+    app.state.sessionmaker = build_sessionmaker(engine)
+    app.state.store = build_store(settings)
+    app.state.probe_client = httpx.AsyncClient()
+    try:
+        yield
+    finally:
+        await app.state.probe_client.aclose()
+        await engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API application for these settings (by default, the environment's)."""
+    app = FastAPI(
+        title="animal-avatar",
+        version="0.1.0",
+        summary="Turn a selfie into an animal character.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or get_settings()
+    for router in (
+        users_router,
+        generations_router,
+        animals.router,
+        health.router,
+        media.router,
+    ):
+        app.include_router(router)
+    install_error_handlers(app)
+    return app
+
+
+def problem(status: int, code: str, title: str, detail: str) -> JSONResponse:
+    """An RFC 9457 problem+json response."""
+    body = {
+        "type": f"https://animal-avatar.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def problem_response(error: ApiError) -> JSONResponse:
+    """The problem+json for an error of the family, with its Retry-After / WWW-Authenticate."""
+    response = problem(error.status, error.code, error.title, error.detail)
+    if error.retry_after_s is not None:
+        response.headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, Unauthorized):
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+async def handle_api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return problem_response(exc)
+
+
+async def handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return problem_response(InvalidRequest(validation_detail(exc)))
+
+
+async def handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    response = http_exception_problem(exc)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # Logged with its traceback here; the client sees a generic problem, never the stack.
+    logger.exception("unhandled error", exc_info=exc)
+    return problem_response(ApiError("the server hit an unexpected error"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error, ours or the framework's, leaves as problem+json."""
+    app.add_exception_handler(ApiError, handle_api_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_exception_handler(Exception, handle_unexpected)
+
+
+def validation_detail(exc: RequestValidationError) -> str:
+    """`field: message` for each error FastAPI found, joined."""
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{location}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "the request is invalid"
+
+
+def http_exception_problem(exc: StarletteHTTPException) -> JSONResponse:
+    """A framework HTTP error (unknown route, wrong method, ...) as problem+json."""
+    if exc.status_code == HTTPStatus.NOT_FOUND:
+        return problem_response(NotFound("no such resource"))
+    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        return problem_response(MethodNotAllowed("method not allowed on this resource"))
+    status = HTTPStatus(exc.status_code)
+    code = "invalid_request" if status < HTTPStatus.INTERNAL_SERVER_ERROR else "internal_error"
+    return problem(status, code, status.phrase, str(exc.detail))

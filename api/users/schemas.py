@@ -1,0 +1,44 @@
+"""What the users endpoints accept and return."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+# Pragmatic, not RFC 5322: one @, a dotted domain, no spaces. Delivery is what proves an address.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+Username = Annotated[
+    str, Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+]
+Email = Annotated[
+    str, Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN), AfterValidator(_lower)
+]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    username: Username
+    email: Email
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    email: str
+    created_at: datetime
+
+
+class UserCreated(UserPublic):
+    api_key: str = Field(description="Shown once: only its hash is stored.")
