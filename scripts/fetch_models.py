@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cloud_functions"))
 
-from avatar.config import get_settings  # noqa: E402
-from avatar.models import MEDIAPIPE_WHEEL, MODELS, ModelFile, is_valid, sha256_of  # noqa: E402
+from avatar.config import get_settings
+from avatar.models import MEDIAPIPE_WHEEL, MODELS, ModelFile, is_valid, sha256_of
 
 
 def download_wheel(dest: Path) -> Path:
