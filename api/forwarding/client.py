@@ -1,0 +1,226 @@
+"""The API's one way to the Cloud Function: a shared httpx.AsyncClient with retries.
+
+httpx errors and the function's answers are translated to the API's error family here, and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from api.config import Settings
+from api.errors import ApiError, UpstreamTimeout, UpstreamUnavailable
+from api.forwarding.id_token import IdTokenProvider, NoAuth, TokenProvider
+from api.forwarding.retry import RetryPolicy, parse_retry_after
+
+# What a client is told to wait when the function gave no Retry-After of its own.
+DEFAULT_RETRY_AFTER_S = 5
+
+# Codes the function may answer that describe the user's input or the function's own upstream;
+# anything else (a 401 from the platform, an unknown code) is the API's problem, not the user's.
+PASS_THROUGH_CODES = frozenset(
+    {
+        "invalid_request",
+        "image_too_large",
+        "unsupported_image",
+        "invalid_image",
+        "no_face_detected",
+        "content_blocked",
+        "upstream_unavailable",
+        "upstream_timeout",
+    }
+)
+
+RETRYABLE_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class FunctionRequest:
+    """One normalised upload to send to the function."""
+
+    image: bytes
+    content_type: str
+    animal: str
+    generation_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class FunctionResult:
+    """What the API keeps of the function's 200 answer."""
+
+    object_name: str
+    faces: list[dict[str, Any]]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _RetryableError(Exception):
+    def __init__(self, error: ApiError, retry_after_s: float | None) -> None:
+        super().__init__(error.detail)
+        self.error = error
+        self.retry_after_s = retry_after_s
+
+
+class FunctionClient:
+    """Posts uploads to the function; retries only what is safe and worth retrying."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        *,
+        tokens: TokenProvider | None = None,
+        policy: RetryPolicy,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self._url = url
+        self._tokens = tokens or NoAuth()
+        self._policy = policy
+        self._sleep = sleep
+        self._clock = clock
+
+    async def generate(self, request: FunctionRequest) -> FunctionResult:
+        """Run one generation on the function; raises an ApiError with a SPEC code on failure."""
+        started = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(request)
+            except _RetryableError as retryable:
+                delay = self._policy.delay_s(attempt, retryable.retry_after_s)
+                if not self._policy.may_retry(attempt, self._clock() - started, delay):
+                    raise retryable.error from None
+            await self._sleep(delay)
+
+    async def reachable(self) -> bool:
+        """Whether the function answers HTTP at all (any status: it only accepts POST)."""
+        try:
+            await self._http.get(self._url, timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    async def _attempt(self, request: FunctionRequest) -> FunctionResult:
+        try:
+            response = await self._post(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # Nothing reached the function, so trying again cannot run the work twice.
+            error = UpstreamUnavailable(
+                "the avatar function is unreachable", retry_after_s=DEFAULT_RETRY_AFTER_S
+            )
+            raise _RetryableError(error, None) from exc
+        except httpx.PoolTimeout as exc:
+            msg = "too many generations in flight; try again shortly"
+            raise UpstreamUnavailable(msg, retry_after_s=DEFAULT_RETRY_AFTER_S) from exc
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("the avatar function did not answer in time") from exc
+        except httpx.TransportError as exc:
+            msg = "the connection to the avatar function failed"
+            raise UpstreamUnavailable(msg, retry_after_s=DEFAULT_RETRY_AFTER_S) from exc
+        return self._read(response)
+
+    async def _post(self, request: FunctionRequest) -> httpx.Response:
+        headers = {}
+        authorization = await self._tokens.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        return await self._http.post(
+            self._url,
+            headers=headers,
+            data={
+                "animal": request.animal,
+                "generation_id": str(request.generation_id),
+                "user_id": str(request.user_id),
+            },
+            files={"image": ("upload", request.image, request.content_type)},
+        )
+
+    def _read(self, response: httpx.Response) -> FunctionResult:
+        if response.status_code == 200:
+            return parse_success(response)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if response.status_code in (401, 403):
+            self._tokens.invalidate()
+        error = parse_failure(response, retry_after)
+        if response.status_code in RETRYABLE_STATUSES:
+            raise _RetryableError(error, retry_after)
+        raise error
+
+
+def parse_success(response: httpx.Response) -> FunctionResult:
+    """The result in a 200 answer; anything unreadable is the function's fault (503)."""
+    try:
+        body = response.json()
+        object_name = body["object_name"]
+        faces = body.get("faces") or []
+        timings = body.get("timings_ms") or {}
+        if not isinstance(object_name, str) or not object_name or not isinstance(faces, list):
+            raise TypeError(object_name)
+        timings_ms = {str(k): float(v) for k, v in timings.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        msg = "the avatar function answered something unreadable"
+        raise UpstreamUnavailable(msg, retry_after_s=DEFAULT_RETRY_AFTER_S) from exc
+    return FunctionResult(object_name=object_name, faces=faces, timings_ms=timings_ms)
+
+
+def parse_failure(response: httpx.Response, retry_after_s: float | None) -> ApiError:
+    """The API error for a non-200 answer: the function's own code when it is one we pass on."""
+    retry_after = int(retry_after_s) if retry_after_s is not None else DEFAULT_RETRY_AFTER_S
+    code, detail = _error_body(response)
+    if code in PASS_THROUGH_CODES and response.status_code not in RETRYABLE_STATUSES:
+        return ApiError.from_code(code, detail, retry_after_s=retry_after)
+    if response.status_code == 504:
+        return UpstreamTimeout("the avatar function timed out")
+    msg = f"the avatar function is unavailable (HTTP {response.status_code})"
+    if code == "upstream_unavailable" and detail:
+        msg = detail
+    return UpstreamUnavailable(msg, retry_after_s=retry_after)
+
+
+def _error_body(response: httpx.Response) -> tuple[str | None, str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return None, ""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str):
+        return None, ""
+    return body["error"], str(body.get("detail") or body["error"])
+
+
+def build_function_client(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FunctionClient:
+    """The process's one client, pooled and timed out as configured (built in lifespan)."""
+    http = httpx.AsyncClient(
+        transport=transport,
+        limits=httpx.Limits(
+            max_connections=settings.function_max_connections,
+            max_keepalive_connections=settings.function_max_connections,
+        ),
+        timeout=httpx.Timeout(
+            settings.function_timeout_s,
+            connect=settings.function_connect_timeout_s,
+            pool=settings.function_timeout_s,
+        ),
+    )
+    tokens: TokenProvider = (
+        IdTokenProvider(settings.function_url) if settings.function_auth == "id_token" else NoAuth()
+    )
+    policy = RetryPolicy(
+        max_attempts=settings.function_max_attempts, budget_s=settings.function_retry_budget_s
+    )
+    return FunctionClient(http, settings.function_url, tokens=tokens, policy=policy)

@@ -1,0 +1,272 @@
+"""The forwarder against respx standing in for the function: retries, timeouts, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from datetime import timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+import respx
+
+from api.config import Settings
+from api.db import utcnow
+from api.errors import (
+    ApiError,
+    InvalidImage,
+    NoFaceDetected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from api.forwarding.client import FunctionClient, FunctionRequest, build_function_client
+from api.forwarding.id_token import REFRESH_MARGIN_S, IdTokenProvider
+from api.forwarding.retry import RetryPolicy, parse_retry_after
+
+FUNCTION_URL = "http://function.test/"
+
+GOOD_ANSWER = {
+    "image_url": "http://127.0.0.1:8000/media/x.png?sig=1",
+    "object_name": "avatars/u/g.png",
+    "animal": "cat",
+    "faces": [{"box": [1, 2, 3, 4], "landmarks": {}, "confidence": 0.9}],
+    "backend": "local",
+    "timings_ms": {"decode": 1.0, "total": 9.5},
+}
+
+
+def a_request() -> FunctionRequest:
+    return FunctionRequest(
+        image=b"\xff\xd8\xff\xe0fake-jpeg",
+        content_type="image/jpeg",
+        animal="fox",
+        generation_id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+    )
+
+
+class FakeSleep:
+    """Records the waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def a_client(
+    sleep: FakeSleep, *, attempts: int = 3, budget_s: float = 10.0, **settings: object
+) -> FunctionClient:
+    built = build_function_client(Settings(function_url=FUNCTION_URL, **settings))  # type: ignore[arg-type]
+    return FunctionClient(
+        built._http,
+        FUNCTION_URL,
+        policy=RetryPolicy(max_attempts=attempts, budget_s=budget_s),
+        sleep=sleep,
+    )
+
+
+@respx.mock
+async def test_posts_multipart_with_all_fields_and_reads_the_result() -> None:
+    route = respx.post(FUNCTION_URL).respond(200, json=GOOD_ANSWER)
+    request = a_request()
+    result = await a_client(FakeSleep()).generate(request)
+    assert result.object_name == "avatars/u/g.png"
+    assert result.faces[0]["confidence"] == 0.9
+    assert result.timings_ms == {"decode": 1.0, "total": 9.5}
+    sent = route.calls.last.request
+    assert sent.headers["content-type"].startswith("multipart/form-data; boundary=")
+    body = sent.content
+    assert b'name="animal"\r\n\r\nfox' in body
+    assert f'name="generation_id"\r\n\r\n{request.generation_id}'.encode() in body
+    assert f'name="user_id"\r\n\r\n{request.user_id}'.encode() in body
+    assert b'name="image"; filename="upload"\r\nContent-Type: image/jpeg' in body
+    assert b"fake-jpeg" in body
+    assert "authorization" not in sent.headers
+
+
+@respx.mock
+async def test_retries_503_then_succeeds_honouring_retry_after() -> None:
+    route = respx.post(FUNCTION_URL)
+    route.side_effect = [
+        httpx.Response(503, headers={"Retry-After": "2"}, json={"error": "upstream_unavailable"}),
+        httpx.Response(200, json=GOOD_ANSWER),
+    ]
+    sleep = FakeSleep()
+    result = await a_client(sleep).generate(a_request())
+    assert result.object_name == GOOD_ANSWER["object_name"]
+    assert route.call_count == 2
+    assert sleep.delays == [2.0]
+
+
+@respx.mock
+async def test_retries_connect_errors_with_jittered_backoff_then_gives_up_503() -> None:
+    route = respx.post(FUNCTION_URL).mock(side_effect=httpx.ConnectError("refused"))
+    sleep = FakeSleep()
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await a_client(sleep, attempts=3).generate(a_request())
+    assert route.call_count == 3
+    assert len(sleep.delays) == 2
+    assert all(0.0 <= d <= 0.2 * 2**i for i, d in enumerate(sleep.delays))
+    assert caught.value.status == 503
+    assert caught.value.retry_after_s is not None
+
+
+@respx.mock
+async def test_429_is_retried_and_ends_as_upstream_unavailable() -> None:
+    route = respx.post(FUNCTION_URL).respond(429, headers={"Retry-After": "1"}, text="slow down")
+    sleep = FakeSleep()
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await a_client(sleep, attempts=2).generate(a_request())
+    assert route.call_count == 2
+    assert sleep.delays == [1.0]
+    assert caught.value.retry_after_s == 1
+
+
+@respx.mock
+async def test_a_retry_after_beyond_the_budget_is_not_waited_for() -> None:
+    route = respx.post(FUNCTION_URL).respond(503, headers={"Retry-After": "60"})
+    sleep = FakeSleep()
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await a_client(sleep, budget_s=10.0).generate(a_request())
+    assert route.call_count == 1
+    assert sleep.delays == []
+    assert caught.value.retry_after_s == 60
+
+
+@respx.mock
+async def test_500_is_not_retried_and_maps_to_upstream_unavailable() -> None:
+    route = respx.post(FUNCTION_URL).respond(500, text="Internal Server Error")
+    with pytest.raises(UpstreamUnavailable):
+        await a_client(FakeSleep()).generate(a_request())
+    assert route.call_count == 1
+
+
+@respx.mock
+async def test_read_timeout_is_upstream_timeout_and_not_retried() -> None:
+    route = respx.post(FUNCTION_URL).mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(UpstreamTimeout) as caught:
+        await a_client(FakeSleep()).generate(a_request())
+    assert route.call_count == 1
+    assert caught.value.status == 504
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (422, {"error": "no_face_detected", "detail": "no face"}, NoFaceDetected),
+        (422, {"error": "invalid_image", "detail": "truncated"}, InvalidImage),
+        (504, {"error": "upstream_timeout", "detail": "vertex slow"}, UpstreamTimeout),
+        (401, {"error": "unauthorized", "detail": "bad token"}, UpstreamUnavailable),
+        (404, "<html>not here</html>", UpstreamUnavailable),
+    ],
+)
+async def test_function_errors_map_to_spec_codes(
+    status: int, body: object, expected: type[ApiError]
+) -> None:
+    if isinstance(body, dict):
+        respx.post(FUNCTION_URL).respond(status, json=body)
+    else:
+        respx.post(FUNCTION_URL).respond(status, text=str(body))
+    with pytest.raises(expected) as caught:
+        await a_client(FakeSleep()).generate(a_request())
+    assert type(caught.value) is expected
+    if isinstance(body, dict) and expected is not UpstreamUnavailable:
+        assert caught.value.detail == body["detail"]
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, text="not json"),
+        httpx.Response(200, json=["a", "list"]),
+        httpx.Response(200, json={"faces": []}),
+        httpx.Response(200, json={"object_name": "", "faces": []}),
+        httpx.Response(200, json={"object_name": "o", "faces": "nope"}),
+        httpx.Response(200, json={"object_name": "o", "faces": [], "timings_ms": {"a": "x"}}),
+    ],
+)
+async def test_malformed_answers_are_upstream_unavailable(answer: httpx.Response) -> None:
+    respx.post(FUNCTION_URL).mock(return_value=answer)
+    with pytest.raises(UpstreamUnavailable):
+        await a_client(FakeSleep()).generate(a_request())
+
+
+def test_shared_client_takes_limits_and_timeouts_from_settings() -> None:
+    settings = Settings(
+        function_url=FUNCTION_URL,
+        function_timeout_s=30.0,
+        function_connect_timeout_s=2.5,
+        function_max_connections=7,
+    )
+    client = build_function_client(settings)
+    timeout = client._http.timeout
+    assert (timeout.read, timeout.connect) == (30.0, 2.5)
+    pool = client._http._transport._pool  # type: ignore[attr-defined]
+    assert pool._max_connections == 7
+
+
+def test_retry_after_parses_seconds_and_http_dates() -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    later = format_datetime(utcnow().replace(microsecond=0) + timedelta(seconds=30), usegmt=True)
+    assert 25.0 <= (parse_retry_after(later) or 0.0) <= 30.0
+
+
+def a_jwt(exp: float) -> str:
+    def part(obj: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part({'exp': exp, 'aud': FUNCTION_URL})}.c2ln"
+
+
+async def test_id_token_is_cached_until_near_expiry_and_fetched_once_at_a_time() -> None:
+    now = [1_000_000.0]
+    fetched: list[str] = []
+
+    def fetch(audience: str) -> str:
+        time.sleep(0.05)  # the blocking HTTP call google-auth makes
+        fetched.append(audience)
+        return a_jwt(now[0] + 3600)
+
+    provider = IdTokenProvider(FUNCTION_URL, fetch=fetch, clock=lambda: now[0])
+    headers = await asyncio.gather(*(provider.authorization() for _ in range(20)))
+    assert fetched == [FUNCTION_URL]
+    assert len(set(headers)) == 1
+    assert str(headers[0]).startswith("Bearer ")
+    now[0] += 3600 - REFRESH_MARGIN_S - 1
+    await provider.authorization()
+    assert len(fetched) == 1
+    now[0] += 2
+    await provider.authorization()
+    assert len(fetched) == 2
+
+
+@respx.mock
+async def test_id_token_is_sent_and_a_401_makes_the_next_call_fetch_a_new_one() -> None:
+    route = respx.post(FUNCTION_URL)
+    route.side_effect = [httpx.Response(401), httpx.Response(200, json=GOOD_ANSWER)]
+    tokens: list[str] = []
+
+    def fetch(audience: str) -> str:
+        tokens.append(a_jwt(time.time() + 3600 + len(tokens)))
+        return tokens[-1]
+
+    provider = IdTokenProvider(FUNCTION_URL, fetch=fetch)
+    built = build_function_client(Settings(function_url=FUNCTION_URL))
+    client = FunctionClient(
+        built._http, FUNCTION_URL, tokens=provider, policy=RetryPolicy(3, 10.0), sleep=FakeSleep()
+    )
+    with pytest.raises(UpstreamUnavailable):
+        await client.generate(a_request())
+    assert route.calls.last.request.headers["authorization"] == f"Bearer {tokens[0]}"
+    await client.generate(a_request())
+    assert route.calls.last.request.headers["authorization"] == f"Bearer {tokens[1]}"
