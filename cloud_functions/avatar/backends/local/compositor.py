@@ -1,0 +1,26 @@
+"""The `local` compose stage: procedural animal characters drawn from the landmarks, offline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PIL import Image
+
+from avatar.compose import compose_faces
+from avatar.faces import Face
+
+
+class LocalCompositor:
+    """Draws the animal over every given face; pixels away from the faces stay unchanged."""
+
+    name = "local"
+
+    def compose(
+        self,
+        image: Image.Image,
+        faces: Sequence[Face],
+        masks: Sequence[Image.Image],
+        animal: str,
+    ) -> Image.Image:
+        """The image with each face turned into `animal`; InvalidRequest for an unknown animal."""
+        return compose_faces(image, faces, masks, animal)

@@ -1,0 +1,111 @@
+"""Ears: shapes in ear units (base at the origin, pointing up), placed on the top of the head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from avatar.compose.animals import RGB, Style
+from avatar.compose.geometry import FaceFrame, FloatArray, cubic, ellipse, mirror, path, transform
+from avatar.compose.raster import Sketch
+
+
+@dataclass(frozen=True)
+class EarShape:
+    """One ear (the subject's left, on the image's right) in face units."""
+
+    outer: FloatArray
+    inner: FloatArray
+    tip: FloatArray | None  # the darker tip (fox), if any
+
+
+def _pointed(width: float, height: float, round_tip: float) -> FloatArray:
+    left, right, tip = np.array([-width / 2, 0.25]), np.array([width / 2, 0.25]), np.array([0.04, -height])
+    return path(
+        cubic(left, (-width * 0.48, -height * 0.4), (-round_tip, -height * 0.98), tip),
+        cubic(tip, (round_tip + 0.04, -height * 0.98), (width * 0.5, -height * 0.4), right),
+        cubic(right, (width * 0.25, 0.4), (-width * 0.25, 0.4), left),
+    )[:-1]
+
+
+def _ear_units(kind: str) -> tuple[FloatArray, FloatArray]:
+    """Outer and inner outlines of an ear kind, in ear units."""
+    if kind == "round":
+        return ellipse(0, -0.3, 0.44, 0.42), ellipse(0, -0.26, 0.26, 0.24)
+    if kind == "long":
+        return ellipse(0, -1.05, 0.3, 1.25), ellipse(0, -1.0, 0.15, 0.95)
+    if kind == "tall":
+        return _pointed(0.95, 1.5, 0.08), transform(_pointed(0.55, 1.1, 0.06), offset=(0.02, -0.1))
+    if kind == "rounded":
+        return _pointed(1.0, 0.95, 0.24), transform(_pointed(0.56, 0.62, 0.15), offset=(0.02, -0.08))
+    return _pointed(0.95, 1.1, 0.1), transform(_pointed(0.54, 0.78, 0.07), offset=(0.02, -0.08))
+
+
+# Where each ear kind sits: x of its base on the head, tilt outwards (degrees).
+_PLACEMENT = {"round": (0.82, 28.0), "long": (0.42, 10.0), "tall": (0.7, 17.0), "rounded": (0.78, 24.0)}
+
+
+def ear_anchor_y(frame: FaceFrame) -> float:
+    """The y of the top of the skull: above the forehead by a share of the face's height."""
+    return frame.top - 0.2 * frame.height
+
+
+def ear_shape(frame: FaceFrame, style: Style) -> EarShape:
+    """The subject's left ear for this face and style, in face units."""
+    if style.ear == "floppy":
+        return _floppy(frame)
+    outer, inner = _ear_units(style.ear)
+    base_x, tilt = _PLACEMENT.get(style.ear, (0.72, 20.0))
+    size = style.ear_size * max(frame.half_width, 0.9)
+    anchor = (base_x * frame.half_width, ear_anchor_y(frame))
+    place = {"scale": size, "angle_deg": tilt, "offset": anchor}
+    tip = None
+    if style.ear_tip is not None:
+        tip = transform(outer[outer[:, 1] < -0.95], **place)  # type: ignore[arg-type]
+    return EarShape(transform(outer, **place), transform(inner, **place), tip)  # type: ignore[arg-type]
+
+
+def _floppy(frame: FaceFrame) -> EarShape:
+    """A dog's ear: attached high on the side of the head, hanging down beside the cheek."""
+    hw, top = frame.half_width, ear_anchor_y(frame) + 0.15
+    bottom = frame.mouth[1] + 0.05
+    a, b = np.array([0.35 * hw, top]), np.array([hw * 1.02, 0.25])
+    outer = path(
+        cubic(a, (0.9 * hw, top - 0.35), (1.45 * hw, top - 0.05), (1.5 * hw, 0.3)),
+        cubic((1.5 * hw, 0.3), (1.6 * hw, bottom - 0.1), (1.35 * hw, bottom + 0.25), (1.12 * hw, bottom)),
+        cubic((1.12 * hw, bottom), (0.98 * hw, bottom - 0.3), (0.98 * hw, 0.6), b),
+        cubic(b, (0.95 * hw, -0.3), (0.6 * hw, top + 0.2), a),
+    )[:-1]
+    inner = transform(outer, scale=0.7, offset=(0.36 * hw, 0.12))
+    return EarShape(outer, inner, None)
+
+
+def _shade(color: RGB, factor: float) -> tuple[int, int, int, int]:
+    return (int(min(color[0] * factor, 255)), int(min(color[1] * factor, 255)), int(min(color[2] * factor, 255)), 255)
+
+
+def draw_ear(sketch: Sketch, ear: EarShape, style: Style) -> None:
+    """One ear with rim, inner colour, depth shading, tip and an outline."""
+    outline = (*style.dark, 235)
+    rim = style.ear_back or style.fur
+    sketch.polygon(ear.outer, _shade(rim, 1.0), outline, 0.045)
+    # A darker band just inside the rim gives the ear thickness.
+    sketch.polygon(transform(ear.outer, scale=0.88, offset=_centroid(ear.outer) * 0.12), _shade(rim, 0.86))
+    if ear.tip is not None and style.ear_tip is not None:
+        sketch.polygon(ear.tip, (*style.ear_tip, 255), outline, 0.03)
+    sketch.polygon(ear.inner, (*style.inner_ear, 255), (*style.dark, 120), 0.02)
+    base = _centroid(ear.inner)
+    deep = transform(ear.inner - base, scale=0.6, offset=base + np.array([0.0, 0.06]))
+    sketch.polygon(deep, (*_shade(style.inner_ear, 0.8)[:3], 150))
+
+
+def _centroid(points: FloatArray) -> FloatArray:
+    return np.asarray(points.mean(axis=0), dtype=np.float64)
+
+
+def both_ears(frame: FaceFrame, style: Style) -> tuple[EarShape, EarShape]:
+    """The subject's right ear (image left) and left ear (image right)."""
+    left = ear_shape(frame, style)
+    tip = mirror(left.tip) if left.tip is not None else None
+    return EarShape(mirror(left.outer), mirror(left.inner), tip), left
