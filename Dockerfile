@@ -5,10 +5,9 @@
 #   migrations:     alembic -c api/alembic.ini upgrade head
 # docker-compose.yml wires them together; infra/README.md covers the cloud.
 
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
-
+# The base image, pinned to a patch release; bump all three FROM lines together.
 # --- builder: the virtual environment and the local face models -------------------------------
-FROM ${PYTHON_IMAGE} AS builder
+FROM python:3.11.14-slim-bookworm AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -30,7 +29,7 @@ COPY cloud_functions/ cloud_functions/
 RUN MODEL_DIR=/opt/models PYTHONPATH=/build:/build/cloud_functions python scripts/fetch_models.py
 
 # --- storage-emulator: a local Cloud Storage for the gcs store (docker compose --profile gcs) -
-FROM ${PYTHON_IMAGE} AS storage-emulator
+FROM python:3.11.14-slim-bookworm AS storage-emulator
 
 ARG GCP_STORAGE_EMULATOR_VERSION=2026.7.19
 RUN pip install --no-cache-dir "gcp-storage-emulator==${GCP_STORAGE_EMULATOR_VERSION}"
@@ -39,7 +38,7 @@ EXPOSE 9023
 CMD ["gcp-storage-emulator", "start", "--host=0.0.0.0", "--port=9023", "--in-memory"]
 
 # --- runtime (last, so a plain `docker build .` gives this) ----------------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+FROM python:3.11.14-slim-bookworm AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

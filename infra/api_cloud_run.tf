@@ -1,0 +1,425 @@
+# Optional (deploy_api = true): the API on Cloud Run, PostgreSQL on Cloud SQL reached over a
+# private IP, secrets in Secret Manager, schema migrations as a Cloud Run job.
+# For when one machine running `docker compose` is not enough (see README.md).
+
+locals {
+  api_count = var.deploy_api ? 1 : 0
+  # Cloud SQL's service-network peering is reached from this VPC only.
+  sql_database = "animal_avatar"
+  sql_user     = "animal_avatar"
+}
+
+# --- network: Cloud Run egresses through this subnet to Cloud SQL's private IP -------------------
+
+resource "google_compute_network" "api" {
+  count = local.api_count
+
+  project                 = var.project_id
+  name                    = "${var.name_prefix}-api"
+  auto_create_subnetworks = false
+
+  depends_on = [google_project_service.required]
+}
+
+resource "google_compute_subnetwork" "api" {
+  count = local.api_count
+
+  project                  = var.project_id
+  name                     = "${var.name_prefix}-api-${var.region}"
+  region                   = var.region
+  network                  = google_compute_network.api[0].id
+  ip_cidr_range            = var.vpc_subnet_cidr
+  private_ip_google_access = true
+
+  log_config {
+    aggregation_interval = "INTERVAL_10_MIN"
+    flow_sampling        = 0.5
+    metadata             = "INCLUDE_ALL_METADATA"
+  }
+}
+
+# The network only carries the API's egress: nothing may come in.
+resource "google_compute_firewall" "api_deny_ingress" {
+  count = local.api_count
+
+  project   = var.project_id
+  name      = "${var.name_prefix}-api-deny-ingress"
+  network   = google_compute_network.api[0].id
+  direction = "INGRESS"
+  priority  = 65000
+
+  source_ranges = ["0.0.0.0/0"]
+
+  deny {
+    protocol = "all"
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
+resource "google_compute_global_address" "sql_peering" {
+  count = local.api_count
+
+  project       = var.project_id
+  name          = "${var.name_prefix}-sql-peering"
+  purpose       = "VPC_PEERING"
+  address_type  = "INTERNAL"
+  prefix_length = 20
+  network       = google_compute_network.api[0].id
+}
+
+resource "google_service_networking_connection" "sql" {
+  count = local.api_count
+
+  network                 = google_compute_network.api[0].id
+  service                 = "servicenetworking.googleapis.com"
+  reserved_peering_ranges = [google_compute_global_address.sql_peering[0].name]
+}
+
+# --- Cloud SQL for PostgreSQL ------------------------------------------------------------------
+
+resource "google_sql_database_instance" "api" {
+  count = local.api_count
+
+  project             = var.project_id
+  name                = "${var.name_prefix}-postgres"
+  region              = var.region
+  database_version    = "POSTGRES_17"
+  deletion_protection = true
+
+  settings {
+    edition                     = "ENTERPRISE"
+    tier                        = var.sql_tier
+    availability_type           = var.sql_availability_type
+    disk_size                   = var.sql_disk_size_gb
+    disk_autoresize             = true
+    deletion_protection_enabled = true
+    user_labels                 = var.labels
+
+    ip_configuration {
+      ipv4_enabled                                  = false
+      private_network                               = google_compute_network.api[0].id
+      enable_private_path_for_google_cloud_services = true
+      ssl_mode                                      = "ENCRYPTED_ONLY"
+    }
+
+    backup_configuration {
+      enabled                        = true
+      point_in_time_recovery_enabled = true
+      start_time                     = "03:00"
+      transaction_log_retention_days = 7
+
+      backup_retention_settings {
+        retained_backups = var.sql_backup_retention_count
+      }
+    }
+
+    maintenance_window {
+      day  = 7
+      hour = 4
+    }
+
+    insights_config {
+      query_insights_enabled  = true
+      record_application_tags = false
+      record_client_address   = false
+    }
+
+    # What the CIS benchmark asks PostgreSQL to log.
+    database_flags {
+      name  = "log_checkpoints"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_connections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_disconnections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_lock_waits"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_min_messages"
+      value = "error"
+    }
+    database_flags {
+      name  = "log_temp_files"
+      value = "0"
+    }
+    database_flags {
+      name  = "log_duration"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_min_duration_statement"
+      value = "-1"
+    }
+  }
+
+  depends_on = [google_service_networking_connection.sql]
+}
+
+resource "google_sql_database" "api" {
+  count = local.api_count
+
+  project  = var.project_id
+  name     = local.sql_database
+  instance = google_sql_database_instance.api[0].name
+}
+
+resource "random_password" "sql" {
+  count = local.api_count
+
+  length  = 40
+  special = false # it goes into DATABASE_URL unescaped
+}
+
+resource "google_sql_user" "api" {
+  count = local.api_count
+
+  project  = var.project_id
+  name     = local.sql_user
+  instance = google_sql_database_instance.api[0].name
+  password = random_password.sql[0].result
+}
+
+# --- secrets: generated here, read by the API at start; `terraform output` never prints them ----
+
+resource "random_password" "admin_api_key" {
+  count = local.api_count
+
+  length  = 48
+  special = false
+}
+
+resource "random_password" "media_signing_key" {
+  count = local.api_count
+
+  length  = 48
+  special = false
+}
+
+locals {
+  api_secret_values = var.deploy_api ? {
+    DATABASE_URL = format( #checkov:skip=CKV_SECRET_4:A URL template; the password comes from random_password at apply time.
+      "postgresql+psycopg://%s:%s@%s:5432/%s?sslmode=require",
+      local.sql_user, random_password.sql[0].result,
+      google_sql_database_instance.api[0].private_ip_address, local.sql_database,
+    )
+    ADMIN_API_KEY     = random_password.admin_api_key[0].result
+    MEDIA_SIGNING_KEY = random_password.media_signing_key[0].result
+  } : {}
+  # Keys known at plan time, so for_each works before the values exist.
+  api_secret_names = var.deploy_api ? toset(["DATABASE_URL", "ADMIN_API_KEY", "MEDIA_SIGNING_KEY"]) : toset([])
+}
+
+resource "google_secret_manager_secret" "api" {
+  #checkov:skip=CKV_GCP_128:Google-managed encryption; a customer-managed key adds a KMS key ring this stack does not otherwise need.
+  for_each = local.api_secret_names
+
+  project   = var.project_id
+  secret_id = "${var.name_prefix}-${lower(replace(each.key, "_", "-"))}"
+
+  replication {
+    user_managed {
+      replicas {
+        location = var.region
+      }
+    }
+  }
+
+  depends_on = [google_project_service.required]
+}
+
+resource "google_secret_manager_secret_version" "api" {
+  for_each = local.api_secret_names
+
+  secret      = google_secret_manager_secret.api[each.key].id
+  secret_data = local.api_secret_values[each.key]
+}
+
+resource "google_secret_manager_secret_iam_member" "api" {
+  for_each = local.api_secret_names
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.api[each.key].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.api_member
+}
+
+# --- the API service and its migrations job ----------------------------------------------------
+
+locals {
+  api_env = {
+    ENVIRONMENT        = "production"
+    FUNCTION_URL       = google_cloudfunctions2_function.main.service_config[0].uri
+    FUNCTION_AUTH      = "id_token"
+    FUNCTION_TIMEOUT_S = tostring(var.function_timeout_s)
+    STORAGE_BACKEND    = "gcs"
+    GCS_BUCKET         = google_storage_bucket.results.name
+    SIGNED_URL_TTL_S   = tostring(var.signed_url_ttl_s)
+  }
+}
+
+resource "google_cloud_run_v2_service" "api" {
+  count = local.api_count
+
+  project              = var.project_id
+  name                 = "${var.name_prefix}-api"
+  location             = var.region
+  ingress              = "INGRESS_TRAFFIC_ALL"
+  invoker_iam_disabled = var.api_public
+  deletion_protection  = true
+
+  template {
+    service_account                  = local.api_service_account_email
+    timeout                          = "${var.api_request_timeout_s}s"
+    max_instance_request_concurrency = var.api_concurrency
+
+    scaling {
+      min_instance_count = var.api_min_instances
+      max_instance_count = var.api_max_instances
+    }
+
+    vpc_access {
+      egress = "PRIVATE_RANGES_ONLY"
+      network_interfaces {
+        network    = google_compute_network.api[0].id
+        subnetwork = google_compute_subnetwork.api[0].id
+      }
+    }
+
+    containers {
+      image = var.api_image
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = var.api_cpu
+          memory = "${var.api_memory_mb}Mi"
+        }
+        cpu_idle = true
+      }
+
+      dynamic "env" {
+        for_each = local.api_env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      dynamic "env" {
+        for_each = local.api_secret_names
+        content {
+          name = env.value
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.api[env.value].secret_id
+              version = "latest"
+            }
+          }
+        }
+      }
+
+      startup_probe {
+        http_get {
+          path = "/healthz"
+        }
+        period_seconds    = 5
+        failure_threshold = 12
+      }
+
+      liveness_probe {
+        http_get {
+          path = "/healthz"
+        }
+        period_seconds = 30
+      }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.api_image != null
+      error_message = "deploy_api = true needs api_image (the image built from this repository's Dockerfile)."
+    }
+  }
+
+  depends_on = [
+    google_secret_manager_secret_version.api,
+    google_secret_manager_secret_iam_member.api,
+    google_sql_database.api,
+    google_sql_user.api,
+  ]
+}
+
+# Run before each new API revision: gcloud run jobs execute <name> --region <region> --wait
+resource "google_cloud_run_v2_job" "migrate" {
+  count = local.api_count
+
+  project             = var.project_id
+  name                = "${var.name_prefix}-api-migrate"
+  location            = var.region
+  deletion_protection = false
+
+  template {
+    task_count = 1
+
+    template {
+      service_account = local.api_service_account_email
+      max_retries     = 1
+      timeout         = "600s"
+
+      vpc_access {
+        egress = "PRIVATE_RANGES_ONLY"
+        network_interfaces {
+          network    = google_compute_network.api[0].id
+          subnetwork = google_compute_subnetwork.api[0].id
+        }
+      }
+
+      containers {
+        image   = var.api_image
+        command = ["alembic", "-c", "api/alembic.ini", "upgrade", "head"]
+
+        dynamic "env" {
+          for_each = local.api_env
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.api_secret_names
+          content {
+            name = env.value
+            value_source {
+              secret_key_ref {
+                secret  = google_secret_manager_secret.api[env.value].secret_id
+                version = "latest"
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [
+    google_secret_manager_secret_version.api,
+    google_secret_manager_secret_iam_member.api,
+    google_sql_database.api,
+    google_sql_user.api,
+  ]
+}

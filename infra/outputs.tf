@@ -1,0 +1,39 @@
+output "function_uri" {
+  description = "HTTPS URL of the function: the API's FUNCTION_URL (with FUNCTION_AUTH=id_token)."
+  value       = google_cloudfunctions2_function.main.service_config[0].uri
+}
+
+output "function_name" {
+  description = "Name of the Cloud Function."
+  value       = google_cloudfunctions2_function.main.name
+}
+
+output "results_bucket" {
+  description = "Private bucket of generated avatars: the API's and the function's GCS_BUCKET."
+  value       = google_storage_bucket.results.name
+}
+
+output "function_service_account_email" {
+  description = "Service account the function runs as."
+  value       = google_service_account.function.email
+}
+
+output "api_service_account_email" {
+  description = "The API's identity: the only principal allowed to invoke the function. Run the API as it."
+  value       = local.api_service_account_email
+}
+
+output "api_url" {
+  description = "URL of the API on Cloud Run (null unless deploy_api)."
+  value       = one(google_cloud_run_v2_service.api[*].uri)
+}
+
+output "api_migrate_job" {
+  description = "Cloud Run job that applies the database migrations (null unless deploy_api)."
+  value       = one(google_cloud_run_v2_job.migrate[*].name)
+}
+
+output "api_secret_ids" {
+  description = "Secret Manager secrets of the API (DATABASE_URL, ADMIN_API_KEY, MEDIA_SIGNING_KEY); read one with gcloud secrets versions access latest --secret=ID."
+  value       = { for name, secret in google_secret_manager_secret.api : name => secret.secret_id }
+}
