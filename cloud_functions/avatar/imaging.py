@@ -153,14 +153,3 @@ def contour_mask(
         local = local.filter(ImageFilter.GaussianBlur(feather_px / 2))
     mask.paste(local, (x0, y0))
     return mask
-
-
-def outline(image: Image.Image, contours: list[npt.NDArray[np.float32]]) -> Image.Image:
-    """A copy of the image with each contour drawn (the placeholder when no compositor runs)."""
-    out = image.copy()
-    draw = ImageDraw.Draw(out)
-    width = max(2, round(max(image.size) / 400))
-    for contour in contours:
-        points = [(float(x), float(y)) for x, y in contour]
-        draw.line([*points, points[0]], fill=(255, 64, 160), width=width)
-    return out

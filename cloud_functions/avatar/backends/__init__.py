@@ -6,8 +6,10 @@ when selected, so the local path never pays for the Google client libraries.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
@@ -63,3 +65,51 @@ class Backends:
     masker: FaceMasker
     compositor: Compositor
     store: ObjectStore
+
+
+@cache
+def build_backends(settings: Settings) -> Backends:
+    """The one place adapters are chosen; built once per process per settings."""
+    detector, masker = _detector_and_masker(settings)
+    return Backends(detector, masker, _compositor(settings), _store(settings))
+
+
+def _detector_and_masker(settings: Settings) -> tuple[FaceDetector, FaceMasker]:
+    if settings.detector == "gcp":
+        vision = importlib.import_module("avatar.backends.gcp.vision")
+        from avatar.masking import ContourMasker
+
+        detector: FaceDetector = vision.VisionDetector.from_settings(settings)
+        return detector, ContourMasker()
+    from avatar.backends.local.detector import LocalDetector
+    from avatar.backends.local.runtime import ModelRunner
+    from avatar.backends.local.segmenter import SegmentationMasker
+
+    runner = ModelRunner(settings.model_dir)  # shared: it keeps one interpreter set per thread
+    return LocalDetector(runner), SegmentationMasker(runner)
+
+
+def _local_compositor() -> Compositor:
+    module = importlib.import_module("avatar.backends.local.compositor")
+    compositor: Compositor = module.LocalCompositor()
+    return compositor
+
+
+def _compositor(settings: Settings) -> Compositor:
+    if settings.compositor == "local":
+        return _local_compositor()
+    vertex = importlib.import_module("avatar.backends.gcp.vertex")
+    fallback = _local_compositor() if settings.compose_fallback == "local" else None
+    compositor: Compositor = vertex.VertexCompositor.from_settings(settings, fallback=fallback)
+    return compositor
+
+
+def _store(settings: Settings) -> ObjectStore:
+    if settings.store == "gcs":
+        storage = importlib.import_module("avatar.backends.gcp.storage")
+        gcs: ObjectStore = storage.GcsStore.from_settings(settings)
+        return gcs
+    from avatar.backends.local.store import LocalFileStore
+
+    key = settings.media_signing_key.get_secret_value().encode()
+    return LocalFileStore(settings.storage_dir, settings.media_base_url, key)

@@ -1,0 +1,144 @@
+"""Request parsing: multipart, raw image body, JSON base64 or JSON gcs_uri -> AvatarRequest."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Request, current_app
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from avatar.catalogue import ANIMAL_IDS, get_animal
+from avatar.config import Settings
+from avatar.errors import ImageTooLarge, InvalidRequest, MethodNotAllowed, UnsupportedImage
+
+SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+RAW_TYPES = ("image/", "application/octet-stream")
+FACES_CHOICES = {"largest": False, "all": True}
+
+
+@dataclass(frozen=True)
+class AvatarRequest:
+    """What to generate: the image (bytes, or a stored object's URI) and how to name the result."""
+
+    animal: str
+    user_id: str
+    generation_id: str
+    all_faces: bool
+    image: bytes | None = None
+    gcs_uri: str | None = None
+
+
+def parse_request(request: Request, settings: Settings) -> AvatarRequest:
+    """Validate method, size and content type, then read the body once."""
+    if request.method != "POST":
+        raise MethodNotAllowed(f"{request.method} is not allowed: POST an image")
+    limit_body(request, settings.max_request_bytes)
+    try:
+        return read_body(request, settings)
+    except RequestEntityTooLarge as exc:
+        raise ImageTooLarge(f"request body over {settings.max_request_bytes} bytes") from exc
+
+
+def limit_body(request: Request, max_bytes: int) -> None:
+    """413 before reading when Content-Length says too much; cap streamed bodies too."""
+    current_app.config["MAX_CONTENT_LENGTH"] = max_bytes  # the local server has no cap of its own
+    if request.content_length is not None and request.content_length > max_bytes:
+        msg = f"request body of {request.content_length} bytes is over {max_bytes}"
+        raise ImageTooLarge(msg)
+
+
+def read_body(request: Request, settings: Settings) -> AvatarRequest:
+    """Dispatch on Content-Type."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        return from_multipart(request, settings)
+    if mimetype == "application/json":
+        return from_json(request, settings)
+    if mimetype.startswith(RAW_TYPES):
+        return from_fields(request.args, settings, image=request.get_data(cache=False))
+    msg = f"Content-Type {mimetype or 'none'!r} is not accepted: send multipart, JSON or image/*"
+    raise UnsupportedImage(msg)
+
+
+def from_multipart(request: Request, settings: Settings) -> AvatarRequest:
+    """Multipart: an `image` file part and form fields (query parameters as a fallback)."""
+    upload = request.files.get("image")
+    if upload is None:
+        raise InvalidRequest("multipart body has no `image` file part")
+    fields = {**request.args.to_dict(), **request.form.to_dict()}
+    return from_fields(fields, settings, image=upload.read())
+
+
+def from_json(request: Request, settings: Settings) -> AvatarRequest:
+    """JSON: exactly one of `image_base64` or `gcs_uri`, plus the fields."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidRequest("body is not a JSON object")
+    fields = {**request.args.to_dict(), **body}
+    encoded, uri = fields.get("image_base64"), fields.get("gcs_uri")
+    if (encoded is None) == (uri is None):
+        raise InvalidRequest("give exactly one of `image_base64` or `gcs_uri`")
+    if uri is not None:
+        if not isinstance(uri, str) or not uri:
+            raise InvalidRequest("`gcs_uri` must be a non-empty string")
+        return from_fields(fields, settings, gcs_uri=uri)
+    return from_fields(fields, settings, image=decode_base64(encoded))
+
+
+def decode_base64(value: Any) -> bytes:
+    """Strict base64 (a `data:...;base64,` prefix allowed); InvalidRequest when malformed."""
+    if not isinstance(value, str):
+        raise InvalidRequest("`image_base64` must be a string")
+    _, _, payload = value.rpartition(";base64,") if value.startswith("data:") else ("", "", value)
+    try:
+        return base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest("`image_base64` is not valid base64") from exc
+
+
+def from_fields(
+    fields: Any, settings: Settings, *, image: bytes | None = None, gcs_uri: str | None = None
+) -> AvatarRequest:
+    """Validate the shared fields: animal, user_id, generation_id, faces."""
+    return AvatarRequest(
+        animal=parse_animal(fields.get("animal"), settings.default_animal),
+        user_id=safe_token(fields.get("user_id"), "user_id") or "anonymous",
+        generation_id=safe_token(fields.get("generation_id"), "generation_id") or uuid.uuid4().hex,
+        all_faces=parse_faces(fields.get("faces")),
+        image=image,
+        gcs_uri=gcs_uri,
+    )
+
+
+def parse_animal(value: Any, default: str) -> str:
+    """A catalogue animal id; InvalidRequest naming the choices otherwise."""
+    if value is None or value == "":
+        value = default
+    animal = get_animal(value) if isinstance(value, str) else None
+    if animal is None:
+        choices = ", ".join(sorted(ANIMAL_IDS))
+        raise InvalidRequest(f"unknown animal {value!r}: choose one of {choices}")
+    return animal.id
+
+
+def safe_token(value: Any, field: str) -> str | None:
+    """None when absent; the value when it is [A-Za-z0-9_-]{1,64}; else InvalidRequest."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not SAFE_TOKEN.fullmatch(value):
+        raise InvalidRequest(f"`{field}` must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return value
+
+
+def parse_faces(value: Any) -> bool:
+    """`faces=all` composes every face; `largest` (the default) only the biggest."""
+    if value is None or value == "":
+        return False
+    if not isinstance(value, str) or value.lower() not in FACES_CHOICES:
+        raise InvalidRequest("`faces` must be `largest` or `all`")
+    return FACES_CHOICES[value.lower()]
