@@ -102,14 +102,6 @@ class FunctionClient:
                     raise retryable.error from None
             await self._sleep(delay)
 
-    async def reachable(self) -> bool:
-        """Whether the function answers HTTP at all (any status: it only accepts POST)."""
-        try:
-            await self._http.get(self._url, timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return True
-
     async def aclose(self) -> None:
         """Close the pooled connections."""
         await self._http.aclose()

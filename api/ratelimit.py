@@ -1,0 +1,38 @@
+"""The per-user limit on generations: a sliding window counted in the history itself."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.config import Settings
+from api.db import utcnow
+from api.errors import RateLimited
+from api.generations.models import Generation
+
+
+async def check_generation_rate_limit(
+    session: AsyncSession, user_id: uuid.UUID, settings: Settings
+) -> None:
+    """Raise RateLimited (429, Retry-After) when the user started too many generations lately."""
+    now = utcnow()
+    window_start = now - timedelta(seconds=settings.rate_limit_window_s)
+    # Served by the (user_id, created_at, id) index; the oldest one in the window says when a
+    # slot frees up.
+    stmt = select(func.count(), func.min(Generation.created_at)).where(
+        Generation.user_id == user_id, Generation.created_at > window_start
+    )
+    count, oldest = (await session.execute(stmt)).one()
+    if count < settings.rate_limit_generations:
+        return
+    frees_at = oldest + timedelta(seconds=settings.rate_limit_window_s) if oldest else now
+    retry_after_s = max(1, math.ceil((frees_at - now).total_seconds()))
+    msg = (
+        f"at most {settings.rate_limit_generations} generations per "
+        f"{settings.rate_limit_window_s} s; try again in {retry_after_s} s"
+    )
+    raise RateLimited(msg, retry_after_s=retry_after_s)
