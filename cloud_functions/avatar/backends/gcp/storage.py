@@ -1,0 +1,179 @@
+"""Results in Cloud Storage (google-cloud-storage): idempotent uploads and V4 signed URLs.
+
+Uploads carry `if_generation_match=0` ("only if no such object exists"), so a retried request
+never writes twice; the 412 a retry then meets means the object is already there: success.
+`STORAGE_EMULATOR_HOST` (read by the library itself) points the client at an emulator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from avatar.backends.gcp import errors
+from avatar.backends.gcp.clients import Lazy
+from avatar.backends.gcp.retry import Backoff, call_with_retry
+from avatar.errors import AvatarError, InvalidRequest, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from avatar.config import Settings
+
+SERVICE = "Cloud Storage"
+IAM_ENDPOINT = "https://iamcredentials.googleapis.com"  # IAM Credentials API
+# Results are immutable (a new generation gets a new name) and private: cache, but not shared.
+CACHE_CONTROL = "private, max-age=86400, immutable"
+_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+
+
+class GcsStore:
+    """ObjectStore over one bucket; the client and signing credentials are built on first use."""
+
+    name = "gcs"
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        project: str | None = None,
+        credentials: Any = None,
+        iam_endpoint: str = IAM_ENDPOINT,
+        deadline_s: float = 25.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.bucket_name = bucket
+        self._client: Lazy[Any] = Lazy(lambda: _build_client(project, credentials))
+        self._signing: Lazy[Any] = Lazy(lambda: self._signing_credentials(credentials))
+        self._iam_endpoint = iam_endpoint
+        self._deadline_s = deadline_s
+        self._backoff = backoff
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GcsStore:
+        """The store the settings describe (GCS_BUCKET, GCP_PROJECT, GCP_DEADLINE_S)."""
+        if not settings.gcs_bucket:
+            msg = "GCS_BUCKET must be set for the gcs store"
+            raise ValueError(msg)
+        return cls(
+            settings.gcs_bucket, project=settings.gcp_project, deadline_s=settings.gcp_deadline_s
+        )
+
+    def put(self, name: str, data: bytes, content_type: str) -> None:
+        """Write `data` as `name` once; a retry that finds it already written succeeds."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self._bucket().blob(name)
+        blob.cache_control = CACHE_CONTROL
+
+        def upload(timeout_s: float) -> None:
+            try:
+                blob.upload_from_string(
+                    data,
+                    content_type=content_type,
+                    if_generation_match=0,
+                    retry=None,
+                    timeout=timeout_s,
+                )
+            except PreconditionFailed:
+                return  # an earlier attempt of this very request wrote it
+
+        self._call(upload)
+
+    def get(self, uri: str) -> bytes:
+        """The bytes of `gs://<this bucket>/<object>`; other buckets are refused."""
+        from google.api_core.exceptions import Forbidden, NotFound
+
+        name = self._object_name(uri)
+        blob = self._bucket().blob(name)
+        try:
+            return bytes(self._call(lambda t: blob.download_as_bytes(retry=None, timeout=t)))
+        except AvatarError as exc:
+            if isinstance(exc.__cause__, NotFound | Forbidden):
+                raise InvalidRequest(f"no readable object at {uri}") from exc
+            raise
+
+    def signed_url(self, name: str, ttl_s: int) -> str:
+        """A V4 signed GET URL for `name`, valid for `ttl_s` seconds."""
+        blob = self._bucket().blob(name)
+        try:
+            return str(
+                blob.generate_signed_url(
+                    version="v4",
+                    method="GET",
+                    expiration=dt.timedelta(seconds=ttl_s),
+                    credentials=self._signing.get(),
+                )
+            )
+        except AvatarError:
+            raise
+        except Exception as exc:
+            raise errors.translate(exc, f"{SERVICE} URL signing") from exc
+
+    def delete(self, name: str) -> None:
+        """Remove `name`; an object already gone is fine."""
+        from google.api_core.exceptions import NotFound
+
+        def remove(timeout_s: float) -> None:
+            try:
+                self._bucket().blob(name).delete(retry=None, timeout=timeout_s)
+            except NotFound:
+                return
+
+        self._call(remove)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object whose name starts with `prefix`; how many were removed."""
+        if not prefix:
+            msg = "refusing to delete a whole bucket (empty prefix)"
+            raise ValueError(msg)
+        names = self._call(
+            lambda t: [
+                b.name
+                for b in self._client.get().list_blobs(
+                    self.bucket_name, prefix=prefix, retry=None, timeout=t
+                )
+            ]
+        )
+        for name in names:
+            self.delete(name)
+        return len(names)
+
+    def _call(self, call: Callable[[float], Any]) -> Any:
+        try:
+            return call_with_retry(
+                call,
+                deadline_s=self._deadline_s,
+                is_retryable=errors.is_retryable,
+                backoff=self._backoff,
+            )
+        except Exception as exc:
+            raise errors.translate(exc, SERVICE) from exc
+
+    def _bucket(self) -> Any:
+        return self._client.get().bucket(self.bucket_name)
+
+    def _object_name(self, uri: str) -> str:
+        prefix = f"gs://{self.bucket_name}/"
+        if not uri.startswith(prefix) or len(uri) == len(prefix):
+            raise InvalidRequest(f"gcs_uri must name an object in gs://{self.bucket_name}/")
+        return uri[len(prefix) :]
+
+    def _signing_credentials(self, credentials: Any) -> Any:
+        import google.auth
+
+        from avatar.backends.gcp.signing import signing_credentials
+
+        try:
+            if credentials is None:
+                credentials, _ = google.auth.default(scopes=_SCOPES)
+            return signing_credentials(credentials, self._iam_endpoint, self._deadline_s)
+        except Exception as exc:
+            detail = f"no credentials that can sign {SERVICE} URLs: {exc}"
+            raise UpstreamUnavailable(detail, retry_after_s=errors.DEFAULT_RETRY_AFTER_S) from exc
+
+
+def _build_client(project: str | None, credentials: Any) -> Any:
+    from google.cloud.storage import Client
+
+    return Client(project=project, credentials=credentials)

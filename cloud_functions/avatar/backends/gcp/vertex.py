@@ -1,0 +1,222 @@
+"""Compositing with a Gemini image model on Vertex AI (aiplatform_v1 generate_content, REST).
+
+Each face goes to the model as a roll-aligned crop with an animal-specific prompt; the answer
+is turned back and blended in through the face's feathered mask, so nothing outside it changes.
+
+Decisions: a safety block (promptFeedback.blockReason, or a blocking finishReason) is answered
+with `content_blocked` whatever `compose_fallback` says, because drawing the animal locally
+would step around the model's moderation. An answer with no image (text only, or an empty
+candidate) is not a refusal: it goes to the fallback compositor when one is configured
+(`compose_fallback=local`), else it is `upstream_unavailable`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from avatar.backends.gcp import errors
+from avatar.backends.gcp.clients import Lazy, client_kwargs
+from avatar.backends.gcp.crop import FaceCrop
+from avatar.backends.gcp.retry import Backoff, call_with_retry
+from avatar.catalogue import Animal, get_animal
+from avatar.errors import ContentBlocked, InvalidRequest, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from avatar.backends import Compositor
+    from avatar.config import Settings
+    from avatar.faces import Face
+
+SERVICE = "Vertex AI"
+JPEG_QUALITY = 90
+MAX_PARALLEL_FACES = 4
+# Finish reasons that mean the model refused on safety grounds (names of the v1 enum; the
+# image-specific ones are newer than this client's enum and arrive as their names or numbers).
+BLOCKING_FINISH_REASONS = frozenset(
+    {
+        "SAFETY",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "MODEL_ARMOR",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+    }
+)
+
+
+class NoImageAnswer(Exception):
+    """The model answered, but with no image: not a refusal, maybe worth the fallback."""
+
+
+class VertexCompositor:
+    """Compositor over a Gemini image model; `fallback` draws faces the model gave no image for."""
+
+    name = "gcp"
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        location: str,
+        model: str,
+        endpoint: str | None = None,
+        deadline_s: float = 25.0,
+        fallback: Compositor | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.model_path = (
+            f"projects/{project}/locations/{location}/publishers/google/models/{model}"
+        )
+        endpoint = endpoint or _regional_endpoint(location)
+        self._client: Lazy[Any] = Lazy(lambda: _build_client(endpoint))
+        self._deadline_s = deadline_s
+        self._fallback = fallback
+        self._backoff = backoff
+
+    @classmethod
+    def from_settings(cls, settings: Settings, fallback: Compositor | None) -> VertexCompositor:
+        """The compositor the settings describe; `fallback` serves if compose_fallback=local."""
+        if not settings.gcp_project:
+            msg = "GCP_PROJECT must be set for the gcp compositor"
+            raise ValueError(msg)
+        return cls(
+            project=settings.gcp_project,
+            location=settings.gcp_location,
+            model=settings.vertex_model,
+            endpoint=settings.vertex_api_endpoint,
+            deadline_s=settings.gcp_deadline_s,
+            fallback=fallback if settings.compose_fallback == "local" else None,
+        )
+
+    def compose(
+        self,
+        image: Image.Image,
+        faces: Sequence[Face],
+        masks: Sequence[Image.Image],
+        animal: str,
+    ) -> Image.Image:
+        """`image` with every face turned into `animal`; pixels outside the masks unchanged."""
+        entry = get_animal(animal)
+        if entry is None:
+            raise InvalidRequest(f"unknown animal {animal!r}")
+        crops = [FaceCrop.around(face) for face in faces]
+        answers = self._generate_all(image, crops, entry)
+        result = image
+        for face, mask, crop, answer in zip(faces, masks, crops, answers, strict=True):
+            if answer is None:
+                result = self._fall_back(result, face, mask, animal)
+            else:
+                result = crop.blend_back(result, answer, mask)
+        return result
+
+    def _generate_all(
+        self, image: Image.Image, crops: list[FaceCrop], animal: Animal
+    ) -> list[Image.Image | None]:
+        """The model's image for each crop (None where it answered without one), in parallel."""
+        jpegs = [_jpeg(crop.extract(image)) for crop in crops]
+        if len(jpegs) <= 1:
+            return [self._generate(jpeg, animal) for jpeg in jpegs]
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_FACES, len(jpegs))) as pool:
+            return list(pool.map(lambda jpeg: self._generate(jpeg, animal), jpegs))
+
+    def _generate(self, jpeg: bytes, animal: Animal) -> Image.Image | None:
+        try:
+            response = call_with_retry(
+                lambda timeout_s: self._generate_once(jpeg, animal, timeout_s),
+                deadline_s=self._deadline_s,
+                is_retryable=errors.is_retryable,
+                backoff=self._backoff,
+            )
+            return generated_image(response)
+        except NoImageAnswer:
+            return None
+        except Exception as exc:
+            raise errors.translate(exc, SERVICE) from exc
+
+    def _generate_once(self, jpeg: bytes, animal: Animal, timeout_s: float) -> Any:
+        from google.cloud import aiplatform_v1 as ai
+
+        part_image = ai.Part(inline_data=ai.Blob(mime_type="image/jpeg", data=jpeg))
+        modality = ai.GenerationConfig.Modality
+        request = ai.GenerateContentRequest(
+            model=self.model_path,
+            contents=[ai.Content(role="user", parts=[part_image, ai.Part(text=prompt(animal))])],
+            generation_config=ai.GenerationConfig(
+                response_modalities=[modality.TEXT, modality.IMAGE], candidate_count=1
+            ),
+        )
+        return self._client.get().generate_content(request=request, retry=None, timeout=timeout_s)
+
+    def _fall_back(
+        self, image: Image.Image, face: Face, mask: Image.Image, animal: str
+    ) -> Image.Image:
+        if self._fallback is None:
+            detail = f"{SERVICE} answered without an image"
+            raise UpstreamUnavailable(detail, retry_after_s=errors.DEFAULT_RETRY_AFTER_S)
+        return self._fallback.compose(image, [face], [mask], animal)
+
+
+def prompt(animal: Animal) -> str:
+    """The instruction sent with each face crop, built from the catalogue entry."""
+    return (
+        f"Turn the person in this photo into a {animal.name.lower()} character. "
+        f"{animal.description} Keep the head's position, size, tilt and expression, the "
+        "lighting and everything around the head exactly as they are; change only the face "
+        "and head. Answer with the edited image."
+    )
+
+
+def generated_image(response: Any) -> Image.Image:
+    """The first image part of a GenerateContentResponse; raises on blocks and empty answers."""
+    block = _enum_name(response.prompt_feedback.block_reason)
+    if block != "BLOCKED_REASON_UNSPECIFIED":
+        raise ContentBlocked(f"the image model refused the request ({block})")
+    if not response.candidates:
+        raise NoImageAnswer("no candidates")
+    candidate = response.candidates[0]
+    for part in candidate.content.parts:
+        if part.inline_data.data and part.inline_data.mime_type.startswith("image/"):
+            return _decode(part.inline_data.data)
+    reason = _enum_name(candidate.finish_reason)
+    if reason in BLOCKING_FINISH_REASONS:
+        raise ContentBlocked(f"the image model refused to draw it ({reason})")
+    raise NoImageAnswer(f"finish reason {reason}")
+
+
+def _enum_name(value: Any) -> str:
+    name = getattr(value, "name", None)
+    return name if isinstance(name, str) else str(value)
+
+
+def _decode(data: bytes) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        msg = f"the image part could not be decoded ({base64.b64encode(data[:8]).decode()}...)"
+        raise ValueError(msg) from exc
+    return image
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def _regional_endpoint(location: str) -> str:
+    if location == "global":
+        return "aiplatform.googleapis.com"
+    return f"{location}-aiplatform.googleapis.com"
+
+
+def _build_client(endpoint: str) -> Any:
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.PredictionServiceClient(**client_kwargs(endpoint))

@@ -1,0 +1,253 @@
+"""Fake Google endpoints at the HTTP level: threaded servers on 127.0.0.1:0 that answer
+scripted replies in the documented REST formats and record every request they receive."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: a JSON-able body (or raw bytes), a status, headers, a delay."""
+
+    body: Any = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Handler = Callable[[Recorded], Reply]
+
+
+class FakeServer:
+    """Answers with the scripted replies in order (the last one repeats), or with `handler`."""
+
+    def __init__(self, handler: Handler | None = None) -> None:
+        self.requests: list[Recorded] = []
+        self._replies: list[Reply] = [Reply({})]
+        self._handler = handler
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._replies = list(replies)
+
+    def start(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def answer(self, request: Recorded) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            if self._handler is not None:
+                return self._handler(request)
+            return self._replies.pop(0) if len(self._replies) > 1 else self._replies[0]
+
+    def _request_handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body leave in separate writes: without this, Nagle's algorithm and
+            # the client's delayed ACK add 40 ms to every answer.
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                split = urlsplit(self.path)
+                recorded = Recorded(
+                    self.command,
+                    split.path,
+                    parse_qs(split.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length),
+                )
+                reply = fake.answer(recorded)
+                if reply.delay_s and fake._stopping.wait(reply.delay_s):
+                    return
+                body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body)
+                data = body.encode() if isinstance(body, str) else body
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        return _Handler
+
+
+@contextmanager
+def running(handler: Handler | None = None) -> Iterator[FakeServer]:
+    server = FakeServer(handler).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def google_error(status: int, reason: str, message: str = "fake error") -> dict[str, Any]:
+    """The JSON error body Google REST APIs answer with."""
+    return {"error": {"code": status, "message": message, "status": reason}}
+
+
+# --- Cloud Vision images:annotate ----------------------------------------------------------------
+
+LIKELIHOOD = ("UNKNOWN", "VERY_UNLIKELY", "UNLIKELY", "POSSIBLE", "LIKELY", "VERY_LIKELY")
+
+
+def vision_face(
+    x: float, y: float, size: float, *, roll: float = 0.0, confidence: float = 0.97
+) -> dict[str, Any]:
+    """A FaceAnnotation for an upright frontal face whose fd box is (x, y, size, size).
+
+    Left/right are the viewer's, as Vision documents: LEFT_EYE is the person's right eye.
+    """
+    cx, s = x + size / 2, size
+
+    def at(dx: float, dy: float) -> dict[str, float]:
+        return {"x": cx + dx * s, "y": y + dy * s, "z": 0.0}
+
+    points = {
+        "LEFT_EYE": at(-0.2, 0.38),
+        "RIGHT_EYE": at(0.2, 0.38),
+        "MIDPOINT_BETWEEN_EYES": at(0.0, 0.38),
+        "NOSE_TIP": at(0.0, 0.58),
+        "UPPER_LIP": at(0.0, 0.7),
+        "LOWER_LIP": at(0.0, 0.8),
+        "MOUTH_LEFT": at(-0.15, 0.75),
+        "MOUTH_RIGHT": at(0.15, 0.75),
+        "MOUTH_CENTER": at(0.0, 0.75),
+        "LEFT_EAR_TRAGION": at(-0.48, 0.5),
+        "RIGHT_EAR_TRAGION": at(0.48, 0.5),
+        "FOREHEAD_GLABELLA": at(0.0, 0.28),
+        "CHIN_GNATHION": at(0.0, 0.98),
+        "CHIN_LEFT_GONION": at(-0.4, 0.8),
+        "CHIN_RIGHT_GONION": at(0.4, 0.8),
+        "LEFT_CHEEK_CENTER": at(-0.28, 0.62),
+        "RIGHT_CHEEK_CENTER": at(0.28, 0.62),
+    }
+    vertices = [{"x": round(px), "y": round(py)} for px, py in _corners(x, y, size)]
+    return {
+        "boundingPoly": {"vertices": vertices},
+        "fdBoundingPoly": {"vertices": vertices},
+        "landmarks": [{"type": name, "position": pos} for name, pos in points.items()],
+        "rollAngle": roll,
+        "panAngle": 0.0,
+        "tiltAngle": 0.0,
+        "detectionConfidence": confidence,
+        "landmarkingConfidence": 0.8,
+    }
+
+
+def _corners(x: float, y: float, size: float) -> list[tuple[float, float]]:
+    return [(x, y), (x + size, y), (x + size, y + size), (x, y + size)]
+
+
+def vision_reply(
+    faces: Sequence[dict[str, Any]] = (), *, adult: str = "VERY_UNLIKELY", racy: str = "UNLIKELY",
+    violence: str = "VERY_UNLIKELY",
+) -> dict[str, Any]:
+    """A BatchAnnotateImagesResponse with faces and a SafeSearch verdict."""
+    safe = {"adult": adult, "spoof": "VERY_UNLIKELY", "medical": "UNLIKELY",
+            "violence": violence, "racy": racy}
+    response: dict[str, Any] = {"safeSearchAnnotation": safe}
+    if faces:
+        response["faceAnnotations"] = list(faces)
+    return {"responses": [response]}
+
+
+def vision_image_error(code: int = 3, message: str = "Bad image data.") -> dict[str, Any]:
+    """A 200 answer whose only image failed: the per-image `error` (a google.rpc.Status)."""
+    return {"responses": [{"error": {"code": code, "message": message}}]}
+
+
+# --- Vertex AI generateContent -------------------------------------------------------------------
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def vertex_image_reply(image: Image.Image, *, text: str = "Here is your animal.") -> dict[str, Any]:
+    """A GenerateContentResponse with a text part and an inline PNG image part."""
+    data = base64.b64encode(png_bytes(image)).decode()
+    parts = [{"text": text}, {"inlineData": {"mimeType": "image/png", "data": data}}]
+    return {
+        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}],
+        "modelVersion": "fake-image-model",
+    }
+
+
+def vertex_text_reply(text: str = "I can't make images today.") -> dict[str, Any]:
+    return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                            "finishReason": "STOP"}]}
+
+
+def vertex_blocked_candidate(reason: str = "SAFETY") -> dict[str, Any]:
+    return {"candidates": [{"finishReason": reason, "finishMessage": "blocked by the fake"}]}
+
+
+def vertex_blocked_prompt(reason: str = "PROHIBITED_CONTENT") -> dict[str, Any]:
+    return {"promptFeedback": {"blockReason": reason, "blockReasonMessage": "fake block"}}
+
+
+def inline_image(request: Recorded) -> tuple[str, Image.Image]:
+    """The (mime type, image) of the first inline-data part a generateContent request sent."""
+    for part in request.json()["contents"][0]["parts"]:
+        if "inlineData" in part:
+            blob = part["inlineData"]
+            image = Image.open(io.BytesIO(base64.b64decode(blob["data"])))
+            image.load()
+            return blob["mimeType"], image
+    msg = "the request carried no inline image"
+    raise AssertionError(msg)
+
+
+def prompt_text(request: Recorded) -> str:
+    return " ".join(p["text"] for p in request.json()["contents"][0]["parts"] if "text" in p)
