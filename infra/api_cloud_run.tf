@@ -220,7 +220,6 @@ locals {
 }
 
 resource "google_secret_manager_secret" "api" {
-  #checkov:skip=CKV_GCP_128:Google-managed encryption; a customer-managed key adds a KMS key ring this stack does not otherwise need.
   for_each = local.api_secret_names
 
   project   = var.project_id
