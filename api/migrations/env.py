@@ -22,8 +22,9 @@ target_metadata = Base.metadata
 
 
 def database_url() -> str:
-    """An explicit URL (tests set sqlalchemy.url) or the settings' DATABASE_URL."""
-    return config.get_main_option("sqlalchemy.url") or get_settings().database_url
+    """The URL a caller passed (tests: `Config.attributes["database_url"]`) or DATABASE_URL."""
+    url: str | None = config.attributes.get("database_url")
+    return url or get_settings().database_url
 
 
 def ensure_sqlite_dir(url: str) -> None:

@@ -26,10 +26,12 @@ async def create_user(session: AsyncSession, data: UserCreate) -> tuple[User, st
     """A new user and their API key; Conflict if the username or email is taken."""
     user = User(id=uuid.uuid4(), username=data.username, email=data.email)
     key = generate_api_key()
-    # One commit inserts both rows (users first, by the foreign key), so nothing is half-written.
     api_key = ApiKey(user_id=user.id, key_hash=hash_api_key(key), prefix=key_prefix(key))
-    session.add_all([user, api_key])
     try:
+        # Two flushes (no relationship() orders the rows), one commit: nothing is half-written.
+        session.add(user)
+        await session.flush()
+        session.add(api_key)
         await session.commit()
     except IntegrityError as exc:
         # The unique constraints decide, so two racing requests cannot both win.

@@ -1,0 +1,93 @@
+"""A stand-in for the Cloud Function at the HTTP level (respx), and upload helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+
+import httpx
+from PIL import Image
+
+FUNCTION_URL = "http://function.test/"
+
+
+def parse_multipart(request: httpx.Request) -> dict[str, tuple[bytes, str]]:
+    """The parts of a multipart request: name -> (bytes, content type)."""
+    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + request.content)
+    parts: dict[str, tuple[bytes, str]] = {}
+    for part in message.iter_parts():
+        assert isinstance(part, Message)
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        assert isinstance(name, str)
+        assert isinstance(payload, bytes)
+        parts[name] = (payload, part.get_content_type())
+    return parts
+
+
+@dataclass
+class FunctionStub:
+    """Answers like the function; records what it was sent; can be held until released."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    gate: asyncio.Event | None = None
+    received: list[dict[str, tuple[bytes, str]]] = field(default_factory=list)
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        parts = parse_multipart(request)
+        self.received.append(parts)
+        if self.gate is not None:
+            await self.gate.wait()
+        body = self.body if self.body is not None else self.success(parts)
+        return httpx.Response(self.status, json=body, headers=self.headers)
+
+    @staticmethod
+    def success(parts: dict[str, tuple[bytes, str]]) -> dict[str, Any]:
+        user_id = parts["user_id"][0].decode()
+        generation_id = parts["generation_id"][0].decode()
+        return {
+            "image_url": "http://elsewhere/ignored.png",
+            "object_name": f"avatars/{user_id}/{generation_id}.png",
+            "animal": parts["animal"][0].decode(),
+            "faces": [{"box": [10, 20, 30, 40], "landmarks": {}, "confidence": 0.97}],
+            "backend": "local",
+            "timings_ms": {"decode": 1.5, "detect": 2.0, "total": 12.25},
+        }
+
+
+def a_selfie(size: tuple[int, int] = (2400, 1800), *, gps: bool = False) -> bytes:
+    """A JPEG of the given size (optionally with GPS EXIF), standing in for a phone photo."""
+    image = Image.new("RGB", size, (180, 140, 120))
+    exif = Image.Exif()
+    if gps:
+        exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0)}
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85, exif=exif)
+    return out.getvalue()
+
+
+async def upload(
+    client: httpx.AsyncClient,
+    key: str,
+    image: bytes,
+    animal: str = "fox",
+    **headers: str,
+) -> httpx.Response:
+    """POST /v1/generations with an image file and an animal."""
+    sent = {"Authorization": f"Bearer {key}"} | {
+        name.replace("_", "-"): value for name, value in headers.items()
+    }
+    return await client.post(
+        "/v1/generations",
+        files={"image": ("selfie.jpg", image, "image/jpeg")},
+        data={"animal": animal},
+        headers=sent,
+    )

@@ -1,0 +1,51 @@
+"""Every error leaves as problem+json: the framework's 404/405/422, ours, and the unexpected."""
+
+from __future__ import annotations
+
+import pytest
+from api_testing import assert_problem, client_for
+from pydantic import ValidationError
+
+from api.config import Settings
+
+
+async def test_unknown_route_is_404(client) -> None:
+    assert_problem(await client.get("/v1/nothing-here"), 404, "not_found")
+
+
+async def test_wrong_method_is_405(client) -> None:
+    response = await client.put("/v1/animals")
+    assert_problem(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["allow"]
+
+
+async def test_malformed_json_is_422(client) -> None:
+    response = await client.post(
+        "/v1/users", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert_problem(response, 422, "invalid_request")
+
+
+async def test_unexpected_error_is_500_without_internals(app_factory) -> None:
+    async with app_factory() as app:
+
+        @app.get("/boom")
+        async def boom() -> None:
+            msg = "secret internal detail"
+            raise RuntimeError(msg)
+
+        async with client_for(app, raise_app_exceptions=False) as client:
+            response = await client.get("/boom")
+    assert_problem(response, 500, "internal_error")
+    assert "secret" not in response.text
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("environment", ["test", "production"])
+@pytest.mark.parametrize("field", ["admin_api_key", "media_signing_key"])
+def test_placeholder_secrets_are_refused_outside_development(environment, field) -> None:
+    real = {"admin_api_key": "a" * 40, "media_signing_key": "b" * 40}
+    with pytest.raises(ValidationError, match=field.upper()):
+        Settings(environment=environment, **(real | {field: "changeme"}))
+    Settings(environment=environment, **real)  # real secrets are accepted
+    Settings(environment="development")  # the placeholders are fine for a local run
