@@ -26,7 +26,7 @@ RUN pip install --no-cache-dir -r requirements.txt
 # fetched here, at build time, so the running container never downloads anything.
 COPY scripts/fetch_models.py scripts/
 COPY cloud_functions/ cloud_functions/
-RUN MODEL_DIR=/opt/models PYTHONPATH=/build:/build/cloud_functions python scripts/fetch_models.py
+RUN python scripts/fetch_models.py --model-dir /opt/models
 
 # --- storage-emulator: a local Cloud Storage for the gcs store (docker compose --profile gcs) -
 FROM python:3.11.14-slim-bookworm AS storage-emulator
