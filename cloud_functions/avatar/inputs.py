@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Request, current_app
+from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from avatar.catalogue import ANIMAL_IDS, get_animal
@@ -37,19 +38,36 @@ def parse_request(request: Request, settings: Settings) -> AvatarRequest:
     """Validate method, size and content type, then read the body once."""
     if request.method != "POST":
         raise MethodNotAllowed(f"{request.method} is not allowed: POST an image")
-    limit_body(request, settings.max_request_bytes)
-    try:
-        return read_body(request, settings)
-    except RequestEntityTooLarge as exc:
-        raise ImageTooLarge(f"request body over {settings.max_request_bytes} bytes") from exc
+    read_limited(request, settings.max_request_bytes)
+    return read_body(request, settings)
 
 
-def limit_body(request: Request, max_bytes: int) -> None:
-    """413 before reading when Content-Length says too much; cap streamed bodies too."""
-    current_app.config["MAX_CONTENT_LENGTH"] = max_bytes  # the local server has no cap of its own
+def read_limited(request: Request, max_bytes: int) -> None:
+    """Read (and cache) the body, 413 past `max_bytes`: Content-Length first, then counting.
+
+    The local server has no cap of its own (Cloud Functions gen2 stops at 32 MB). Werkzeug
+    parses forms from the cached body, and functions-framework's after-request drain reads it.
+    """
+    too_large = ImageTooLarge(f"request body is over the limit of {max_bytes} bytes")
     if request.content_length is not None and request.content_length > max_bytes:
-        msg = f"request body of {request.content_length} bytes is over {max_bytes}"
-        raise ImageTooLarge(msg)
+        discard_body(request)
+        raise too_large
+    request.max_content_length = max_bytes + 1  # a streamed body is cut one byte past the limit
+    try:
+        data = request.get_data(cache=True)
+    except RequestEntityTooLarge as exc:
+        discard_body(request)
+        raise too_large from exc
+    if len(data) > max_bytes:
+        raise too_large
+
+
+def discard_body(request: Request) -> None:
+    """Forget an unread over-limit body, so functions-framework's drain reads nothing."""
+    request.max_content_length = None
+    request.environ["wsgi.input"] = io.BytesIO()
+    request.environ["CONTENT_LENGTH"] = "0"
+    request.__dict__.pop("stream", None)  # werkzeug caches the (limited) stream here
 
 
 def read_body(request: Request, settings: Settings) -> AvatarRequest:
@@ -60,7 +78,7 @@ def read_body(request: Request, settings: Settings) -> AvatarRequest:
     if mimetype == "application/json":
         return from_json(request, settings)
     if mimetype.startswith(RAW_TYPES):
-        return from_fields(request.args, settings, image=request.get_data(cache=False))
+        return from_fields(request.args, settings, image=request.get_data())
     msg = f"Content-Type {mimetype or 'none'!r} is not accepted: send multipart, JSON or image/*"
     raise UnsupportedImage(msg)
 

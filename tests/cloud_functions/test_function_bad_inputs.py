@@ -1,0 +1,182 @@
+"""A corpus of bad inputs: each gets its documented 4xx with a JSON error, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import pytest
+from conftest import Post
+from flask.testing import FlaskClient
+from function_testing import encode, jpeg_claiming, png_claiming
+
+
+def assert_error(response: object, status: int, code: str) -> None:
+    assert response.status_code == status, response.get_json()  # type: ignore[attr-defined]
+    body = response.get_json()  # type: ignore[attr-defined]
+    assert body["error"] == code
+    assert body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "code"),
+    [
+        ("zero_bytes", 415, "unsupported_image"),
+        ("text_renamed_jpg", 415, "unsupported_image"),
+        ("gif", 415, "unsupported_image"),
+        ("truncated_jpeg", 422, "invalid_image"),
+        ("jpeg_magic_then_garbage", 422, "invalid_image"),
+        ("png_header_then_jpeg_body", 422, "invalid_image"),
+        ("png_claims_50000x50000", 413, "image_too_large"),
+        ("jpeg_claims_60000x60000", 413, "image_too_large"),
+    ],
+)
+def test_bad_image_files(
+    name: str, status: int, code: str, post_multipart: Post, astronaut_jpeg: bytes
+) -> None:
+    from function_testing import load_photo
+
+    files = {
+        "zero_bytes": b"",
+        "text_renamed_jpg": b"Dear diary, today I renamed a text file to .jpg\n" * 20,
+        "gif": encode(load_photo("coffee"), "GIF"),
+        "truncated_jpeg": astronaut_jpeg[: len(astronaut_jpeg) // 2],
+        "jpeg_magic_then_garbage": b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40,
+        "png_header_then_jpeg_body": b"\x89PNG\r\n\x1a\n" + astronaut_jpeg,
+        "png_claims_50000x50000": png_claiming(50_000, 50_000),
+        "jpeg_claims_60000x60000": jpeg_claiming(astronaut_jpeg, 60_000, 60_000),
+    }
+    assert_error(post_multipart(files[name], filename=f"{name}.jpg"), status, code)
+
+
+def test_same_corpus_as_raw_body(client: FlaskClient, astronaut_jpeg: bytes) -> None:
+    truncated = astronaut_jpeg[: len(astronaut_jpeg) // 2]
+    response = client.post("/?animal=cat", data=truncated, content_type="image/jpeg")
+    assert_error(response, 422, "invalid_image")
+    assert_error(client.post("/", data=b"", content_type="image/png"), 415, "unsupported_image")
+
+
+def test_body_over_the_limit_is_413_before_reading(client: FlaskClient) -> None:
+    body = b"\xff\xd8\xff" + b"\x00" * (40 * 1024 * 1024)
+    assert_error(client.post("/", data=body, content_type="image/jpeg"), 413, "image_too_large")
+
+
+def test_multipart_over_the_limit_is_413(client: FlaskClient) -> None:
+    form = {"image": (io.BytesIO(b"\xff\xd8\xff" + b"\x00" * (40 * 1024 * 1024)), "big.jpg")}
+    response = client.post("/", data=form, content_type="multipart/form-data")
+    assert_error(response, 413, "image_too_large")
+
+
+def test_streamed_body_over_the_limit_is_413(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "1000")
+    from avatar.config import get_settings
+
+    get_settings.cache_clear()
+    response = client.post(
+        "/",
+        input_stream=io.BytesIO(b"\xff\xd8\xff" + b"\x00" * 5000),
+        content_type="image/jpeg",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},  # a server that de-chunks, like gunicorn
+    )
+    assert_error(response, 413, "image_too_large")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded"]
+)
+def test_wrong_content_type_is_415(
+    client: FlaskClient, astronaut_jpeg: bytes, content_type: str
+) -> None:
+    response = client.post("/", data=astronaut_jpeg, content_type=content_type)
+    assert_error(response, 415, "unsupported_image")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data; boundary=XyZ", b"--XyZ\r\nContent-Disposition: form-da"),
+        ("multipart/form-data", b"no boundary at all"),
+        ("multipart/form-data; boundary=XyZ", b"--XyZ\r\n\r\n\r\n--XyZ--\r\n"),
+    ],
+)
+def test_malformed_multipart_is_400(client: FlaskClient, content_type: str, body: bytes) -> None:
+    assert_error(client.post("/", data=body, content_type=content_type), 400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"image_base64": "not base64 at all!!", "animal": "cat"}',
+        b'{"image_base64": "QUJ", "animal": "cat"}',
+        b'{"image_base64": 12345}',
+        b'{"animal": "cat"}',
+        b'{"image_base64": "QUJD", "gcs_uri": "gs://b/o"}',
+        b'{"gcs_uri": ""}',
+        b"[1, 2, 3]",
+        b'{"image_base64": ',
+        b"",
+    ],
+)
+def test_malformed_json_is_400(client: FlaskClient, body: bytes) -> None:
+    response = client.post("/", data=body, content_type="application/json")
+    assert_error(response, 400, "invalid_request")
+
+
+def test_base64_of_text_is_415(client: FlaskClient) -> None:
+    encoded = base64.b64encode(b"just some words").decode()
+    assert_error(client.post("/", json={"image_base64": encoded}), 415, "unsupported_image")
+
+
+def test_unknown_animal_is_400(post_multipart: Post, astronaut_jpeg: bytes) -> None:
+    response = post_multipart(astronaut_jpeg, animal="unicorn")
+    assert_error(response, 400, "invalid_request")
+    assert "fox" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("user_id", "../../etc"),
+        ("user_id", "a" * 65),
+        ("generation_id", "x/y"),
+        ("generation_id", "gen id"),
+        ("faces", "some"),
+    ],
+)
+def test_unsafe_fields_are_400(
+    post_multipart: Post, astronaut_jpeg: bytes, field: str, value: str
+) -> None:
+    assert_error(post_multipart(astronaut_jpeg, **{field: value}), 400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["gs://bucket/../../../etc/passwd", "/etc/passwd", "gs://bucket/", "gs://bucket/missing.jpg"],
+)
+def test_bad_gcs_uri_is_400(client: FlaskClient, uri: str) -> None:
+    assert_error(client.post("/", json={"gcs_uri": uri}), 400, "invalid_request")
+
+
+def test_missing_image_part_is_400(client: FlaskClient) -> None:
+    response = client.post("/", data={"animal": "cat"}, content_type="multipart/form-data")
+    assert_error(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+def test_other_methods_are_405(client: FlaskClient, method: str) -> None:
+    response = client.open("/", method=method)
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["Allow"] == "POST"
+
+
+def test_nothing_half_written_after_errors(
+    client: FlaskClient, storage_dir: Path, astronaut_jpeg: bytes
+) -> None:
+    before = set(storage_dir.rglob("*"))
+    client.post("/", data=astronaut_jpeg[:5000], content_type="image/jpeg")
+    client.post("/", data=b"", content_type="image/jpeg")
+    assert {p for p in storage_dir.rglob("*") if p not in before} == set()

@@ -1,0 +1,144 @@
+"""Every input format reaches the same pipeline; results are stored clean and signed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import Post
+from flask.testing import FlaskClient
+from function_testing import MEDIA_BASE_URL, MEDIA_KEY, encode, gps_jpeg, zip_with
+from PIL import Image
+
+
+def test_multipart(post_multipart: Post, astronaut_jpeg: bytes) -> None:
+    response = post_multipart(astronaut_jpeg, animal="panda")
+
+    assert response.status_code == 200
+    assert response.get_json()["animal"] == "panda"
+
+
+def test_raw_body_with_animal_in_query(client: FlaskClient, astronaut_jpeg: bytes) -> None:
+    response = client.post("/?animal=Tiger", data=astronaut_jpeg, content_type="image/jpeg")
+
+    assert response.status_code == 200
+    assert response.get_json()["animal"] == "tiger"
+
+
+def test_json_base64(client: FlaskClient, astronaut_jpeg: bytes) -> None:
+    encoded = base64.b64encode(astronaut_jpeg).decode()
+    response = client.post("/", json={"image_base64": encoded, "animal": "bear"})
+
+    assert response.status_code == 200
+    assert response.get_json()["animal"] == "bear"
+
+
+def test_json_base64_data_url(client: FlaskClient, astronaut_jpeg: bytes) -> None:
+    encoded = "data:image/jpeg;base64," + base64.b64encode(astronaut_jpeg).decode()
+    response = client.post("/", json={"image_base64": encoded, "animal": "dog"})
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("uri", ["gs://any-bucket/uploads/u1/in.jpg", "uploads/u1/in.jpg"])
+def test_json_gcs_uri_reads_from_the_store(
+    client: FlaskClient, storage_dir: Path, astronaut_jpeg: bytes, uri: str
+) -> None:
+    (storage_dir / "uploads" / "u1").mkdir(parents=True, exist_ok=True)
+    (storage_dir / "uploads" / "u1" / "in.jpg").write_bytes(astronaut_jpeg)
+
+    response = client.post("/", json={"gcs_uri": uri, "animal": "fox"})
+
+    assert response.status_code == 200
+    assert len(response.get_json()["faces"]) == 1
+
+
+def test_webp_and_png_inputs(post_multipart: Post, astronaut: Image.Image) -> None:
+    assert post_multipart(encode(astronaut, "WEBP", quality=90)).status_code == 200
+    assert post_multipart(encode(astronaut, "PNG")).status_code == 200
+
+
+def test_object_named_by_user_and_generation(
+    post_multipart: Post, storage_dir: Path, astronaut_jpeg: bytes
+) -> None:
+    body = post_multipart(astronaut_jpeg, user_id="user_42", generation_id="gen-7").get_json()
+
+    assert body["object_name"] == "avatars/user_42/gen-7.jpg"
+    stored = Image.open(storage_dir / "avatars" / "user_42" / "gen-7.jpg")
+    assert stored.format == "JPEG"
+
+
+def test_default_names_are_anonymous_and_fresh(post_multipart: Post, astronaut_jpeg: bytes) -> None:
+    first = post_multipart(astronaut_jpeg).get_json()["object_name"]
+    second = post_multipart(astronaut_jpeg).get_json()["object_name"]
+
+    assert first.startswith("avatars/anonymous/")
+    assert first != second
+
+
+def test_signed_url_follows_the_media_contract(post_multipart: Post, astronaut_jpeg: bytes) -> None:
+    body = post_multipart(astronaut_jpeg, user_id="u1", generation_id="g1").get_json()
+
+    url = urlsplit(body["image_url"])
+    query = parse_qs(url.query)
+    expires = query["expires"][0]
+    assert f"{url.scheme}://{url.netloc}{url.path}" == f"{MEDIA_BASE_URL}/avatars/u1/g1.jpg"
+    message = f"avatars/u1/g1.jpg\n{expires}".encode()
+    expected = hmac.new(MEDIA_KEY.encode(), message, hashlib.sha256).hexdigest()
+    assert query["signature"] == [expected]
+
+
+def test_exif_and_gps_never_reach_storage(
+    post_multipart: Post, storage_dir: Path, astronaut: Image.Image
+) -> None:
+    upload = gps_jpeg(astronaut)
+    assert Image.open(io.BytesIO(upload)).getexif().get_ifd(0x8825)  # the input has GPS
+
+    body = post_multipart(upload, generation_id="gps-check").get_json()
+
+    raw = (storage_dir / body["object_name"]).read_bytes()
+    assert not Image.open(io.BytesIO(raw)).getexif()
+    assert b"Exif" not in raw
+    assert b"Ada Lovelace" not in raw
+
+
+def test_alpha_input_gives_png_with_alpha(
+    post_multipart: Post, storage_dir: Path, astronaut: Image.Image
+) -> None:
+    rgba = astronaut.convert("RGBA")
+    rgba.putpixel((0, 0), (0, 0, 0, 0))
+
+    body = post_multipart(encode(rgba, "PNG"), filename="selfie.png").get_json()
+
+    assert body["object_name"].endswith(".png")
+    stored = Image.open(storage_dir / body["object_name"])
+    assert stored.mode == "RGBA"
+    assert stored.getpixel((0, 0))[3] == 0
+
+
+def test_polyglot_jpeg_zip_is_reencoded_without_payload(
+    post_multipart: Post, storage_dir: Path, astronaut_jpeg: bytes
+) -> None:
+    polyglot = astronaut_jpeg + zip_with("evil.html", b"<script>alert(1)</script>")
+
+    body = post_multipart(polyglot).get_json()
+
+    raw = (storage_dir / body["object_name"]).read_bytes()
+    assert b"PK\x03\x04" not in raw
+    assert b"<script>" not in raw
+
+
+def test_large_photo_is_worked_at_1600px(
+    post_multipart: Post, storage_dir: Path, grace_hopper: Image.Image
+) -> None:
+    big = grace_hopper.resize((2400, 2812), Image.Resampling.BICUBIC)
+
+    body = post_multipart(encode(big)).get_json()
+
+    assert Image.open(storage_dir / body["object_name"]).size == (1366, 1600)
+    assert body["faces"][0]["box"]["width"] > 400  # in the working image's pixels
