@@ -51,6 +51,8 @@ class Settings(BaseSettings):
 
     # Generations still pending/processing this long after their last update are resumed or failed.
     generation_stale_after_s: float = 120.0
+    # On shutdown, background work gets this long to finish; the rest resumes at the next start.
+    shutdown_grace_s: float = 10.0
 
     # Stored results: the local file store (signed /media/ links) or a GCS bucket (V4 signed URLs).
     storage_backend: Literal["local", "gcs"] = "local"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,9 @@ from api import animals, health, media
 from api.config import Settings, get_settings
 from api.db import build_engine, build_sessionmaker
 from api.errors import ApiError, InvalidRequest, MethodNotAllowed, NotFound, Unauthorized
+from api.forwarding import build_function_client
 from api.generations.router import router as generations_router
+from api.generations.runner import ForwarderFactory, GenerationRunner
 from api.storage import build_store
 from api.users.router import router as users_router
 
@@ -36,14 +39,49 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.store = build_store(settings)
     app.state.probe_client = httpx.AsyncClient()
     try:
-        yield
+        async with generation_runner(app, settings):
+            yield
     finally:
         await app.state.probe_client.aclose()
         await engine.dispose()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The API application for these settings (by default, the environment's)."""
+@asynccontextmanager
+async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """The shared function client and the background runner; unfinished work resumes at start."""
+    forwarder_factory: ForwarderFactory = app.state.forwarder_factory
+    forwarder = forwarder_factory(settings)
+    runner = GenerationRunner(
+        lambda: app.state.sessionmaker(),
+        forwarder,
+        max_concurrency=settings.function_max_connections,
+        stale_after_s=settings.generation_stale_after_s,
+    )
+    app.state.function_client = forwarder
+    app.state.runner = runner
+    try:
+        await runner.recover(on_start=True)
+    except Exception:
+        # A database that is not up yet must not keep the API down; the sweep retries later.
+        logger.exception("start-up recovery of unfinished generations failed")
+    sweep = asyncio.create_task(runner.sweep_forever(), name="generation-sweep")
+    try:
+        yield
+    finally:
+        sweep.cancel()
+        await runner.shutdown(grace_s=settings.shutdown_grace_s)
+        await forwarder.aclose()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    forwarder_factory: ForwarderFactory = build_function_client,
+) -> FastAPI:
+    """The API application for these settings (by default, the environment's).
+
+    `forwarder_factory` builds the client that calls the function (tests hand in a transport).
+    """
     app = FastAPI(
         title="animal-avatar",
         version="0.1.0",
@@ -51,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings or get_settings()
+    app.state.forwarder_factory = forwarder_factory
     for router in (
         users_router,
         generations_router,

@@ -1,22 +1,101 @@
-"""/v1/generations: the caller's history (the creating side arrives with the function client)."""
+"""/v1/generations: create (sync 201 or async 202), the caller's history, one record, delete."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 
 from api.deps import CurrentUser, OwnedGeneration, SessionDep, SettingsDep, StorageDep
-from api.errors import UpstreamUnavailable
 from api.generations import service
+from api.generations.models import GenerationStatus
+from api.generations.runner import GenerationRunner
 from api.generations.schemas import GenerationPublic
 from api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_generation(user: CurrentUser) -> GenerationPublic:
-    """Turn a selfie into an animal character (not wired to the function yet: 503)."""
-    raise UpstreamUnavailable("image generation is not available yet", retry_after_s=60)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Retry with the same key and body to get the same record back.",
+    ),
+]
+Prefer = Annotated[
+    str | None,
+    Header(description="`respond-async`: answer 202 at once and work in the background."),
+]
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image", "animal"],
+                "properties": {
+                    "image": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "JPEG, PNG, WebP or HEIC",
+                    },
+                    "animal": {"type": "string", "description": "an id from GET /v1/animals"},
+                },
+            }
+        }
+    },
+}
+
+
+def get_runner(request: Request) -> GenerationRunner:
+    """The background runner built at start-up."""
+    runner: GenerationRunner = request.app.state.runner
+    return runner
+
+
+RunnerDep = Annotated[GenerationRunner, Depends(get_runner)]
+
+
+def wants_async(prefer: str | None) -> bool:
+    """Whether a Prefer header asks for respond-async (RFC 7240)."""
+    tokens = (part.split(";")[0].strip().lower() for part in (prefer or "").split(","))
+    return "respond-async" in tokens
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={"requestBody": UPLOAD_BODY},
+    responses={202: {"model": GenerationPublic, "description": "Accepted; poll `Location`."}},
+)
+async def create_generation(
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    session: SessionDep,
+    store: StorageDep,
+    settings: SettingsDep,
+    runner: RunnerDep,
+    idempotency_key: IdempotencyKey = None,
+    prefer: Prefer = None,
+) -> GenerationPublic:
+    """Turn a selfie into an animal character: 201 with the finished record, or 202 and poll."""
+    respond_async = wants_async(prefer)
+    accepted = await service.accept_generation(
+        session, runner, settings, user, request, idempotency_key=idempotency_key
+    )
+    generation = await service.settle(session, accepted, wait=not respond_async)
+    if generation.status is GenerationStatus.failed:
+        raise service.failure_of(generation)
+    if generation.status is not GenerationStatus.succeeded:
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Location"] = f"{router.prefix}/{generation.id}"
+        if respond_async:
+            response.headers["Preference-Applied"] = "respond-async"
+    return await service.to_public(generation, store, settings)
 
 
 @router.get("")

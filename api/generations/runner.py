@@ -17,8 +17,9 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.config import Settings
 from api.db import utcnow
 from api.errors import ApiError
 from api.forwarding.client import FunctionRequest, FunctionResult
@@ -39,6 +40,11 @@ class Forwarder(Protocol):
     """What the runner needs of the function client."""
 
     async def generate(self, request: FunctionRequest) -> FunctionResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+ForwarderFactory = Callable[[Settings], Forwarder]
 
 
 @dataclass(frozen=True)
@@ -67,13 +73,14 @@ class GenerationRunner:
 
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        session_factory: Callable[[], AsyncSession],
         forwarder: Forwarder,
         *,
         max_concurrency: int,
         stale_after_s: float,
     ) -> None:
-        self._sessionmaker = sessionmaker
+        # A factory, not a sessionmaker: tests swap the app's sessionmaker after start-up.
+        self._session_factory = session_factory
         self._forwarder = forwarder
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._stale_after_s = stale_after_s
@@ -130,23 +137,38 @@ class GenerationRunner:
         stmt = select(Generation.id, Generation.attempts).where(
             Generation.status.in_(UNFINISHED), condition
         )
-        async with self._sessionmaker() as session:
+        async with self._session_factory() as session:
             rows = (await session.execute(stmt)).all()
         return [Job(row.id, row.attempts) for row in rows]
 
     async def _run(self, job: Job, request: FunctionRequest | None) -> None:
         async with self._semaphore:
+            claimed: FunctionRequest | None = None
             try:
-                request = await with_db_retry(lambda: self._claim(job, request))
-                if request is None:
+                claimed = await with_db_retry(lambda: self._claim(job, request))
+                if claimed is None:
                     return
-                outcome = await self._forward(request)
+                outcome = await self._forward(claimed)
                 await with_db_retry(lambda: self._finish(job.generation_id, outcome))
             except asyncio.CancelledError:
+                if claimed is not None:
+                    # Shutting down: hand the record back so the next start resumes it at once.
+                    await asyncio.shield(self._release(job.generation_id))
                 raise
             except Exception:
                 # The record stays unfinished with its upload; recovery will try it again.
                 logger.exception("generation %s could not be recorded", job.generation_id)
+
+    async def _release(self, generation_id: uuid.UUID) -> None:
+        async with self._session_factory() as session, session.begin():
+            await session.execute(
+                update(Generation)
+                .where(
+                    Generation.id == generation_id,
+                    Generation.status == GenerationStatus.processing,
+                )
+                .values(status=GenerationStatus.pending, updated_at=utcnow())
+            )
 
     async def _forward(self, request: FunctionRequest) -> FunctionResult | ApiError:
         try:
@@ -159,7 +181,7 @@ class GenerationRunner:
 
     async def _claim(self, job: Job, request: FunctionRequest | None) -> FunctionRequest | None:
         """Mark the record processing if nobody else did since `job` was read; load its upload."""
-        async with self._sessionmaker() as session, session.begin():
+        async with self._session_factory() as session, session.begin():
             if request is None:
                 request = await self._load_request(session, job)
                 if request is None:
@@ -205,7 +227,7 @@ class GenerationRunner:
         )
 
     async def _finish(self, generation_id: uuid.UUID, outcome: FunctionResult | ApiError) -> None:
-        async with self._sessionmaker() as session, session.begin():
+        async with self._session_factory() as session, session.begin():
             if isinstance(outcome, ApiError):
                 await _fail(session, generation_id, outcome.code, outcome.detail)
                 return

@@ -1,19 +1,28 @@
-"""Generation history: list, read, delete, and the public form of a record."""
+"""Generations: accept an upload and start its work; list, read, delete; the public form."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
 
 from api.config import Settings
-from api.generations.models import Generation, GenerationStatus
+from api.errors import ApiError, Conflict, NotFound
+from api.forwarding.client import DEFAULT_RETRY_AFTER_S, FunctionRequest
+from api.generations.models import Generation, GenerationInput, GenerationStatus
+from api.generations.runner import GenerationRunner, Job
 from api.generations.schemas import GenerationError, GenerationPublic
 from api.pagination import keyset_page, split_page
+from api.ratelimit import check_generation_rate_limit
 from api.storage import ObjectStore
+from api.uploads import NormalisedImage, Upload, normalise_upload, read_upload
+from api.users.models import User
 
 
 async def list_generations(
@@ -64,3 +73,119 @@ async def to_public_many(
 ) -> list[GenerationPublic]:
     """Public forms of many records, their links signed concurrently."""
     return list(await asyncio.gather(*(to_public(g, store, settings) for g in generations)))
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A generation the API took on: the record, and the work on it in this process (if any)."""
+
+    generation: Generation
+    work: asyncio.Task[None] | None
+
+
+async def find_by_idempotency_key(
+    session: AsyncSession, user_id: uuid.UUID, key: str
+) -> Generation | None:
+    """The user's record created with this Idempotency-Key, if any."""
+    stmt = select(Generation).where(
+        Generation.user_id == user_id, Generation.idempotency_key == key
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+def replay(existing: Generation, upload: Upload) -> Generation:
+    """The record a retried request gets back; 409 if the key came with another body."""
+    if existing.request_hash != upload.request_hash:
+        msg = "this Idempotency-Key was already used with a different image or animal"
+        raise Conflict(msg)
+    return existing
+
+
+async def accept_generation(
+    session: AsyncSession,
+    runner: GenerationRunner,
+    settings: Settings,
+    user: User,
+    request: Request,
+    *,
+    idempotency_key: str | None,
+) -> Accepted:
+    """Read and check the upload, record it (pending, with its input), and start the work."""
+    existing = None
+    if idempotency_key is not None:
+        existing = await find_by_idempotency_key(session, user.id, idempotency_key)
+    if existing is None:
+        await check_generation_rate_limit(session, user.id, settings)
+    # Release the connection before the upload streams in: a slow phone must not hold the pool.
+    await session.commit()
+    upload = await read_upload(request, settings)
+    if existing is not None:
+        return Accepted(replay(existing, upload), runner.task_for(existing.id))
+    image = await normalise_upload(upload, settings)
+    generation, created = await record_generation(session, user, upload, image, idempotency_key)
+    if not created:
+        return Accepted(generation, runner.task_for(generation.id))
+    forward = FunctionRequest(
+        image=image.data,
+        content_type=image.content_type,
+        animal=generation.animal,
+        generation_id=generation.id,
+        user_id=user.id,
+    )
+    return Accepted(generation, runner.submit(Job(generation.id, attempts=0), forward))
+
+
+async def record_generation(
+    session: AsyncSession,
+    user: User,
+    upload: Upload,
+    image: NormalisedImage,
+    idempotency_key: str | None,
+) -> tuple[Generation, bool]:
+    """Insert the pending record and its input in one transaction; or the twin that won a race."""
+    user_id = user.id  # read now: a rollback expires every loaded object, `user` included
+    generation = Generation(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        animal=upload.animal,
+        status=GenerationStatus.pending,
+        idempotency_key=idempotency_key,
+        request_hash=upload.request_hash,
+        attempts=0,
+    )
+    session.add(generation)
+    session.add(
+        GenerationInput(
+            generation_id=generation.id, image=image.data, content_type=image.content_type
+        )
+    )
+    try:
+        await session.commit()
+    except IntegrityError:
+        # Two requests with one Idempotency-Key raced; the unique index let one through.
+        await session.rollback()
+        if idempotency_key is None:
+            raise
+        twin = await find_by_idempotency_key(session, user_id, idempotency_key)
+        if twin is None:
+            raise
+        return replay(twin, upload), False
+    return generation, True
+
+
+async def settle(session: AsyncSession, accepted: Accepted, *, wait: bool) -> Generation:
+    """The record after its work ends (when `wait` and the work runs here), read afresh."""
+    if wait and accepted.work is not None:
+        # Shielded: a client that hangs up does not cancel the work; the record still finishes.
+        await asyncio.shield(accepted.work)
+    fresh = await session.get(Generation, accepted.generation.id, populate_existing=True)
+    if fresh is None:
+        raise NotFound(f"no generation {accepted.generation.id}")
+    return fresh
+
+
+def failure_of(generation: Generation) -> ApiError:
+    """The error a failed record answers with (problem+json), the same as when it failed."""
+    code = generation.error_code or "upstream_unavailable"
+    retry_after = DEFAULT_RETRY_AFTER_S if code == "upstream_unavailable" else None
+    return ApiError.from_code(code, generation.error_detail or code, retry_after_s=retry_after)

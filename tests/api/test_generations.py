@@ -157,10 +157,3 @@ async def test_bad_paging_parameters_are_422(client, make_user, params) -> None:
     _, key = await make_user()
     response = await client.get("/v1/generations", params=params, headers=auth(key))
     assert_problem(response, 422, "invalid_request")
-
-
-async def test_create_is_unavailable_until_the_function_is_wired(client, make_user) -> None:
-    _, key = await make_user()
-    response = await client.post("/v1/generations", headers=auth(key))
-    assert_problem(response, 503, "upstream_unavailable")
-    assert int(response.headers["retry-after"]) > 0
