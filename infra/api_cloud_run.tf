@@ -3,8 +3,7 @@
 # For when one machine running `docker compose` is not enough (see README.md).
 
 locals {
-  api_count = var.deploy_api ? 1 : 0
-  # Cloud SQL's service-network peering is reached from this VPC only.
+  api_count    = var.deploy_api ? 1 : 0
   sql_database = "animal_avatar"
   sql_user     = "animal_avatar"
 }
@@ -263,6 +262,7 @@ locals {
     STORAGE_BACKEND    = "gcs"
     GCS_BUCKET         = google_storage_bucket.results.name
     SIGNED_URL_TTL_S   = tostring(var.signed_url_ttl_s)
+    DATABASE_POOL_SIZE = tostring(var.api_database_pool_size)
   }
 }
 

@@ -211,8 +211,14 @@ variable "api_min_instances" {
 
 variable "api_max_instances" {
   type        = number
-  description = "Upper bound on API instances; keep api_max_instances x database_pool_size under the database's max_connections."
+  description = "Upper bound on API instances; keep api_max_instances x api_database_pool_size under Cloud SQL's max_connections (100 on the default tier)."
   default     = 10
+}
+
+variable "api_database_pool_size" {
+  type        = number
+  description = "Database connections one API instance keeps (DATABASE_POOL_SIZE)."
+  default     = 5
 }
 
 variable "api_request_timeout_s" {
