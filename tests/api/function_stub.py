@@ -91,3 +91,17 @@ async def upload(
         data={"animal": animal},
         headers=sent,
     )
+
+
+class WSGIThreadTransport(httpx.AsyncBaseTransport):
+    """An async transport into a WSGI app (the real function), each call run in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        self._sync = httpx.WSGITransport(app=app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        plain = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+        response = await asyncio.to_thread(self._sync.handle_request, plain)
+        content = await asyncio.to_thread(response.read)
+        return httpx.Response(response.status_code, headers=response.headers, content=content)

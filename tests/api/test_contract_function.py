@@ -1,0 +1,110 @@
+"""Contract: the API's real outgoing request goes into the real function app, in-process.
+
+Multipart is encoded by the API's httpx client and parsed by functions-framework/Flask; the
+function's answer is parsed by the API. Local backends and the real face models run.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+import pytest
+from api_testing import BASE_URL, MEDIA_KEY, auth, client_for, create_user
+from function_stub import WSGIThreadTransport, upload
+from PIL import Image
+from sqlalchemy import func, select
+
+from api.config import REPO_ROOT, Settings
+from api.forwarding import build_function_client
+from api.generations.models import GenerationInput
+
+MAIN_PY = REPO_ROOT / "cloud_functions" / "main.py"
+
+
+def photo(name: str) -> bytes:
+    """An offline photograph from scikit-image, as a JPEG."""
+    from skimage import data
+
+    out = io.BytesIO()
+    Image.fromarray(getattr(data, name)()).convert("RGB").save(out, "JPEG", quality=92)
+    return out.getvalue()
+
+
+@pytest.fixture
+def media_dir(tmp_path: Path) -> Path:
+    return tmp_path / "media"
+
+
+@pytest.fixture
+def function_app(media_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The real cloud_functions/main.py, storing where the API serves /media from."""
+    from avatar.config import get_settings
+
+    monkeypatch.setenv("AVATAR_BACKEND", "local")
+    monkeypatch.setenv("STORAGE_DIR", str(media_dir))
+    monkeypatch.setenv("MEDIA_SIGNING_KEY", MEDIA_KEY)
+    monkeypatch.setenv("MEDIA_BASE_URL", f"{BASE_URL}/media")
+    get_settings.cache_clear()
+    yield functions_framework.create_app(target="generate_animal_avatar", source=str(MAIN_PY))
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def contract_app(settings_factory, sessionmaker, media_dir, function_app):
+    """The API, its forwarder's transport plugged into the function app."""
+    from contextlib import asynccontextmanager
+
+    from asgi_lifespan import LifespanManager
+
+    from api.main import create_app
+
+    def forwarder(settings: Settings) -> Any:
+        return build_function_client(settings, transport=WSGIThreadTransport(function_app))
+
+    @asynccontextmanager
+    async def start():
+        settings = settings_factory(function_url="http://function.test/", storage_dir=media_dir)
+        app = create_app(settings, forwarder_factory=forwarder)
+        async with LifespanManager(app):
+            app.state.sessionmaker = sessionmaker
+            yield app
+
+    return start
+
+
+async def test_a_selfie_goes_through_the_real_function_and_back(contract_app, db, media_dir):
+    async with contract_app() as app, client_for(app) as client:
+        user, key = await create_user(client)
+        response = await upload(client, key, photo("astronaut"), "panda")
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["status"] == "succeeded"
+        assert body["animal"] == "panda"
+        assert len(body["faces"]) >= 1
+        assert {"box", "confidence"} <= body["faces"][0].keys()
+        (stored,) = (media_dir / "avatars" / user["id"]).glob(f"{body['id']}.*")
+        assert stored.suffix in (".jpg", ".png")
+        # The API signs its own link to what the function stored, and serves it.
+        image = await client.get(body["image_url"].removeprefix(BASE_URL))
+        assert image.status_code == 200
+        assert Image.open(io.BytesIO(image.content)).size[0] > 0
+        listed = (await client.get("/v1/generations", headers=auth(key))).json()["items"]
+        assert [item["id"] for item in listed] == [body["id"]]
+    inputs = (await db.execute(select(func.count()).select_from(GenerationInput))).scalar_one()
+    assert inputs == 0
+
+
+async def test_the_functions_refusal_reaches_the_user_as_its_spec_code(contract_app):
+    async with contract_app() as app, client_for(app) as client:
+        _, key = await create_user(client)
+        response = await upload(client, key, photo("chelsea"), "fox")  # a cat: no human face
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "no_face_detected"
+        (item,) = (await client.get("/v1/generations", headers=auth(key))).json()["items"]
+        assert item["status"] == "failed"
+        assert item["error"]["code"] == "no_face_detected"
