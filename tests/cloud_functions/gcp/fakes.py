@@ -53,7 +53,9 @@ class FakeServer:
         self._stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -115,7 +117,7 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
+            do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815 - http.server's names
 
         return _Handler
 
@@ -188,12 +190,20 @@ def _corners(x: float, y: float, size: float) -> list[tuple[float, float]]:
 
 
 def vision_reply(
-    faces: Sequence[dict[str, Any]] = (), *, adult: str = "VERY_UNLIKELY", racy: str = "UNLIKELY",
+    faces: Sequence[dict[str, Any]] = (),
+    *,
+    adult: str = "VERY_UNLIKELY",
+    racy: str = "UNLIKELY",
     violence: str = "VERY_UNLIKELY",
 ) -> dict[str, Any]:
     """A BatchAnnotateImagesResponse with faces and a SafeSearch verdict."""
-    safe = {"adult": adult, "spoof": "VERY_UNLIKELY", "medical": "UNLIKELY",
-            "violence": violence, "racy": racy}
+    safe = {
+        "adult": adult,
+        "spoof": "VERY_UNLIKELY",
+        "medical": "UNLIKELY",
+        "violence": violence,
+        "racy": racy,
+    }
     response: dict[str, Any] = {"safeSearchAnnotation": safe}
     if faces:
         response["faceAnnotations"] = list(faces)
@@ -225,11 +235,14 @@ def vertex_image_reply(image: Image.Image, *, text: str = "Here is your animal."
 
 
 def vertex_text_reply(text: str = "I can't make images today.") -> dict[str, Any]:
-    return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
-                            "finishReason": "STOP"}]}
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}
+        ]
+    }
 
 
-def vertex_blocked_candidate(reason: str = "SAFETY") -> dict[str, Any]:
+def vertex_blocked_candidate(reason: int | str = 3) -> dict[str, Any]:
     return {"candidates": [{"finishReason": reason, "finishMessage": "blocked by the fake"}]}
 
 
@@ -251,3 +264,57 @@ def inline_image(request: Recorded) -> tuple[str, Image.Image]:
 
 def prompt_text(request: Recorded) -> str:
     return " ".join(p["text"] for p in request.json()["contents"][0]["parts"] if "text" in p)
+
+
+# --- Cloud Storage: a recording proxy in front of the emulator, IAM signBlob, metadata ----------
+
+
+def proxy_to(upstream: str, override: Callable[[Recorded], Reply | None] | None = None) -> Handler:
+    """Forward each request to `upstream` (e.g. the storage emulator) unless `override` answers."""
+    import requests
+
+    def handle(request: Recorded) -> Reply:
+        reply = override(request) if override else None
+        if reply is not None:
+            return reply
+        query = "&".join(f"{k}={v}" for k, values in request.query.items() for v in values)
+        hop = {"host", "content-length", "connection", "accept-encoding"}
+        headers = {k: v for k, v in request.headers.items() if k not in hop}
+        answer = requests.request(
+            request.method, f"{upstream}{request.path}?{query}", headers=headers,
+            data=request.body, timeout=5,
+        )  # fmt: skip
+        kept = {k: v for k, v in answer.headers.items() if k.lower() in {"etag", "location"}}
+        return Reply(answer.content, answer.status_code, kept)
+
+    return handle
+
+
+def iam_and_metadata(key: Any, email: str, token: str = "ya29.fake-token") -> Handler:
+    """Fake IAM Credentials signBlob (signing with `key`) and GCE metadata token/email routes."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    def handle(request: Recorded) -> Reply:
+        if request.path.endswith(":signBlob"):
+            if request.headers.get("authorization") != f"Bearer {token}":
+                # What a caller without roles/iam.serviceAccountTokenCreator meets.
+                return Reply(google_error(403, "PERMISSION_DENIED"), 403)
+            payload = base64.b64decode(request.json()["payload"])
+            signature = key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
+            return Reply({"keyId": "iam-key", "signedBlob": base64.b64encode(signature).decode()})
+        if request.path.endswith("/service-accounts/default/"):
+            return Reply(
+                {
+                    "email": email,
+                    "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+                    "aliases": ["default"],
+                },
+                headers={"Metadata-Flavor": "Google"},
+            )
+        if request.path.endswith("/token"):
+            body = {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+            return Reply(body, headers={"Metadata-Flavor": "Google"})
+        return Reply(google_error(404, "NOT_FOUND"), 404, {"Metadata-Flavor": "Google"})
+
+    return handle

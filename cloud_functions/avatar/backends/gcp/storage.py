@@ -28,7 +28,11 @@ _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
 class GcsStore:
-    """ObjectStore over one bucket; the client and signing credentials are built on first use."""
+    """ObjectStore over one bucket; the client and signing credentials are built on first use.
+
+    `signing_credentials` sign URLs (default: Application Default Credentials); with no private
+    key in them, signing goes through IAM signBlob at `iam_endpoint`.
+    """
 
     name = "gcs"
 
@@ -37,14 +41,14 @@ class GcsStore:
         bucket: str,
         *,
         project: str | None = None,
-        credentials: Any = None,
+        signing_credentials: Any = None,
         iam_endpoint: str = IAM_ENDPOINT,
         deadline_s: float = 25.0,
         backoff: Backoff | None = None,
     ) -> None:
         self.bucket_name = bucket
-        self._client: Lazy[Any] = Lazy(lambda: _build_client(project, credentials))
-        self._signing: Lazy[Any] = Lazy(lambda: self._signing_credentials(credentials))
+        self._client: Lazy[Any] = Lazy(lambda: _build_client(project))
+        self._signing: Lazy[Any] = Lazy(lambda: self._signer(signing_credentials))
         self._iam_endpoint = iam_endpoint
         self._deadline_s = deadline_s
         self._backoff = backoff
@@ -159,7 +163,8 @@ class GcsStore:
             raise InvalidRequest(f"gcs_uri must name an object in gs://{self.bucket_name}/")
         return uri[len(prefix) :]
 
-    def _signing_credentials(self, credentials: Any) -> Any:
+    def _signer(self, credentials: Any) -> Any:
+        """Credentials that can sign: the given ones, else Application Default Credentials."""
         import google.auth
 
         from avatar.backends.gcp.signing import signing_credentials
@@ -173,7 +178,8 @@ class GcsStore:
             raise UpstreamUnavailable(detail, retry_after_s=errors.DEFAULT_RETRY_AFTER_S) from exc
 
 
-def _build_client(project: str | None, credentials: Any) -> Any:
+def _build_client(project: str | None) -> Any:
+    """The client finds its own credentials (anonymous when STORAGE_EMULATOR_HOST is set)."""
     from google.cloud.storage import Client
 
-    return Client(project=project, credentials=credentials)
+    return Client(project=project)

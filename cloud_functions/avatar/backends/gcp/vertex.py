@@ -35,8 +35,7 @@ if TYPE_CHECKING:
 SERVICE = "Vertex AI"
 JPEG_QUALITY = 90
 MAX_PARALLEL_FACES = 4
-# Finish reasons that mean the model refused on safety grounds (names of the v1 enum; the
-# image-specific ones are newer than this client's enum and arrive as their names or numbers).
+# Finish reasons that mean the model refused on safety grounds.
 BLOCKING_FINISH_REASONS = frozenset(
     {
         "SAFETY",
@@ -48,6 +47,17 @@ BLOCKING_FINISH_REASONS = frozenset(
         "IMAGE_PROHIBITED_CONTENT",
     }
 )
+
+# google.cloud.aiplatform.v1 Candidate.FinishReason values newer than this client's enum: over
+# REST (enum-encoding=int) they arrive as bare numbers, so they are named here.
+NEWER_FINISH_REASONS = {
+    11: "IMAGE_SAFETY",
+    12: "IMAGE_PROHIBITED_CONTENT",
+    13: "IMAGE_RECITATION",
+    14: "IMAGE_OTHER",
+    15: "UNEXPECTED_TOOL_CALL",
+    16: "NO_IMAGE",
+}
 
 
 class NoImageAnswer(Exception):
@@ -191,7 +201,9 @@ def generated_image(response: Any) -> Image.Image:
 
 def _enum_name(value: Any) -> str:
     name = getattr(value, "name", None)
-    return name if isinstance(name, str) else str(value)
+    if isinstance(name, str):
+        return name
+    return NEWER_FINISH_REASONS.get(int(value), str(value))
 
 
 def _decode(data: bytes) -> Image.Image:
