@@ -71,8 +71,8 @@ async def to_public(
 async def to_public_many(
     generations: Sequence[Generation], store: ObjectStore, settings: Settings
 ) -> list[GenerationPublic]:
-    """Public forms of many records, their links signed concurrently."""
-    return list(await asyncio.gather(*(to_public(g, store, settings) for g in generations)))
+    """Public forms of many records (in turn: local signing is CPU, a task each would cost more)."""
+    return [await to_public(g, store, settings) for g in generations]
 
 
 @dataclass(frozen=True)
