@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
@@ -40,10 +41,12 @@ class FunctionStub:
     headers: dict[str, str] = field(default_factory=dict)
     gate: asyncio.Event | None = None
     received: list[dict[str, tuple[bytes, str]]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         parts = parse_multipart(request)
         self.received.append(parts)
+        self.arrived.set()
         if self.gate is not None:
             await self.gate.wait()
         body = self.body if self.body is not None else self.success(parts)
@@ -105,3 +108,23 @@ class WSGIThreadTransport(httpx.AsyncBaseTransport):
         response = await asyncio.to_thread(self._sync.handle_request, plain)
         content = await asyncio.to_thread(response.read)
         return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert (body["code"], body["status"]) == (code, status)
+    return body
+
+
+async def wait_finished(client: httpx.AsyncClient, key: str, location: str) -> dict[str, Any]:
+    """Poll a record until it is succeeded or failed (at most 10 s)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        answer = await client.get(location, headers={"Authorization": f"Bearer {key}"})
+        body: dict[str, Any] = answer.json()
+        if body["status"] in ("succeeded", "failed"):
+            return body
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{location} did not finish: {body}")

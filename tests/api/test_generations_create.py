@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 import respx
 from api_testing import auth, client_for, create_user
-from function_stub import FUNCTION_URL, FunctionStub, a_selfie, upload
+from function_stub import (
+    FUNCTION_URL,
+    FunctionStub,
+    a_selfie,
+    assert_problem,
+    upload,
+    wait_finished,
+)
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -32,25 +37,6 @@ def stub(function_mock: respx.MockRouter) -> FunctionStub:
     stub = FunctionStub()
     function_mock.post(FUNCTION_URL).mock(side_effect=stub)
     return stub
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert (body["code"], body["status"]) == (code, status)
-    return body
-
-
-async def wait_finished(client: httpx.AsyncClient, key: str, location: str) -> dict[str, Any]:
-    """Poll a record until it is succeeded or failed (at most 10 s)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = (await client.get(location, headers=auth(key))).json()
-        if body["status"] in ("succeeded", "failed"):
-            return body
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{location} did not finish: {body}")
 
 
 async def count(session: Any, model: Any) -> int:
