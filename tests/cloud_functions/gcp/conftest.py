@@ -12,10 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from PIL import Image
 
 from avatar.backends.gcp.retry import Backoff
-from tests.cloud_functions.gcp.fakes import FakeServer
-
-BUCKET = "avatars-test"
-SIGNER_EMAIL = "avatar-fn@test-project.iam.gserviceaccount.com"
+from tests.cloud_functions.gcp.fakes import BUCKET, SIGNER_EMAIL, FakeServer
 
 
 @pytest.fixture

@@ -16,6 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image
 
+BUCKET = "avatars-test"
+SIGNER_EMAIL = "avatar-fn@test-project.iam.gserviceaccount.com"
+
 
 @dataclass(frozen=True)
 class Reply:

@@ -18,8 +18,9 @@ from google.oauth2 import service_account
 from avatar.backends.gcp.retry import Backoff
 from avatar.backends.gcp.storage import CACHE_CONTROL, GcsStore
 from avatar.errors import InvalidRequest, UpstreamUnavailable
-from tests.cloud_functions.gcp.conftest import BUCKET, SIGNER_EMAIL
 from tests.cloud_functions.gcp.fakes import (
+    BUCKET,
+    SIGNER_EMAIL,
     FakeServer,
     Recorded,
     Reply,

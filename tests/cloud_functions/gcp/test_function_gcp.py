@@ -1,0 +1,201 @@
+"""The real function (cloud_functions/main.py under functions-framework) with the gcp backends:
+Vision and Vertex answered by local fakes, Cloud Storage by the emulator."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+import numpy as np
+import pytest
+import requests
+from flask.testing import FlaskClient
+from PIL import Image
+
+from avatar.backends.gcp.face_mapping import face_from_vision
+from avatar.config import get_settings
+from avatar.faces import Face
+from avatar.masking import ContourMasker
+from tests.cloud_functions.gcp.fakes import (
+    BUCKET,
+    FakeServer,
+    Reply,
+    google_error,
+    inline_image,
+    prompt_text,
+    vertex_image_reply,
+    vision_face,
+    vision_reply,
+)
+
+MAIN_PY = Path(__file__).resolve().parents[3] / "cloud_functions" / "main.py"
+MODEL = "gemini-test-image"
+# The astronaut's face, where Cloud Vision would put it (eyes at about (204, 103), (248, 103)).
+ASTRONAUT_FACE = vision_face(171, 61, 110)
+PINK = (255, 0, 200)
+
+
+@pytest.fixture
+def vertex() -> Iterator[FakeServer]:
+    server = FakeServer().start()
+    server.script(Reply(vertex_image_reply(Image.new("RGB", (1024, 1024), PINK))))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def vision() -> Iterator[FakeServer]:
+    server = FakeServer().start()
+    server.script(Reply(vision_reply([ASTRONAUT_FACE])))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gcp_env(
+    vision: FakeServer,
+    vertex: FakeServer,
+    emulator: str,
+    service_account_info: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[None]:
+    """AVATAR_BACKEND=gcp with every endpoint on a local fake; ADC hold a test key for signing."""
+    key_file = tmp_path / "service-account.json"
+    key_file.write_text(json.dumps(service_account_info))
+    env = {
+        "AVATAR_BACKEND": "gcp",
+        "GCP_PROJECT": "test-project",
+        "GCP_LOCATION": "us-central1",
+        "GCS_BUCKET": BUCKET,
+        "VERTEX_MODEL": MODEL,
+        "VISION_API_ENDPOINT": vision.url,
+        "VERTEX_API_ENDPOINT": vertex.url,
+        "GCP_DEADLINE_S": "2",
+        "COMPOSE_FALLBACK": "none",
+        "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def client(gcp_env: None) -> FlaskClient:
+    app = functions_framework.create_app(target="generate_animal_avatar", source=str(MAIN_PY))
+    return app.test_client()
+
+
+def astronaut_face() -> Face:
+    """The Face the detector makes of ASTRONAUT_FACE, to rebuild the mask the function used."""
+    vertices = [(v["x"], v["y"]) for v in ASTRONAUT_FACE["fdBoundingPoly"]["vertices"]]
+    marks = {
+        m["type"]: (m["position"]["x"], m["position"]["y"]) for m in ASTRONAUT_FACE["landmarks"]
+    }
+    return face_from_vision(vertices, marks, 0.0, ASTRONAUT_FACE["detectionConfidence"])
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_selfie_in_object_stored_signed_url_out_and_only_the_face_changed(
+    client: FlaskClient, vision: FakeServer, vertex: FakeServer, astronaut: Image.Image
+) -> None:
+    # RGBA in → PNG out, so the comparison below is lossless.
+    selfie = astronaut.convert("RGBA")
+    form = {"image": (io.BytesIO(png(selfie)), "selfie.png"), "animal": "panda",
+            "user_id": "u1", "generation_id": "g1"}  # fmt: skip
+    response = client.post("/", data=form, content_type="multipart/form-data")
+
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["backend"] == "gcp"
+    assert body["object_name"] == "avatars/u1/g1.png"
+    assert body["faces"][0]["landmarks"]["right_eye"] == {"x": 204.0, "y": 102.8}
+
+    assert len(vision.requests) == 1
+    [generate] = vertex.requests
+    assert generate.path.endswith(f"/publishers/google/models/{MODEL}:generateContent")
+    assert "panda" in prompt_text(generate)
+    assert inline_image(generate)[0] == "image/jpeg"
+
+    fetched = requests.get(body["image_url"], timeout=5)
+    assert fetched.status_code == 200
+    assert fetched.headers["Content-Type"] == "image/png"
+    result = Image.open(io.BytesIO(fetched.content))
+    assert (result.size, result.mode) == (selfie.size, "RGBA")
+
+    mask = np.asarray(ContourMasker().face_mask(astronaut, astronaut_face()))
+    before, after = np.asarray(selfie), np.asarray(result)
+    assert np.array_equal(after[mask == 0], before[mask == 0])
+    assert np.abs(after[mask == 255][:, :3].astype(int) - PINK).max() <= 2
+
+
+def test_a_jpeg_referenced_by_gcs_uri(
+    client: FlaskClient, emulator: str, astronaut: Image.Image
+) -> None:
+    buffer = io.BytesIO()
+    astronaut.save(buffer, format="JPEG", quality=92)
+    upload = requests.post(
+        f"{emulator}/upload/storage/v1/b/{BUCKET}/o",
+        params={"uploadType": "media", "name": "inputs/u2/selfie.jpg"},
+        data=buffer.getvalue(), headers={"Content-Type": "image/jpeg"}, timeout=5,
+    )  # fmt: skip
+    assert upload.status_code == 200
+
+    response = client.post(
+        "/", json={"gcs_uri": f"gs://{BUCKET}/inputs/u2/selfie.jpg", "animal": "fox",
+                   "user_id": "u2", "generation_id": "g2"},
+    )  # fmt: skip
+
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["object_name"] == "avatars/u2/g2.jpg"
+    fetched = requests.get(body["image_url"], timeout=5)
+    assert fetched.headers["Content-Type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(fetched.content)).size == astronaut.size
+
+
+def test_safe_search_block_is_422_content_blocked(
+    client: FlaskClient, vision: FakeServer, vertex: FakeServer, astronaut: Image.Image
+) -> None:
+    vision.script(Reply(vision_reply([ASTRONAUT_FACE], racy="VERY_LIKELY")))
+    response = client.post("/", data=png(astronaut), content_type="image/png")
+    assert response.status_code == 422
+    assert response.get_json()["error"] == "content_blocked"
+    assert vertex.requests == []
+
+
+def test_quota_to_the_end_is_503_with_retry_after(
+    client: FlaskClient, vertex: FakeServer, astronaut: Image.Image
+) -> None:
+    vertex.script(Reply(google_error(429, "RESOURCE_EXHAUSTED"), 429, {"Retry-After": "42"}))
+    response = client.post("/", data=png(astronaut), content_type="image/png")
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "upstream_unavailable"
+    assert response.headers["Retry-After"] == "42"
+
+
+def test_a_model_that_never_answers_is_504(
+    client: FlaskClient, vertex: FakeServer, astronaut: Image.Image
+) -> None:
+    vertex.script(Reply(vertex_image_reply(Image.new("RGB", (8, 8))), delay_s=10))
+    response = client.post("/", data=png(astronaut), content_type="image/png")
+    assert response.status_code == 504
+    assert response.get_json()["error"] == "upstream_timeout"
+
+
+def test_no_face_is_422(client: FlaskClient, vision: FakeServer, astronaut: Image.Image) -> None:
+    vision.script(Reply(vision_reply([])))
+    response = client.post("/", data=png(astronaut), content_type="image/png")
+    assert response.status_code == 422
+    assert response.get_json()["error"] == "no_face_detected"
