@@ -27,6 +27,7 @@ PIL_FORMATS: dict[ImageKind, list[str]] = {
     "heif": ["HEIF"],
 }
 JPEG_QUALITY = 90
+EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,17 @@ def decode(data: bytes, *, max_pixels: int, working_size_px: int) -> Decoded:
         image.draft("RGB", draft_size(image.size, working_size_px))
     try:
         image.load()
-        upright = ImageOps.exif_transpose(image)
+        upright = upright_view(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage(f"the {kind} image is truncated or corrupt") from exc
     return Decoded(working_copy(upright, working_size_px), kind, source_size)
+
+
+def upright_view(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation says (no copy when it is already upright)."""
+    if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def working_copy(image: Image.Image, long_side: int) -> Image.Image:
@@ -111,7 +119,9 @@ def working_copy(image: Image.Image, long_side: int) -> Image.Image:
     if max(out.size) > long_side:
         scale = long_side / max(out.size)
         size = (max(1, round(out.width * scale)), max(1, round(out.height * scale)))
-        out = out.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        # After the JPEG draft the factor is below 2: an area average (BOX) is sharp enough
+        # and about twice as fast as BILINEAR; bigger factors reduce() first.
+        out = out.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
     if out is image:
         out = image.copy()
     out.info = {"icc_profile": icc} if icc else {}  # EXIF, XMP and GPS never go further

@@ -32,11 +32,10 @@ class SegmentationMasker:
         oval = contour_mask(image.size, face.contour, feather_px(face))
         region = face_region(face, image.size)
         oval_part = oval.crop(region)
-        person = self.person_mask(image.crop(region))
-        covered = np.asarray(ImageChops.multiply(oval_part, person), dtype=np.float32).sum()
-        if covered < MIN_COVERAGE * np.asarray(oval_part, dtype=np.float32).sum():
+        refined = ImageChops.multiply(oval_part, self.person_mask(image.crop(region)))
+        if mass(refined) < MIN_COVERAGE * mass(oval_part):
             return oval
-        oval.paste(ImageChops.multiply(oval_part, person), region[:2])
+        oval.paste(refined, region[:2])
         return oval
 
     def person_mask(self, region: Image.Image) -> Image.Image:
@@ -49,6 +48,11 @@ class SegmentationMasker:
         ramp = np.clip((probability - SOFT_LO) / (SOFT_HI - SOFT_LO), 0.0, 1.0)
         small = Image.fromarray((ramp * 255).astype(np.uint8), mode="L")
         return small.resize(region.size, Image.Resampling.BILINEAR)
+
+
+def mass(mask: Image.Image) -> int:
+    """The sum of a mask's values."""
+    return int(np.asarray(mask).sum(dtype=np.int64))
 
 
 def face_region(face: Face, size: tuple[int, int]) -> tuple[int, int, int, int]:

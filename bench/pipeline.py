@@ -1,0 +1,170 @@
+"""Pipeline benchmark: a 12 MP selfie end to end, in-process, one thread (`make bench`).
+
+Prints median and p90 per stage for
+  * the pipeline as built (JPEG draft decode straight to working size),
+  * a naive baseline in the same run (full 12 MP decode, then resize), and
+  * a 12 MP HEIC,
+plus cold start: process start to first answer under functions-framework.
+Goals: JPEG total median <= 60 ms, HEIC <= 800 ms, compose <= 15 ms per face, cold start <= 1.5 s.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "cloud_functions")]
+
+from PIL import Image, ImageOps  # noqa: E402
+
+from avatar import imaging, pipeline  # noqa: E402
+from avatar.backends import build_backends  # noqa: E402
+from avatar.config import Settings  # noqa: E402
+from avatar.inputs import AvatarRequest  # noqa: E402
+
+STAGES = ["decode", "detect", "segment", "compose", "store", "total"]
+SIZE = (4000, 3000)
+
+
+def selfie_12mp() -> Image.Image:
+    """The astronaut photo cropped to 4:3 around the face and upscaled to 4000x3000."""
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut())
+    return photo.crop((0, 0, 512, 384)).resize(SIZE, Image.Resampling.BICUBIC)
+
+
+def jpeg_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def heic_bytes(image: Image.Image) -> bytes:
+    imaging.register_heif()
+    buffer = io.BytesIO()
+    image.save(buffer, "HEIF", quality=85)
+    return buffer.getvalue()
+
+
+def naive_decode(data: bytes, *, max_pixels: int, working_size_px: int) -> imaging.Decoded:
+    """Baseline: decode every pixel, orient, then resize with a high-quality filter."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    upright = ImageOps.exif_transpose(image).convert("RGB")
+    upright.thumbnail((working_size_px, working_size_px), Image.Resampling.LANCZOS)
+    return imaging.Decoded(upright, "jpeg", image.size)
+
+
+def run(data: bytes, settings: Settings, runs: int) -> list[dict[str, float]]:
+    """Timings of `runs` generations after one warm-up."""
+    backends = build_backends(settings)
+    job = AvatarRequest(animal="fox", user_id="bench", generation_id="bench", all_faces=False)
+    results = []
+    for i in range(runs + 1):
+        body = pipeline.generate_avatar(
+            AvatarRequest(**{**job.__dict__, "image": data}), backends, settings
+        )
+        if i:
+            results.append(body["timings_ms"])
+    return results
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def table(title: str, rows: list[dict[str, float]]) -> dict[str, float]:
+    """Print median / p90 per stage; return the medians."""
+    print(f"\n{title}  (n={len(rows)})")
+    print(f"  {'stage':<8} {'median ms':>10} {'p90 ms':>8}")
+    medians = {}
+    for stage in STAGES:
+        values = [r[stage] for r in rows]
+        medians[stage] = statistics.median(values)
+        print(f"  {stage:<8} {medians[stage]:>10.1f} {pct(values, 90):>8.1f}")
+    return medians
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cold_start_s(body: bytes, env: dict[str, str]) -> float:
+    """Seconds from spawning functions-framework to the first 200 answer to a real POST."""
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "functions-framework"), "--target",
+           "generate_animal_avatar", "--source", str(REPO / "cloud_functions" / "main.py"),
+           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/?animal=cat", data=body,
+            headers={"Content-Type": "image/jpeg"}, method="POST",
+        )  # fmt: skip
+        while time.perf_counter() - start < 30:
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    assert answer.status == 200
+                    return time.perf_counter() - start
+            except (ConnectionError, urllib.error.URLError):
+                time.sleep(0.01)
+        raise TimeoutError("functions-framework never answered")
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def main() -> None:
+    runs = int(os.environ.get("BENCH_RUNS", "30"))
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(storage_dir=Path(tmp))
+        photo = selfie_12mp()
+        jpeg = jpeg_bytes(photo)
+        print(f"12 MP selfie: {SIZE[0]}x{SIZE[1]}, JPEG {len(jpeg) / 1e6:.1f} MB; one thread")
+
+        built = table("pipeline (JPEG draft decode)", run(jpeg, settings, runs))
+        real_decode: Callable[..., Any] = pipeline.decode
+        pipeline.decode = naive_decode  # type: ignore[assignment]
+        try:
+            naive = table("naive baseline (full decode, then resize)", run(jpeg, settings, runs))
+        finally:
+            pipeline.decode = real_decode  # type: ignore[assignment]
+        heic = heic_bytes(photo)
+        print(f"\n12 MP HEIC: {len(heic) / 1e6:.1f} MB")
+        heic_medians = table("pipeline (HEIC)", run(heic, settings, max(5, runs // 5)))
+
+        env = {**os.environ, "STORAGE_DIR": tmp, "AVATAR_BACKEND": "local"}
+        small = jpeg_bytes(photo.resize((1600, 1200)))
+        colds = [cold_start_s(small, env) for _ in range(3)]
+
+    print("\nsummary")
+    print(f"  JPEG total median   {built['total']:7.1f} ms  (goal <= 60)")
+    print(
+        f"  naive total median  {naive['total']:7.1f} ms  ratio naive/built "
+        f"{naive['total'] / built['total']:.2f}x; decode {naive['decode'] / built['decode']:.2f}x"
+    )
+    print(f"  HEIC total median   {heic_medians['total']:7.1f} ms  (goal <= 800)")
+    print(f"  compose per face    {built['compose']:7.1f} ms  (goal <= 15 at 1600 px)")
+    print(
+        f"  cold start median   {statistics.median(colds) * 1000:7.0f} ms  "
+        f"(runs: {', '.join(f'{c * 1000:.0f}' for c in colds)}; goal <= 1500)"
+    )
+
+
+if __name__ == "__main__":
+    main()
