@@ -63,19 +63,23 @@ class GcsStore:
             settings.gcs_bucket, project=settings.gcp_project, deadline_s=settings.gcp_deadline_s
         )
 
-    def put(self, name: str, data: bytes, content_type: str) -> None:
-        """Write `data` as `name` once; a retry that finds it already written succeeds."""
+    def put(self, name: str, data: bytes, content_type: str, *, overwrite: bool = False) -> None:
+        """Write `data` as `name` once; a retry that finds it already written succeeds.
+
+        `overwrite=True` drops the precondition and replaces whatever is there.
+        """
         from google.api_core.exceptions import PreconditionFailed
 
         blob = self._bucket().blob(name)
         blob.cache_control = CACHE_CONTROL
+        precondition = None if overwrite else 0
 
         def upload(timeout_s: float) -> None:
             try:
                 blob.upload_from_string(
                     data,
                     content_type=content_type,
-                    if_generation_match=0,
+                    if_generation_match=precondition,
                     retry=None,
                     timeout=timeout_s,
                 )
@@ -86,15 +90,21 @@ class GcsStore:
 
     def get(self, uri: str) -> bytes:
         """The bytes of `gs://<this bucket>/<object>`; other buckets are refused."""
+        data = self.read(self._object_name(uri))
+        if data is None:
+            raise InvalidRequest(f"no readable object at {uri}")
+        return data
+
+    def read(self, name: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object (or it may not be read)."""
         from google.api_core.exceptions import Forbidden, NotFound
 
-        name = self._object_name(uri)
         blob = self._bucket().blob(name)
         try:
             return bytes(self._call(lambda t: blob.download_as_bytes(retry=None, timeout=t)))
         except AvatarError as exc:
             if isinstance(exc.__cause__, NotFound | Forbidden):
-                raise InvalidRequest(f"no readable object at {uri}") from exc
+                return None
             raise
 
     def signed_url(self, name: str, ttl_s: int) -> str:
