@@ -5,6 +5,19 @@ found the face (only the named landmarks, the outline and the mask are used).
 """
 
 from avatar.compose.animals import STYLES
-from avatar.compose.render import character_outline, compose_face, compose_faces, style_for
+from avatar.compose.render import (
+    character_outline,
+    compose_face,
+    compose_faces,
+    ear_outlines,
+    style_for,
+)
 
-__all__ = ["STYLES", "character_outline", "compose_face", "compose_faces", "style_for"]
+__all__ = [
+    "STYLES",
+    "character_outline",
+    "compose_face",
+    "compose_faces",
+    "ear_outlines",
+    "style_for",
+]

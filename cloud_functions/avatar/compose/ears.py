@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from avatar.compose.animals import RGB, Style
 from avatar.compose.geometry import FaceFrame, FloatArray, cubic, ellipse, mirror, path, transform
 from avatar.compose.raster import Sketch
+
+EAR_OUTLINE = 0.035  # the ear's outline stroke, face units
 
 
 @dataclass(frozen=True)
@@ -18,10 +21,17 @@ class EarShape:
     outer: FloatArray
     inner: FloatArray
     tip: FloatArray | None  # the darker tip (fox), if any
+    rim: FloatArray  # the outlined edge: everything but the base, which grows out of the head
+    tufts: FloatArray | None  # a fringe of fur over the base
+    base: FloatArray  # the base's midpoint, where the shading is darkest
 
 
 def _pointed(width: float, height: float, round_tip: float) -> FloatArray:
-    left, right, tip = np.array([-width / 2, 0.25]), np.array([width / 2, 0.25]), np.array([0.04, -height])
+    left, right, tip = (
+        np.array([-width / 2, 0.25]),
+        np.array([width / 2, 0.25]),
+        np.array([0.04, -height]),
+    )
     return path(
         cubic(left, (-width * 0.48, -height * 0.4), (-round_tip, -height * 0.98), tip),
         cubic(tip, (round_tip + 0.04, -height * 0.98), (width * 0.5, -height * 0.4), right),
@@ -38,12 +48,19 @@ def _ear_units(kind: str) -> tuple[FloatArray, FloatArray]:
     if kind == "tall":
         return _pointed(0.95, 1.5, 0.08), transform(_pointed(0.55, 1.1, 0.06), offset=(0.02, -0.1))
     if kind == "rounded":
-        return _pointed(1.0, 0.95, 0.24), transform(_pointed(0.56, 0.62, 0.15), offset=(0.02, -0.08))
+        return _pointed(1.0, 0.95, 0.24), transform(
+            _pointed(0.56, 0.62, 0.15), offset=(0.02, -0.08)
+        )
     return _pointed(0.95, 1.1, 0.1), transform(_pointed(0.54, 0.78, 0.07), offset=(0.02, -0.08))
 
 
 # Where each ear kind sits: x of its base on the head, tilt outwards (degrees).
-_PLACEMENT = {"round": (0.82, 28.0), "long": (0.42, 10.0), "tall": (0.7, 17.0), "rounded": (0.78, 24.0)}
+_PLACEMENT = {
+    "round": (0.82, 28.0),
+    "long": (0.42, 10.0),
+    "tall": (0.7, 17.0),
+    "rounded": (0.78, 24.0),
+}
 
 
 def ear_anchor_y(frame: FaceFrame) -> float:
@@ -59,11 +76,35 @@ def ear_shape(frame: FaceFrame, style: Style) -> EarShape:
     base_x, tilt = _PLACEMENT.get(style.ear, (0.72, 20.0))
     size = style.ear_size * max(frame.half_width, 0.9)
     anchor = (base_x * frame.half_width, ear_anchor_y(frame))
-    place = {"scale": size, "angle_deg": tilt, "offset": anchor}
-    tip = None
-    if style.ear_tip is not None:
-        tip = transform(outer[outer[:, 1] < -0.95], **place)  # type: ignore[arg-type]
-    return EarShape(transform(outer, **place), transform(inner, **place), tip)  # type: ignore[arg-type]
+
+    def place(points: FloatArray) -> FloatArray:
+        return transform(points, scale=size, angle_deg=tilt, offset=anchor)
+
+    tip = place(outer[outer[:, 1] < -0.95]) if style.ear_tip is not None else None
+    width = float(outer[:, 0].max() - outer[:, 0].min())
+    tufted = style.ear in ("pointed", "tall", "rounded")
+    tufts = place(_tufts(width * 0.8)) if tufted else None
+    rim = _rim(outer, outer[:, 1] < (0.05 if tufted else -0.1))
+    return EarShape(place(outer), place(inner), tip, place(rim), tufts, place(np.zeros((1, 2)))[0])
+
+
+def _rim(points: FloatArray, keep: npt.NDArray[np.bool_]) -> FloatArray:
+    """The kept points as one open polyline (the dropped ones are one run of the outline)."""
+    dropped = np.flatnonzero(~keep)
+    if len(dropped) == 0:
+        return np.concatenate([points, points[:1]])
+    shift = len(points) - 1 - int(dropped[-1])
+    rolled, kept = np.roll(points, shift, axis=0), np.roll(keep, shift)
+    return np.asarray(rolled[kept])
+
+
+def _tufts(width: float, count: int = 7) -> FloatArray:
+    """A zig-zag fringe of fur along the base of an ear, in ear units."""
+    xs = np.linspace(-width / 2, width / 2, 2 * count + 1)
+    ys = np.where(np.arange(len(xs)) % 2 == 1, -0.2, -0.04)
+    ys[len(xs) // 2 :: 4] -= 0.05  # uneven tips look like fur rather than a saw blade
+    top = np.stack([xs, ys], axis=1)
+    return np.concatenate([top, [[width / 2, 0.25], [-width / 2, 0.25]]])
 
 
 def _floppy(frame: FaceFrame) -> EarShape:
@@ -73,31 +114,52 @@ def _floppy(frame: FaceFrame) -> EarShape:
     a, b = np.array([0.35 * hw, top]), np.array([hw * 1.02, 0.25])
     outer = path(
         cubic(a, (0.9 * hw, top - 0.35), (1.45 * hw, top - 0.05), (1.5 * hw, 0.3)),
-        cubic((1.5 * hw, 0.3), (1.6 * hw, bottom - 0.1), (1.35 * hw, bottom + 0.25), (1.12 * hw, bottom)),
+        cubic(
+            (1.5 * hw, 0.3),
+            (1.6 * hw, bottom - 0.1),
+            (1.35 * hw, bottom + 0.25),
+            (1.12 * hw, bottom),
+        ),
         cubic((1.12 * hw, bottom), (0.98 * hw, bottom - 0.3), (0.98 * hw, 0.6), b),
         cubic(b, (0.95 * hw, -0.3), (0.6 * hw, top + 0.2), a),
     )[:-1]
     inner = transform(outer, scale=0.7, offset=(0.36 * hw, 0.12))
-    return EarShape(outer, inner, None)
+    rim = np.concatenate([outer, outer[:1]])
+    return EarShape(outer, inner, None, rim, None, np.array([0.7 * hw, top]))
 
 
 def _shade(color: RGB, factor: float) -> tuple[int, int, int, int]:
-    return (int(min(color[0] * factor, 255)), int(min(color[1] * factor, 255)), int(min(color[2] * factor, 255)), 255)
+    return (
+        int(min(color[0] * factor, 255)),
+        int(min(color[1] * factor, 255)),
+        int(min(color[2] * factor, 255)),
+        255,
+    )
 
 
 def draw_ear(sketch: Sketch, ear: EarShape, style: Style) -> None:
     """One ear with rim, inner colour, depth shading, tip and an outline."""
-    outline = (*style.dark, 235)
     rim = style.ear_back or style.fur
-    sketch.polygon(ear.outer, _shade(rim, 1.0), outline, 0.045)
-    # A darker band just inside the rim gives the ear thickness.
-    sketch.polygon(transform(ear.outer, scale=0.88, offset=_centroid(ear.outer) * 0.12), _shade(rim, 0.86))
+    sketch.polygon(ear.outer, _shade(rim, 1.0))
+    # Darker towards the base: stacked translucent copies shrunk towards it fake a gradient.
+    for k in (0.8, 0.6, 0.4):
+        sketch.polygon(_towards(ear.outer, ear.base, k), (*_shade(rim, 0.7)[:3], 45))
     if ear.tip is not None and style.ear_tip is not None:
-        sketch.polygon(ear.tip, (*style.ear_tip, 255), outline, 0.03)
-    sketch.polygon(ear.inner, (*style.inner_ear, 255), (*style.dark, 120), 0.02)
-    base = _centroid(ear.inner)
-    deep = transform(ear.inner - base, scale=0.6, offset=base + np.array([0.0, 0.06]))
-    sketch.polygon(deep, (*_shade(style.inner_ear, 0.8)[:3], 150))
+        sketch.polygon(ear.tip, (*style.ear_tip, 255))
+    sketch.polygon(
+        ear.inner, (*style.inner_ear, 255), (*_shade(style.inner_ear, 0.75)[:3], 200), 0.025
+    )
+    for k in (0.75, 0.5):
+        sketch.polygon(_towards(ear.inner, ear.base, k), (*_shade(style.inner_ear, 0.78)[:3], 70))
+    sketch.line(_towards(ear.rim, _centroid(ear.outer), 0.9), (255, 255, 255, 55), 0.035)
+    if ear.tufts is not None:
+        sketch.polygon(ear.tufts, _shade(rim, 0.92))
+    sketch.line(ear.rim, (*style.dark, 235), EAR_OUTLINE)
+
+
+def _towards(points: FloatArray, center: FloatArray, k: float) -> FloatArray:
+    """Points scaled by k about a centre."""
+    return np.asarray(center + (points - center) * k, dtype=np.float64)
 
 
 def _centroid(points: FloatArray) -> FloatArray:
@@ -108,4 +170,8 @@ def both_ears(frame: FaceFrame, style: Style) -> tuple[EarShape, EarShape]:
     """The subject's right ear (image left) and left ear (image right)."""
     left = ear_shape(frame, style)
     tip = mirror(left.tip) if left.tip is not None else None
-    return EarShape(mirror(left.outer), mirror(left.inner), tip), left
+    tufts = mirror(left.tufts) if left.tufts is not None else None
+    base = left.base * np.array([-1.0, 1.0])
+    return EarShape(
+        mirror(left.outer), mirror(left.inner), tip, mirror(left.rim), tufts, base
+    ), left

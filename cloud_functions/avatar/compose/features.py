@@ -26,7 +26,7 @@ def _nose_outline(kind: str) -> FloatArray:
 
 def nose_center(frame: FaceFrame) -> FloatArray:
     """Where the animal's nose sits: on the tip of the person's nose, nudged up a little."""
-    return frame.nose + np.array([0.0, -0.02])
+    return np.asarray(frame.nose + np.array([0.0, -0.02]), dtype=np.float64)
 
 
 def draw_nose(sketch: Sketch, frame: FaceFrame, style: Style) -> None:
@@ -38,12 +38,28 @@ def draw_nose(sketch: Sketch, frame: FaceFrame, style: Style) -> None:
     bottom = c + np.array([0.0, h / 2])
     lip = frame.mouth[1] - 0.1
     if lip > bottom[1] + 0.04:
-        sketch.line(cubic(bottom, bottom + (0, 0.05), (frame.mouth[0], lip - 0.05), (frame.mouth[0], lip)), line_colour, 0.025)
+        lip_top = (frame.mouth[0], lip)
+        philtrum = cubic(bottom, bottom + np.array([0.0, 0.05]), (lip_top[0], lip - 0.05), lip_top)
+        sketch.line(philtrum, line_colour, 0.025)
     sketch.polygon(outline, (*style.nose, 255), line_colour, 0.03)
     if style.nose_kind in ("dog", "bear"):
         for side in (-1, 1):
-            sketch.polygon(ellipse(c[0] + side * w * 0.2, c[1] + h * 0.08, w * 0.1, h * 0.12, side * -25.0, 20), (8, 6, 6, 200))
-    sketch.polygon(ellipse(c[0] - w * 0.12, c[1] - h * 0.22, w * 0.14, h * 0.1, -15.0, 20), (255, 255, 255, 150))
+            sketch.polygon(
+                ellipse(
+                    c[0] + side * w * 0.2, c[1] + h * 0.08, w * 0.1, h * 0.12, side * -25.0, 20
+                ),
+                (8, 6, 6, 200),
+            )
+    sketch.polygon(
+        ellipse(c[0] - w * 0.12, c[1] - h * 0.22, w * 0.14, h * 0.1, -15.0, 20),
+        (255, 255, 255, 150),
+    )
+
+
+def whisker_length(frame: FaceFrame, side: float) -> float:
+    """Whisker length on one side (-1: image left); shorter on the far side of a turned head."""
+    turn = float(np.clip(side * frame.nose[0] / 0.45, -1.0, 1.0))  # +1: the nose points this way
+    return (0.75 + 0.25 * frame.half_width) * (1.0 - 0.6 * max(turn, 0.0))
 
 
 def draw_whiskers(sketch: Sketch, frame: FaceFrame, style: Style) -> None:
@@ -51,14 +67,19 @@ def draw_whiskers(sketch: Sketch, frame: FaceFrame, style: Style) -> None:
     if style.whiskers is None:
         return
     c = nose_center(frame)
-    length = 0.75 + 0.25 * frame.half_width
     for side in (-1.0, 1.0):
+        length = whisker_length(frame, side)
         for i, droop in enumerate((-0.14, 0.0, 0.14)):
             start = c + np.array([side * 0.3, 0.16 + 0.07 * i])
             end = start + np.array([side * length, droop * length + 0.02])
             mid = (start + end) / 2 + np.array([0.0, -0.07])
-            sketch.line(cubic(start, mid, mid, end, 12), (*style.whiskers, 205), 0.017)
-            sketch.dot(c[0] + side * (0.16 + 0.06 * i), c[1] + 0.2 + 0.05 * (i % 2), 0.018, (*style.dark, 120))
+            sketch.line(cubic(start, mid, mid, end, 12), (*style.whiskers, 215), 0.022, 0.006)
+            sketch.dot(
+                c[0] + side * (0.16 + 0.06 * i),
+                c[1] + 0.2 + 0.05 * (i % 2),
+                0.018,
+                (*style.dark, 120),
+            )
 
 
 def draw_teeth(sketch: Sketch, frame: FaceFrame, style: Style) -> None:
@@ -67,5 +88,8 @@ def draw_teeth(sketch: Sketch, frame: FaceFrame, style: Style) -> None:
         return
     mx, my = frame.mouth
     for side in (-1.0, 1.0):
-        tooth = transform(np.array([[0, 0], [0.1, 0], [0.1, 0.13], [0.08, 0.15], [0.02, 0.15], [0, 0.13]]), offset=(mx + (0.005 if side > 0 else -0.105), my - 0.02))
+        tooth = transform(
+            np.array([[0, 0], [0.1, 0], [0.1, 0.13], [0.08, 0.15], [0.02, 0.15], [0, 0.13]]),
+            offset=(mx + (0.005 if side > 0 else -0.105), my - 0.02),
+        )
         sketch.polygon(tooth, (252, 252, 248, 255), (*style.dark, 200), 0.015)

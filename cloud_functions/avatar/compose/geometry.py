@@ -37,7 +37,10 @@ class FaceFrame:
     def to_image(self, points: npt.ArrayLike) -> FloatArray:
         """Face-unit points (N, 2) to image pixels (N, 2)."""
         p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        return self.origin + (np.outer(p[:, 0], self.axis_x) + np.outer(p[:, 1], self.axis_y)) * self.unit
+        return (
+            self.origin
+            + (np.outer(p[:, 0], self.axis_x) + np.outer(p[:, 1], self.axis_y)) * self.unit
+        )
 
     def to_local(self, points: npt.ArrayLike) -> FloatArray:
         """Image-pixel points (N, 2) to face units (N, 2)."""
@@ -78,10 +81,14 @@ def face_frame(face: Face) -> FaceFrame:
     lm = {k: frame.to_local(v)[0] for k, v in face.landmarks.items()}
     contour = frame.to_local(face.contour) if len(face.contour) >= 3 else np.zeros((0, 2))
     nose = np.array([_clamp(lm["nose_tip"][0], -0.45, 0.45), _clamp(lm["nose_tip"][1], 0.4, 1.0)])
-    mouth = np.array([_clamp(lm["mouth_center"][0], -0.5, 0.5), _clamp(lm["mouth_center"][1], 0.8, 1.6)])
+    mouth = np.array(
+        [_clamp(lm["mouth_center"][0], -0.5, 0.5), _clamp(lm["mouth_center"][1], 0.8, 1.6)]
+    )
     mouth_half = _clamp(float(np.hypot(*(lm["mouth_left"] - lm["mouth_right"]))) / 2, 0.3, 0.75)
     chin = _clamp(float(lm["chin"][1]), mouth[1] + 0.3, 2.4)
-    top_candidates = [float(lm["forehead"][1])] + ([float(contour[:, 1].min())] if len(contour) else [])
+    top_candidates = [float(lm["forehead"][1])] + (
+        [float(contour[:, 1].min())] if len(contour) else []
+    )
     top = _clamp(min(top_candidates), -1.6, -0.6)
     half_width = _half_width(contour)
     return FaceFrame(origin, axis_x, axis_y, unit, nose, mouth, mouth_half, chin, top, half_width)
@@ -100,14 +107,18 @@ def _half_width(contour: FloatArray) -> float:
 # Shapes, all in face units: closed polygons are (N, 2) arrays.
 
 
-def ellipse(cx: float, cy: float, rx: float, ry: float, angle_deg: float = 0.0, n: int = 48) -> FloatArray:
+def ellipse(
+    cx: float, cy: float, rx: float, ry: float, angle_deg: float = 0.0, n: int = 48
+) -> FloatArray:
     """A closed ellipse polygon, rotated by angle_deg (clockwise on screen)."""
     t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
     pts = np.stack([rx * np.cos(t), ry * np.sin(t)], axis=1)
     return transform(pts, angle_deg=angle_deg, offset=(cx, cy))
 
 
-def cubic(p0: npt.ArrayLike, p1: npt.ArrayLike, p2: npt.ArrayLike, p3: npt.ArrayLike, n: int = 16) -> FloatArray:
+def cubic(
+    p0: npt.ArrayLike, p1: npt.ArrayLike, p2: npt.ArrayLike, p3: npt.ArrayLike, n: int = 16
+) -> FloatArray:
     """Points along a cubic Bézier curve, both ends included."""
     t = np.linspace(0.0, 1.0, n)[:, None]
     a, b, c, d = (np.asarray(p, dtype=np.float64) for p in (p0, p1, p2, p3))
@@ -131,9 +142,9 @@ def transform(
     p = np.asarray(points, dtype=np.float64).reshape(-1, 2) * np.asarray(scale, dtype=np.float64)
     a = math.radians(angle_deg)
     rot = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
-    return p @ rot + np.asarray(offset, dtype=np.float64)
+    return np.asarray(p @ rot + np.asarray(offset, dtype=np.float64), dtype=np.float64)
 
 
 def mirror(points: FloatArray) -> FloatArray:
     """Mirrors points across the face's vertical axis (x -> -x), keeping the winding order."""
-    return points[::-1] * np.array([-1.0, 1.0])
+    return np.asarray(points[::-1] * np.array([-1.0, 1.0]), dtype=np.float64)

@@ -9,6 +9,7 @@ import numpy as np
 
 from avatar.compose.animals import RGB, Style
 from avatar.compose.geometry import FaceFrame, FloatArray, cubic, ellipse, mirror, path
+from avatar.compose.raster import stroke
 
 _WHITE: RGB = (255, 255, 255)
 
@@ -21,14 +22,6 @@ class Marking:
     color: RGB
     opacity: float
     blur: float
-
-
-def stroke(points: FloatArray, start_width: float, end_width: float) -> FloatArray:
-    """A tapered brush stroke along a polyline, as a closed polygon."""
-    d = np.gradient(points, axis=0)
-    normal = np.stack([-d[:, 1], d[:, 0]], axis=1) / (np.hypot(d[:, 0], d[:, 1])[:, None] + 1e-9)
-    width = np.linspace(start_width, end_width, len(points))[:, None] / 2
-    return np.concatenate([points + normal * width, (points - normal * width)[::-1]])
 
 
 def _both(shape: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -52,26 +45,70 @@ def _muzzle_light(frame: FaceFrame, style: Style) -> list[Marking]:
 def _tabby(frame: FaceFrame, style: Style) -> list[Marking]:
     t = frame.top
     forehead = tuple(
-        stroke(cubic((x, t + 0.12), (x * 1.1, t + 0.3), (x * 0.9, t + 0.5), (x * 0.7, t + 0.68), 10), 0.1, 0.02)
+        stroke(
+            cubic((x, t + 0.12), (x * 1.1, t + 0.3), (x * 0.9, t + 0.5), (x * 0.7, t + 0.68), 10),
+            0.1,
+            0.02,
+        )
         for x in (-0.32, 0.0, 0.32)
     )
     hw = frame.half_width
     cheeks = tuple(
         s
         for y in (0.55, 0.8)
-        for s in _both(stroke(cubic((hw * 1.02, y), (hw * 0.85, y - 0.03), (hw * 0.75, y + 0.02), (hw * 0.6, y + 0.06), 10), 0.1, 0.02))
+        for s in _both(
+            stroke(
+                cubic(
+                    (hw * 1.02, y),
+                    (hw * 0.85, y - 0.03),
+                    (hw * 0.75, y + 0.02),
+                    (hw * 0.6, y + 0.06),
+                    10,
+                ),
+                0.1,
+                0.02,
+            )
+        )
     )
     return [Marking(forehead + cheeks, style.dark, 0.5, 0.03)]
 
 
 def _tiger_stripes(frame: FaceFrame, style: Style) -> list[Marking]:
     t, hw = frame.top, frame.half_width
-    forehead = [stroke(cubic((0, t + 0.05), (0.02, t + 0.25), (-0.02, t + 0.45), (0, t + 0.62), 10), 0.16, 0.02)]
+    forehead = [
+        stroke(
+            cubic((0, t + 0.05), (0.02, t + 0.25), (-0.02, t + 0.45), (0, t + 0.62), 10), 0.16, 0.02
+        )
+    ]
     for x in (0.3, 0.55):
-        forehead += _both(stroke(cubic((x, t + 0.08), (x * 1.05, t + 0.22), (x * 0.95, t + 0.35), (x * 0.85, t + 0.48), 10), 0.13, 0.02))
+        forehead += _both(
+            stroke(
+                cubic(
+                    (x, t + 0.08),
+                    (x * 1.05, t + 0.22),
+                    (x * 0.95, t + 0.35),
+                    (x * 0.85, t + 0.48),
+                    10,
+                ),
+                0.13,
+                0.02,
+            )
+        )
     cheeks: list[FloatArray] = []
     for y, reach in ((0.35, 0.62), (0.68, 0.55), (1.0, 0.5)):
-        cheeks += _both(stroke(cubic((hw * 1.05, y), (hw * 0.85, y - 0.05), (hw * 0.7, y + 0.02), (hw * (1.05 - reach), y + 0.08), 10), 0.16, 0.02))
+        cheeks += _both(
+            stroke(
+                cubic(
+                    (hw * 1.05, y),
+                    (hw * 0.85, y - 0.05),
+                    (hw * 0.7, y + 0.02),
+                    (hw * (1.05 - reach), y + 0.08),
+                    10,
+                ),
+                0.16,
+                0.02,
+            )
+        )
     return [Marking(tuple(forehead + cheeks), style.dark, 0.85, 0.02)]
 
 
@@ -99,8 +136,15 @@ def _raccoon_mask(frame: FaceFrame, style: Style) -> list[Marking]:
 def _fox_cheeks(frame: FaceFrame, style: Style) -> list[Marking]:
     hw, my = frame.half_width, frame.mouth[1]
     lower = path(
-        cubic((-hw * 1.1, 0.45), (-0.6, 0.35), (-0.3, frame.nose[1] - 0.05), (0.0, frame.nose[1] - 0.05)),
-        cubic((0.0, frame.nose[1] - 0.05), (0.3, frame.nose[1] - 0.05), (0.6, 0.35), (hw * 1.1, 0.45)),
+        cubic(
+            (-hw * 1.1, 0.45),
+            (-0.6, 0.35),
+            (-0.3, frame.nose[1] - 0.05),
+            (0.0, frame.nose[1] - 0.05),
+        ),
+        cubic(
+            (0.0, frame.nose[1] - 0.05), (0.3, frame.nose[1] - 0.05), (0.6, 0.35), (hw * 1.1, 0.45)
+        ),
         cubic((hw * 1.1, 0.45), (hw * 1.1, my + 0.8), (-hw * 1.1, my + 0.8), (-hw * 1.1, 0.45)),
     )
     return [Marking((lower,), style.fur_light, 0.8, 0.1)]
@@ -129,7 +173,7 @@ def markings_for(frame: FaceFrame, style: Style) -> list[Marking]:
 
 
 def keep_clear(frame: FaceFrame) -> list[Marking]:
-    """Eyes and mouth, where the fur thins out so the person's expression stays (opacity = how clear)."""
+    """Eyes and mouth, where the fur thins so the expression stays (opacity = how clear)."""
     eyes = (ellipse(-0.5, 0.0, 0.25, 0.14), ellipse(0.5, 0.0, 0.25, 0.14))
-    mouth = ellipse(frame.mouth[0], frame.mouth[1], frame.mouth_half + 0.06, 0.17)
-    return [Marking(eyes, _WHITE, 0.88, 0.06), Marking((mouth,), _WHITE, 0.8, 0.06)]
+    mouth = ellipse(frame.mouth[0], frame.mouth[1] + 0.02, frame.mouth_half + 0.08, 0.2)
+    return [Marking(eyes, _WHITE, 0.88, 0.06), Marking((mouth,), _WHITE, 0.9, 0.06)]

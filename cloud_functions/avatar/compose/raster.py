@@ -1,4 +1,4 @@
-"""Anti-aliased drawing on a local patch: crisp parts supersampled, soft parts drawn small and blurred."""
+"""Anti-aliased drawing on a local patch: crisp parts supersampled, soft parts small and blurred."""
 
 from __future__ import annotations
 
@@ -43,6 +43,24 @@ def patch_box(points: FloatArray, image_size: tuple[int, int], pad: float) -> Pa
     return PatchBox(left, top, right, bottom)
 
 
+def stroke(points: FloatArray, start_width: float, end_width: float) -> FloatArray:
+    """A brush stroke along a polyline (tapering from start to end width), as a closed polygon."""
+    d = np.gradient(points, axis=0)
+    normal = np.stack([-d[:, 1], d[:, 0]], axis=1) / (np.hypot(d[:, 0], d[:, 1])[:, None] + 1e-9)
+    half = np.linspace(start_width, end_width, len(points))[:, None] / 2
+    return np.concatenate([points + normal * half, (points - normal * half)[::-1]])
+
+
+def offset_polygon(points: FloatArray, distance: float) -> FloatArray:
+    """A closed polygon grown outwards by `distance` (shrunk when negative), vertex by vertex."""
+    d = np.roll(points, -1, axis=0) - np.roll(points, 1, axis=0)
+    normal = np.stack([d[:, 1], -d[:, 0]], axis=1) / (np.hypot(d[:, 0], d[:, 1])[:, None] + 1e-9)
+    x, y = points[:, 0], points[:, 1]
+    area = float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+    # (d_y, -d_x) points outwards for a clockwise-on-screen (positive area, y down) polygon.
+    return points + normal * (distance if area > 0 else -distance)
+
+
 class Sketch:
     """Crisp shapes drawn onto a supersampled copy of the patch, then box-filtered back down.
 
@@ -58,21 +76,24 @@ class Sketch:
 
     def _xy(self, local: FloatArray) -> list[tuple[float, float]]:
         pts = (self.frame.to_image(local) - (self.box.left, self.box.top)) * self.scale
-        return [(float(x), float(y)) for x, y in pts]
+        return list(map(tuple, pts.tolist()))
 
-    def _width(self, units: float) -> int:
-        return max(int(round(units * self.frame.unit * self.scale)), 1)
-
-    def polygon(self, local: FloatArray, fill: RGBA, outline: RGBA | None = None, width: float = 0.0) -> None:
-        """A filled polygon in face units with an optional outline `width` face units thick."""
-        xy = self._xy(local)
-        self.draw.polygon(xy, fill=fill)
+    def polygon(
+        self, local: FloatArray, fill: RGBA, outline: RGBA | None = None, width: float = 0.0
+    ) -> None:
+        """A filled polygon in face units; an outline `width` units thick is centred on its edge."""
         if outline is not None and width > 0:
-            self.draw.line([*xy, xy[0], xy[1]], fill=outline, width=self._width(width), joint="curve")
+            self.draw.polygon(self._xy(offset_polygon(local, width / 2)), fill=outline)
+            local = offset_polygon(local, -width / 2)
+        self.draw.polygon(self._xy(local), fill=fill)
 
-    def line(self, local: FloatArray, color: RGBA, width: float) -> None:
-        """An open polyline in face units, `width` face units thick, with rounded joints."""
-        self.draw.line(self._xy(local), fill=color, width=self._width(width), joint="curve")
+    def line(
+        self, local: FloatArray, color: RGBA, width: float, end_width: float | None = None
+    ) -> None:
+        """An open polyline in face units, `width` face units thick, tapering to `end_width`."""
+        self.draw.polygon(
+            self._xy(stroke(local, width, width if end_width is None else end_width)), fill=color
+        )
 
     def dot(self, x: float, y: float, radius: float, color: RGBA) -> None:
         """A filled circle in face units."""
@@ -85,23 +106,25 @@ class Sketch:
 
 
 class SoftMasks:
-    """Soft-edged masks (fur markings, keep-out zones) drawn at reduced size, blurred, enlarged."""
+    """Soft-edged masks (fur markings, keep-out zones), drawn small and blurred over a box.
 
-    def __init__(self, box: PatchBox, frame: FaceFrame, shrink: int = 2) -> None:
+    They stay small (`shrink` times smaller than the patch): callers combine them at that size and
+    enlarge only the final result, which keeps the per-pixel work at full size to a minimum.
+    """
+
+    def __init__(self, box: PatchBox, frame: FaceFrame, shrink: int) -> None:
         self.box, self.frame, self.shrink = box, frame, shrink
         w, h = box.size
         self.small = (max((w + shrink - 1) // shrink, 1), max((h + shrink - 1) // shrink, 1))
 
-    def mask(self, shapes: Sequence[FloatArray], blur: float, value: int = 255) -> npt.NDArray[np.float32]:
-        """Union of polygons (face units) blurred by `blur` face units, as floats in [0, 1]."""
+    def mask(self, shapes: Sequence[FloatArray], blur: float) -> npt.NDArray[np.float32]:
+        """Union of polygons (face units) blurred by `blur` units, small, as floats in [0, 1]."""
         img = Image.new("L", self.small, 0)
         draw = ImageDraw.Draw(img)
         for local in shapes:
             pts = (self.frame.to_image(local) - (self.box.left, self.box.top)) / self.shrink
-            draw.polygon([(float(x), float(y)) for x, y in pts], fill=value)
+            draw.polygon([(float(x), float(y)) for x, y in pts], fill=255)
         radius = blur * self.frame.unit / self.shrink
         if radius >= 0.5:
             img = img.filter(ImageFilter.GaussianBlur(radius))
-        big = img.resize((self.small[0] * self.shrink, self.small[1] * self.shrink), Image.Resampling.BILINEAR)
-        w, h = self.box.size
-        return np.asarray(big, dtype=np.float32)[:h, :w] * np.float32(1 / 255)
+        return np.asarray(img, dtype=np.float32) * np.float32(1 / 255)

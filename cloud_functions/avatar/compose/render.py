@@ -1,21 +1,24 @@
-"""One face into one animal: fur painted inside the face mask, then ears and features drawn on top."""
+"""One face into one animal: fur painted inside the face mask, then ears and features on top."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+import numpy.typing as npt
+from PIL import Image, ImageChops
 
 from avatar.compose.animals import STYLES, Style
 from avatar.compose.blend import F32Array, fur_grain, paint_fur
-from avatar.compose.ears import both_ears, draw_ear
+from avatar.compose.ears import EAR_OUTLINE, both_ears, draw_ear
 from avatar.compose.features import draw_nose, draw_teeth, draw_whiskers
 from avatar.compose.geometry import FaceFrame, FloatArray, face_frame
 from avatar.compose.markings import keep_clear, markings_for
-from avatar.compose.raster import PatchBox, Sketch, SoftMasks, patch_box
+from avatar.compose.raster import PatchBox, Sketch, SoftMasks, offset_polygon, patch_box
 from avatar.errors import InvalidRequest
 from avatar.faces import Face
+
+_BILINEAR = Image.Resampling.BILINEAR
 
 
 def style_for(animal: str) -> Style:
@@ -27,15 +30,27 @@ def style_for(animal: str) -> Style:
     return style
 
 
-def character_outline(frame: FaceFrame, style: Style, contour: FloatArray) -> FloatArray:
+def character_outline(frame: FaceFrame, style: Style, contour: npt.ArrayLike) -> FloatArray:
     """Every point the character may touch (face outline, ears, whiskers), in image pixels."""
     right, left = both_ears(frame, style)
     reach = 1.15 + 0.25 * frame.half_width  # the whiskers' tips
-    extra = np.array([[-reach, frame.nose[1] + 0.4], [reach, frame.nose[1] + 0.4], [0.0, frame.chin + 0.1]])
+    extra = np.array(
+        [[-reach, frame.nose[1] + 0.4], [reach, frame.nose[1] + 0.4], [0.0, frame.chin + 0.1]]
+    )
     pts = [right.outer, left.outer, extra]
-    if len(contour):
-        pts.append(frame.to_local(contour))
+    outline = np.asarray(contour, dtype=np.float64).reshape(-1, 2)
+    if len(outline):
+        pts.append(frame.to_local(outline))
     return frame.to_image(np.concatenate(pts))
+
+
+def ear_outlines(face: Face, animal: str) -> list[FloatArray]:
+    """The closed outlines of the two ears, outline stroke included, in image pixels."""
+    frame = face_frame(face)
+    return [
+        frame.to_image(offset_polygon(ear.outer, EAR_OUTLINE))
+        for ear in both_ears(frame, style_for(animal))
+    ]
 
 
 def compose_face(image: Image.Image, face: Face, mask: Image.Image, animal: str) -> Image.Image:
@@ -55,10 +70,11 @@ def _paint_into(image: Image.Image, face: Face, mask: Image.Image, style: Style)
     image.paste(patch, (box.left, box.top))
 
 
-def _paint_patch(patch: Image.Image, mask: Image.Image, box: PatchBox, frame: FaceFrame, style: Style) -> Image.Image:
-    furred = Image.fromarray(_fur_pixels(np.asarray(patch), np.asarray(mask), box, frame, style))
-    scale = 3 if frame.unit < 60 else 2
-    sketch = Sketch(furred, box, frame, scale)
+def _paint_patch(
+    patch: Image.Image, mask: Image.Image, box: PatchBox, frame: FaceFrame, style: Style
+) -> Image.Image:
+    _paint_fur(patch, mask, box, frame, style)
+    sketch = Sketch(patch, box, frame, scale=3 if frame.unit < 60 else 2)
     for ear in both_ears(frame, style):
         draw_ear(sketch, ear, style)
     draw_teeth(sketch, frame, style)
@@ -67,10 +83,31 @@ def _paint_patch(patch: Image.Image, mask: Image.Image, box: PatchBox, frame: Fa
     return sketch.result()
 
 
-def _fur_pixels(pixels: np.ndarray, mask: np.ndarray, box: PatchBox, frame: FaceFrame, style: Style) -> np.ndarray:  # type: ignore[type-arg]
-    """The patch's pixels with fur colours and markings painted inside the face mask."""
-    soft = SoftMasks(box, frame)
-    h, w = pixels.shape[:2]
+def _paint_fur(
+    patch: Image.Image, mask: Image.Image, box: PatchBox, frame: FaceFrame, style: Style
+) -> None:
+    """Paints fur colours and markings into the patch (in place), inside the face mask only."""
+    bbox = mask.getbbox()
+    if bbox is None:
+        return
+    sub = PatchBox(box.left + bbox[0], box.top + bbox[1], box.left + bbox[2], box.top + bbox[3])
+    soft = SoftMasks(sub, frame, shrink=int(min(max(round(frame.unit / 36), 1), 4)))
+    fur, opacity = _fur_maps(soft, frame, style)
+    size = sub.size
+    fur_img = Image.fromarray(np.asarray(np.clip(fur + 0.5, 0, 255), dtype=np.uint8)).resize(
+        size, _BILINEAR
+    )
+    opacity_img = Image.fromarray(
+        np.asarray(np.clip(opacity * 255 + 0.5, 0, 255), dtype=np.uint8)
+    ).resize(size, _BILINEAR)
+    alpha = ImageChops.multiply(opacity_img, mask.crop(bbox))
+    painted = paint_fur(patch.crop(bbox), fur_img, alpha, fur_grain(size, frame.unit))
+    patch.paste(painted, bbox[:2])
+
+
+def _fur_maps(soft: SoftMasks, frame: FaceFrame, style: Style) -> tuple[F32Array, F32Array]:
+    """Small maps of the fur's colour (H, W, 3) and opacity (H, W): base, markings, clear zones."""
+    w, h = soft.small
     fur: F32Array = np.empty((h, w, 3), dtype=np.float32)
     fur[...] = np.asarray(style.fur, dtype=np.float32)
     opacity: F32Array = np.full((h, w), style.fur_opacity, dtype=np.float32)
@@ -80,11 +117,12 @@ def _fur_pixels(pixels: np.ndarray, mask: np.ndarray, box: PatchBox, frame: Face
         opacity += (marking.opacity - opacity) * m
     for clear in keep_clear(frame):
         opacity *= 1.0 - clear.opacity * soft.mask(clear.shapes, clear.blur)
-    alpha = opacity * (mask.astype(np.float32) * np.float32(1 / 255))
-    return paint_fur(pixels, fur, alpha, fur_grain((h, w), frame.unit))
+    return fur, opacity
 
 
-def compose_faces(image: Image.Image, faces: Sequence[Face], masks: Sequence[Image.Image], animal: str) -> Image.Image:
+def compose_faces(
+    image: Image.Image, faces: Sequence[Face], masks: Sequence[Image.Image], animal: str
+) -> Image.Image:
     """Every face turned into the animal, largest first so smaller faces in front stay on top."""
     style = style_for(animal)
     if len(faces) != len(masks):
@@ -92,5 +130,6 @@ def compose_faces(image: Image.Image, faces: Sequence[Face], masks: Sequence[Ima
         raise InvalidRequest(msg)
     out = image.convert("RGB") if image.mode != "RGB" else image.copy()
     for i in sorted(range(len(faces)), key=lambda i: -faces[i].box.area):
-        _paint_into(out, faces[i], masks[i].convert("L"), style)
+        mask = masks[i] if masks[i].mode == "L" else masks[i].convert("L")
+        _paint_into(out, faces[i], mask, style)
     return out

@@ -29,7 +29,18 @@ def synthetic_face(right_eye: tuple[float, float], left_eye: tuple[float, float]
     d = lft - r
     unit = float(np.hypot(*d))
     ax = d / unit
-    frame = FaceFrame((r + lft) / 2, ax, np.array([-ax[1], ax[0]]), unit, np.zeros(2), np.zeros(2), 0.4, 1.7, -1.0, 1.0)
+    frame = FaceFrame(
+        (r + lft) / 2,
+        ax,
+        np.array([-ax[1], ax[0]]),
+        unit,
+        np.zeros(2),
+        np.zeros(2),
+        0.4,
+        1.7,
+        -1.0,
+        1.0,
+    )
     landmarks = {k: tuple(float(v) for v in frame.to_image(p)[0]) for k, p in _LANDMARKS.items()}
     contour = frame.to_image(ellipse(0.0, 0.35, 0.98, 1.38, n=36)).astype(np.float32)
     x0, y0 = contour.min(axis=0)
