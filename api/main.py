@@ -143,8 +143,8 @@ async def handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
-    # Logged with its traceback here; the client sees a generic problem, never the stack.
-    logger.exception("unhandled error", exc_info=exc)
+    # Starlette re-raises after this response, so the server logs the traceback once;
+    # the client sees a generic problem, never the stack.
     return problem_response(ApiError("the server hit an unexpected error"))
 
 

@@ -98,8 +98,8 @@ def postgres_schema(base_url: str) -> Iterator[str]:
 @contextmanager
 def empty_database(tmp_dir: Path) -> Iterator[str]:
     """The URL of a new, empty database: a PostgreSQL schema or a SQLite file."""
-    base_url = os.environ.get("TEST_DATABASE_URL")
-    if base_url:
+    base_url = os.environ.get("TEST_DATABASE_URL", "")
+    if base_url.startswith("postgresql"):
         with postgres_schema(base_url) as url:
             yield url
     else:
