@@ -69,7 +69,8 @@ def open_checked(data: bytes, kind: ImageKind, max_pixels: int) -> Image.Image:
     """Open lazily (header only) as exactly `kind`, refusing pixel counts over the limit."""
     if kind == "heif":
         register_heif()
-    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb check as a second line of defence
+    # Pillow's own bomb check (default: error over ~179 MP) stays as a second line of defence;
+    # it is process-global, so the configured limit is enforced below instead of through it.
     try:
         image = Image.open(io.BytesIO(data), formats=PIL_FORMATS[kind])
     except Image.DecompressionBombError as exc:

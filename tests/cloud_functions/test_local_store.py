@@ -1,0 +1,76 @@
+"""LocalFileStore: atomic writes, no path escapes, the media URL contract."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+
+import pytest
+
+from avatar.backends import build_backends
+from avatar.backends.local.store import LocalFileStore
+from avatar.config import Settings
+from avatar.errors import InvalidRequest
+
+KEY = b"k"
+
+
+def store(root: Path) -> LocalFileStore:
+    return LocalFileStore(root, "http://api.test/media/", KEY, clock=lambda: 1_000_000.5)
+
+
+def test_put_then_get_by_name_or_gs_uri(tmp_path: Path) -> None:
+    files = store(tmp_path)
+    files.put("avatars/u/g.jpg", b"data", "image/jpeg")
+
+    assert files.get("avatars/u/g.jpg") == b"data"
+    assert files.get("gs://whatever-bucket/avatars/u/g.jpg") == b"data"
+    assert [p.name for p in (tmp_path / "avatars" / "u").iterdir()] == ["g.jpg"]  # no temp left
+
+
+def test_put_replaces_whole_files(tmp_path: Path) -> None:
+    files = store(tmp_path)
+    files.put("a/b.png", b"old", "image/png")
+    files.put("a/b.png", b"new", "image/png")
+    assert (tmp_path / "a" / "b.png").read_bytes() == b"new"
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "a/../../x", "/etc/passwd", "", "a\\..\\x", "gs://b/../x"]
+)
+def test_names_cannot_escape_the_root(tmp_path: Path, name: str) -> None:
+    files = store(tmp_path / "root")
+    with pytest.raises(InvalidRequest):
+        files.get(name)
+    with pytest.raises(InvalidRequest):
+        files.put(name.removeprefix("gs://b/"), b"x", "image/jpeg")
+
+
+def test_symlink_out_of_the_root_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "secret.txt").write_text("s")
+    (tmp_path / "root" / "link").symlink_to(tmp_path)
+    with pytest.raises(InvalidRequest):
+        store(tmp_path / "root").get("link/secret.txt")
+
+
+def test_signed_url_contract(tmp_path: Path) -> None:
+    url = store(tmp_path).signed_url("avatars/u1/g1.jpg", ttl_s=3600)
+
+    expected = hmac.new(KEY, b"avatars/u1/g1.jpg\n1003600", hashlib.sha256).hexdigest()
+    assert url == f"http://api.test/media/avatars/u1/g1.jpg?expires=1003600&signature={expected}"
+
+
+def test_factory_builds_local_backends_once(tmp_path: Path) -> None:
+    settings = Settings(storage_dir=tmp_path, avatar_backend="local")
+
+    backends = build_backends(settings)
+
+    assert build_backends(settings) is backends
+    assert (backends.detector.name, backends.compositor.name, backends.store.name) == (
+        "local",
+        "local",
+        "local",
+    )
+    assert type(backends.masker).__name__ == "SegmentationMasker"
