@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -147,16 +148,23 @@ def add_offset_route(app: FastAPI) -> None:
         return Page(items=await service.to_public_many(rows, store, settings), next_cursor=None)
 
 
-async def timed(call: Callable[[], Awaitable[httpx.Response]], repeat: int) -> list[float]:
-    """Milliseconds per call, after a short warm-up."""
-    for _ in range(5):
-        (await call()).raise_for_status()
-    samples = []
+Call = Callable[[], Awaitable[httpx.Response]]
+
+
+async def timed(
+    calls: dict[tuple[str, int], Call], repeat: int
+) -> dict[tuple[str, int], list[float]]:
+    """Milliseconds per call; the cases take turns, so a burst of load hits them alike."""
+    for call in calls.values():
+        for _ in range(5):
+            (await call()).raise_for_status()
+    samples: dict[tuple[str, int], list[float]] = {case: [] for case in calls}
     for _ in range(repeat):
-        start = time.perf_counter()
-        response = await call()
-        samples.append((time.perf_counter() - start) * 1000)
-        assert len(response.json()["items"]) == LIMIT, response.text
+        for case, call in calls.items():
+            start = time.perf_counter()
+            response = await call()
+            samples[case].append((time.perf_counter() - start) * 1000)
+            assert len(response.json()["items"]) == LIMIT, response.text
     return samples
 
 
@@ -171,26 +179,29 @@ async def measure(
         settings = Settings(database_url=url, storage_dir=Path(media))
         app = create_app(settings)
         add_offset_route(app)
-        results: dict[tuple[str, int], list[float]] = {}
         async with LifespanManager(app):
             transport = httpx.ASGITransport(app=app)
             headers = {"Authorization": f"Bearer {key}"}
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://bench", headers=headers
             ) as client:
+                calls: dict[tuple[str, int], Call] = {}
                 for page, cursor in cursors.items():
                     params = {"limit": LIMIT} | ({"cursor": cursor} if cursor else {})
-                    results["keyset", page] = await timed(
-                        lambda p=params: client.get("/v1/generations", params=p), repeat
+                    calls["keyset", page] = partial(client.get, "/v1/generations", params=params)
+                    calls["offset", page] = partial(
+                        client.get, "/bench/offset", params={"page": page}
                     )
-                    results["offset", page] = await timed(
-                        lambda n=page: client.get("/bench/offset", params={"page": n}), repeat
-                    )
+                results = await timed(calls, repeat)
         return results
 
 
 def report(rows: int, results: dict[tuple[str, int], list[float]]) -> None:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nGET /v1/generations?limit={LIMIT}, {rows:,} rows for one user, PostgreSQL")
+    print(
+        f"in-process app through httpx.ASGITransport; load average {load} on {os.cpu_count()} CPUs"
+    )
     print(f"{'page':>7} {'method':>7} {'median ms':>10} {'p99 ms':>8}")
     pages = sorted({page for _, page in results})
     for page in pages:
