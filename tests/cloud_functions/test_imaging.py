@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 
 import numpy as np
 import pytest
@@ -43,14 +44,26 @@ def test_sniff_refuses_everything_else(data: bytes) -> None:
         imaging.sniff(data)
 
 
-def test_decode_shrinks_to_working_size_keeping_aspect() -> None:
-    big = load_photo("astronaut").resize((4000, 3000))
+@pytest.mark.parametrize(
+    ("size", "working"),
+    [((4000, 3000), (1000, 750)), ((3200, 2400), (1600, 1200)), ((1700, 1000), (850, 500))],
+)
+def test_jpeg_decodes_at_the_largest_dct_scale_that_fits(
+    size: tuple[int, int], working: tuple[int, int]
+) -> None:
+    big = load_photo("astronaut").resize(size)
 
     decoded = imaging.decode(encode(big), max_pixels=50_000_000, working_size_px=1600)
 
-    assert decoded.image.size == (1600, 1200)
-    assert decoded.source_size == (4000, 3000)
+    assert decoded.image.size == working
+    assert decoded.source_size == size
     assert decoded.image.mode == "RGB"
+
+
+def test_other_formats_are_resized_to_the_limit() -> None:
+    big = load_photo("astronaut").resize((2000, 1500))
+    decoded = imaging.decode(encode(big, "PNG"), max_pixels=10**8, working_size_px=1600)
+    assert decoded.image.size == (1600, 1200)
 
 
 def test_decode_leaves_small_images_alone() -> None:
@@ -127,3 +140,25 @@ def test_contour_mask_clips_at_the_image_edge() -> None:
     mask = np.asarray(imaging.contour_mask((64, 48), beyond, feather_px=0))
     assert mask[0, 0] == 255
     assert mask[40, 40] == 0
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "HEIF"])
+def test_corrupted_files_only_raise_the_function_errors(fmt: str) -> None:
+    """Seeded byte flips and truncations: each decode succeeds or raises an AvatarError."""
+    from avatar.errors import AvatarError
+
+    original = encode(load_photo("coffee").resize((120, 80)), fmt)
+    rng = random.Random(fmt)
+    outcomes = set()
+    for _ in range(60):
+        data = bytearray(original)
+        for _ in range(rng.randint(1, 20)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        cut = bytes(data[: rng.randrange(len(data))] if rng.random() < 0.3 else data)
+        try:
+            imaging.decode(cut, max_pixels=10**8, working_size_px=1600)
+            outcomes.add("ok")
+        except AvatarError as error:
+            outcomes.add(error.code)
+    assert "invalid_image" in outcomes
