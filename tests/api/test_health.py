@@ -8,7 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from api_testing import assert_problem, client_for
+from asgi_lifespan import LifespanManager
 
+from api.main import create_app
 from avatar.catalogue import ANIMALS
 
 
@@ -67,3 +69,16 @@ async def test_openapi_is_served(client) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/generations/{generation_id}" in spec["paths"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_not_ready_when_the_database_is_down(settings_factory, function_url, tmp_path):
+    # A SQLite file in a directory that does not exist: every connection attempt fails.
+    settings = settings_factory(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}",
+        function_url=function_url,
+    )
+    app = create_app(settings)
+    async with LifespanManager(app), client_for(app) as client:
+        response = await client.get("/readyz")
+    assert_problem(response, 503, "upstream_unavailable")
+    assert "database" in response.json()["detail"]
