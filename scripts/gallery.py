@@ -25,13 +25,16 @@ from avatar.config import get_settings
 from avatar.faces import Face
 
 ROOT = Path(__file__).resolve().parents[1]
-TILE = (240, 280)
+TILE = (240, 280)  # one face
+PAIR_TILE = (432, 280)  # the two-face photo: five tiles span the same width as nine single ones
 LABEL_H = 34
 SIDE_W = 130
+BACKGROUND = (250, 248, 244)
+INK = (40, 40, 40)
 
 
 def sample_photos() -> list[tuple[str, Image.Image]]:
-    """The offline photographs shipped inside scikit-image and matplotlib, plus a two-face pair."""
+    """The offline photographs shipped inside scikit-image and matplotlib."""
     import matplotlib.cbook as cbook
     from skimage import data
 
@@ -39,15 +42,17 @@ def sample_photos() -> list[tuple[str, Image.Image]]:
     with Image.open(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))) as im:
         hopper = im.convert("RGB")
     camera = Image.fromarray(data.camera()).convert("RGB")  # type: ignore[no-untyped-call]
-    pair = Image.new("RGB", (1024, 600), (214, 214, 218))
-    pair.paste(astronaut, (0, 44))
-    pair.paste(hopper, (512, 0))
-    return [
-        ("astronaut", astronaut),
-        ("grace hopper", hopper),
-        ("camera", camera),
-        ("two faces", pair),
-    ]
+    return [("astronaut", astronaut), ("grace hopper", hopper), ("camera", camera)]
+
+
+def pair_photo(photos: Sequence[tuple[str, Image.Image]]) -> Image.Image:
+    """The astronaut and Grace Hopper side by side at similar face sizes: a two-face photo."""
+    left = photos[0][1].crop((96, 0, 352, 300)).resize((486, 570), Image.Resampling.LANCZOS)
+    right = photos[1][1].crop((80, 20, 450, 470)).resize((468, 570), Image.Resampling.LANCZOS)
+    pair = Image.new("RGB", (left.width + right.width, 570))
+    pair.paste(left, (0, 0))
+    pair.paste(right, (left.width, 0))
+    return pair
 
 
 def find_faces(backends: Backends, image: Image.Image) -> tuple[list[Face], list[Image.Image]]:
@@ -56,17 +61,16 @@ def find_faces(backends: Backends, image: Image.Image) -> tuple[list[Face], list
     return faces, [backends.masker.face_mask(image, f) for f in faces]
 
 
-def crop_box(image: Image.Image, faces: Sequence[Face]) -> tuple[int, int, int, int]:
+def crop_box(
+    image: Image.Image, faces: Sequence[Face], tile: tuple[int, int]
+) -> tuple[int, int, int, int]:
     """A box with the tile's aspect ratio around every face's character, kept inside the image."""
     outlines = [character_outline(face_frame(f), style_for("rabbit"), f.contour) for f in faces]
     pts = np.concatenate(outlines)
     (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
-    h = min(
-        max(y1 - y0, (x1 - x0) * TILE[1] / TILE[0]) * 1.08,
-        image.height,
-        image.width * TILE[1] / TILE[0],
-    )
-    w = h * TILE[0] / TILE[1]
+    aspect = tile[1] / tile[0]
+    h = min(max(y1 - y0, (x1 - x0) * aspect) * 1.08, image.height, image.width * aspect)
+    w = h / aspect
     left = min(max((x0 + x1) / 2 - w / 2, 0), image.width - w)
     top = min(max((y0 + y1) / 2 - h / 2, 0), image.height - h)
     return round(left), round(top), round(left + w), round(top + h)
@@ -76,46 +80,64 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def contact_sheet(
-    rows: Sequence[tuple[str, list[Image.Image]]], labels: Sequence[str]
-) -> Image.Image:
-    """Tiles in a grid: one row per photo, one column per label, names along the edges."""
-    cols = len(labels)
-    sheet = Image.new(
-        "RGB", (SIDE_W + cols * TILE[0], LABEL_H + len(rows) * TILE[1]), (250, 248, 244)
-    )
-    draw = ImageDraw.Draw(sheet)
-    for c, label in enumerate(labels):
-        draw.text(
-            (SIDE_W + c * TILE[0] + TILE[0] / 2, LABEL_H / 2),
-            label,
-            fill=(40, 40, 40),
-            font=_font(20),
-            anchor="mm",
-        )
-    for r, (name, tiles) in enumerate(rows):
-        y = LABEL_H + r * TILE[1]
-        draw.text(
-            (SIDE_W / 2, y + TILE[1] / 2),
-            name.replace(" ", "\n"),
-            fill=(40, 40, 40),
-            font=_font(18),
-            anchor="mm",
-            align="center",
-        )
-        for c, tile in enumerate(tiles):
-            sheet.paste(tile, (SIDE_W + c * TILE[0], y))
-    return sheet
-
-
-def photo_row(backends: Backends, image: Image.Image) -> list[Image.Image] | None:
+def photo_tiles(
+    backends: Backends, image: Image.Image, tile: tuple[int, int]
+) -> list[Image.Image] | None:
     """The original and every animal, cropped around the faces; None when no face is found."""
     faces, masks = find_faces(backends, image)
     if not faces:
         return None
-    box = crop_box(image, faces)
+    box = crop_box(image, faces, tile)
     outs = [image] + [compose_faces(image, faces, masks, a.id) for a in ANIMALS]
-    return [o.crop(box).resize(TILE, Image.Resampling.LANCZOS) for o in outs]
+    return [o.crop(box).resize(tile, Image.Resampling.LANCZOS) for o in outs]
+
+
+def grid(rows: Sequence[tuple[str, list[Image.Image]]], labels: Sequence[str]) -> Image.Image:
+    """One row per photo, one column per label, the names along the edges."""
+    sheet = Image.new(
+        "RGB", (SIDE_W + len(labels) * TILE[0], LABEL_H + len(rows) * TILE[1]), BACKGROUND
+    )
+    draw = ImageDraw.Draw(sheet)
+    for c, label in enumerate(labels):
+        xy = (SIDE_W + c * TILE[0] + TILE[0] / 2, LABEL_H / 2)
+        draw.text(xy, label, fill=INK, font=_font(20), anchor="mm")
+    for r, (name, tiles) in enumerate(rows):
+        y = LABEL_H + r * TILE[1]
+        xy = (SIDE_W / 2, y + TILE[1] / 2)
+        text = name.replace(" ", "\n")
+        draw.text(xy, text, fill=INK, font=_font(18), anchor="mm", align="center")
+        for c, image in enumerate(tiles):
+            sheet.paste(image, (SIDE_W + c * TILE[0], y))
+    return sheet
+
+
+def pair_block(name: str, tiles: Sequence[Image.Image], labels: Sequence[str]) -> Image.Image:
+    """The two-face photo's tiles, five to a row, each labelled in its corner."""
+    per_row = 5
+    rows = (len(tiles) + per_row - 1) // per_row
+    block = Image.new("RGB", (SIDE_W + per_row * PAIR_TILE[0], rows * PAIR_TILE[1]), BACKGROUND)
+    draw = ImageDraw.Draw(block, "RGBA")
+    xy = (SIDE_W / 2, block.height / 2)
+    draw.text(xy, name.replace(" ", "\n"), fill=INK, font=_font(18), anchor="mm", align="center")
+    for i, (image, label) in enumerate(zip(tiles, labels, strict=True)):
+        x, y = SIDE_W + (i % per_row) * PAIR_TILE[0], (i // per_row) * PAIR_TILE[1]
+        block.paste(image, (x, y))
+        box = draw.textbbox((x + 10, y + 8), label, font=_font(18))
+        draw.rounded_rectangle((box[0] - 6, box[1] - 4, box[2] + 6, box[3] + 4), 6, (0, 0, 0, 130))
+        draw.text((x + 10, y + 8), label, fill=(255, 255, 255), font=_font(18))
+    return block
+
+
+def stack(*parts: Image.Image) -> Image.Image:
+    """Images one above the other on the sheet's background."""
+    sheet = Image.new(
+        "RGB", (max(p.width for p in parts), sum(p.height for p in parts)), BACKGROUND
+    )
+    y = 0
+    for part in parts:
+        sheet.paste(part, (0, y))
+        y += part.height
+    return sheet
 
 
 def time_compose(backends: Backends, image: Image.Image, working_px: int = 1600) -> list[float]:
@@ -142,14 +164,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     backends = build_backends(get_settings())
     photos = sample_photos()
-    rows = [(name, row) for name, img in photos if (row := photo_row(backends, img)) is not None]
-    sheet = contact_sheet(rows, ["original", *(a.name.lower() for a in ANIMALS)])
+    labels = ["original", *(a.name.lower() for a in ANIMALS)]
+    rows = [(n, t) for n, img in photos if (t := photo_tiles(backends, img, TILE)) is not None]
+    parts = [grid(rows, labels)]
+    if (pair := photo_tiles(backends, pair_photo(photos), PAIR_TILE)) is not None:
+        parts.append(pair_block("two faces", pair, labels))
+    sheet = stack(*parts)
     for path in (Path(args.out), Path(args.docs)):
         path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out)
     sheet.save(args.docs, quality=82, optimize=True, progressive=True)
     times = [t for _, img in photos[:2] for t in time_compose(backends, img)]
-    print(f"wrote {args.out} and {args.docs} ({len(rows)} photos x {len(ANIMALS)} animals)")
+    print(f"wrote {args.out} and {args.docs}: {len(ANIMALS)} animals on {len(rows) + 1} photos")
     print(
         f"compose per face at 1600 px: median {statistics.median(times):.1f} ms,"
         f" max {max(times):.1f} ms"

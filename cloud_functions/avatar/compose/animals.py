@@ -29,7 +29,7 @@ class Style:
 
 STYLES: dict[str, Style] = {
     "cat": Style(
-        fur=(214, 150, 84),
+        fur=(226, 142, 62),
         fur_light=(250, 236, 214),
         dark=(92, 52, 26),
         inner_ear=(244, 164, 170),

@@ -56,6 +56,21 @@ def draw_nose(sketch: Sketch, frame: FaceFrame, style: Style) -> None:
     )
 
 
+def muzzle_extent(frame: FaceFrame) -> FloatArray:
+    """Corners of a box (face units) holding the nose, whiskers and teeth."""
+    nx, ny = nose_center(frame)
+    reach = 0.35 + max(whisker_length(frame, -1.0), whisker_length(frame, 1.0))
+    bottom = max(frame.mouth[1] + 0.2, ny + 0.55)
+    return np.array(
+        [
+            [nx - reach, ny - 0.25],
+            [nx + reach, ny - 0.25],
+            [nx + reach, bottom],
+            [nx - reach, bottom],
+        ]
+    )
+
+
 def whisker_length(frame: FaceFrame, side: float) -> float:
     """Whisker length on one side (-1: image left); shorter on the far side of a turned head."""
     turn = float(np.clip(side * frame.nose[0] / 0.45, -1.0, 1.0))  # +1: the nose points this way

@@ -32,7 +32,7 @@ def _muzzle_pads(frame: FaceFrame, style: Style) -> list[Marking]:
     nx, ny = frame.nose
     pads = (ellipse(nx - 0.19, ny + 0.22, 0.25, 0.19), ellipse(nx + 0.19, ny + 0.22, 0.25, 0.19))
     chin = ellipse(frame.mouth[0], (frame.mouth[1] + frame.chin) / 2 + 0.05, 0.32, 0.22)
-    return [Marking((*pads, chin), style.fur_light, 0.8, 0.07)]
+    return [Marking(pads, style.fur_light, 0.8, 0.07), Marking((chin,), style.fur_light, 0.5, 0.12)]
 
 
 def _muzzle_light(frame: FaceFrame, style: Style) -> list[Marking]:
