@@ -2,7 +2,7 @@
 
 The landmark model only works on a face-centred, roll-aligned crop, so each BlazeFace detection
 becomes a rotated square region (MediaPipe's 1.5x rule); the mesh is read there and mapped back
-to image pixels, and a second pass re-centres the crop on the mesh itself.
+to image pixels.
 """
 
 from __future__ import annotations
@@ -93,17 +93,6 @@ def detection_roi(points: FloatArray, box: FloatArray) -> Roi:
     return Roi(float(centre[0]), float(centre[1]), side, roll(points[0], points[1]))
 
 
-def mesh_roi(mesh: FloatArray) -> Roi:
-    """The ROI a face mesh implies: its extent in the rolled frame, x1.5, centred on it."""
-    angle = roll(mesh[RIGHT_EYE_OUTER], mesh[LEFT_EYE_OUTER])
-    cos, sin = math.cos(angle), math.sin(angle)
-    rotated = mesh[:, :2] @ np.array([[cos, -sin], [sin, cos]], dtype=np.float32)
-    lo, hi = rotated.min(axis=0), rotated.max(axis=0)
-    mid = (lo + hi) / 2
-    centre = np.array([mid[0] * cos - mid[1] * sin, mid[0] * sin + mid[1] * cos])
-    return Roi(float(centre[0]), float(centre[1]), float(max(hi - lo)) * ROI_SCALE, angle)
-
-
 def face_from_mesh(mesh: FloatArray, score: float, size: tuple[int, int]) -> Face:
     """The pipeline's Face from a 468-point mesh in image pixels."""
     landmarks = {
@@ -155,13 +144,13 @@ class LocalDetector:
         ]  # fmt: skip
 
     def _landmarks(self, image: Image.Image, detection: bf.Detection) -> Face | None:
-        """Run the mesh on the detection's ROI, then once more on the ROI the mesh implies."""
-        first = self._mesh(image, detection_roi(detection.keypoints, detection.box))
-        if first is None:
-            return None
-        second = self._mesh(image, mesh_roi(first))
-        mesh = first if second is None else second
-        return face_from_mesh(mesh, detection.score, image.size)
+        """The face mesh on the detection's roll-aligned ROI, as a Face (None: not a face).
+
+        A second pass on the ROI the mesh implies moved points by ~1% of the face, no more
+        than pass-to-pass jitter, so one pass it is (tests/cloud_functions measure landmarks).
+        """
+        mesh = self._mesh(image, detection_roi(detection.keypoints, detection.box))
+        return None if mesh is None else face_from_mesh(mesh, detection.score, image.size)
 
     def _mesh(self, image: Image.Image, roi: Roi) -> FloatArray | None:
         """468 points (x, y, z) in image pixels, or None when the model sees no face there."""
