@@ -221,16 +221,19 @@ def vision_image_error(code: int = 3, message: str = "Bad image data.") -> dict[
 # --- Vertex AI generateContent -------------------------------------------------------------------
 
 
-def png_bytes(image: Image.Image) -> bytes:
+def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format=fmt)
     return buffer.getvalue()
 
 
-def vertex_image_reply(image: Image.Image, *, text: str = "Here is your animal.") -> dict[str, Any]:
-    """A GenerateContentResponse with a text part and an inline PNG image part."""
-    data = base64.b64encode(png_bytes(image)).decode()
-    parts = [{"text": text}, {"inlineData": {"mimeType": "image/png", "data": data}}]
+def vertex_image_reply(
+    image: Image.Image, *, fmt: str = "PNG", text: str = "Here is your animal."
+) -> dict[str, Any]:
+    """A GenerateContentResponse with a text part and an inline image part (PNG or JPEG)."""
+    data = base64.b64encode(image_bytes(image, fmt)).decode()
+    mime = f"image/{fmt.lower()}"
+    parts = [{"text": text}, {"inlineData": {"mimeType": mime, "data": data}}]
     return {
         "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}],
         "modelVersion": "fake-image-model",

@@ -39,21 +39,27 @@ def test_crop_is_square_upright_and_about_the_face_size() -> None:
     assert tuple(cut[150, 150]) == (255, 0, 0)
 
 
-def test_a_rolled_face_is_turned_upright_in_the_crop() -> None:
-    face = face_at(150, 150, 200, roll=30)
+@pytest.mark.parametrize(("size", "roll"), [(200, 30.0), (200, -20.0), (700, 25.0)])
+def test_a_rolled_face_is_turned_upright_in_the_crop(size: float, roll: float) -> None:
+    face = face_at(150, 150, size, roll=roll)
     crop = FaceCrop.around(face)
-    image = Image.new("RGB", (500, 500), (0, 0, 0))
-    # Mark the subject's left eye: in the upright crop it must sit right of centre, level
-    # with the right eye.
+    assert crop.size_px == min(1024, round(2 * size))
+    image = Image.new("RGB", (1200, 1200), (0, 0, 0))
+    # Mark the eyes: in the upright crop the subject's left eye must sit right of centre,
+    # level with the right eye, both at the height the box puts them.
+    dot = size / 40
     for name, colour in (("left_eye", (0, 255, 0)), ("right_eye", (0, 0, 255))):
         x, y = face.landmarks[name]
-        image.paste(colour, (round(x) - 3, round(y) - 3, round(x) + 4, round(y) + 4))
+        image.paste(colour, (round(x - dot), round(y - dot), round(x + dot), round(y + dot)))
     cut = np.asarray(crop.extract(image)).astype(int)
     green = np.argwhere((cut[..., 1] > 200) & (cut[..., 0] < 50))
     blue = np.argwhere((cut[..., 2] > 200) & (cut[..., 0] < 50))
     (gy, gx), (by, bx) = green.mean(axis=0), blue.mean(axis=0)
-    assert gx > crop.size_px / 2 > bx
-    assert abs(gy - by) < 2
+    n = crop.size_px
+    assert gx == pytest.approx(n / 2 + 0.1 * n, abs=0.01 * n)  # eyes +-0.2 box = +-0.1 crop
+    assert bx == pytest.approx(n / 2 - 0.1 * n, abs=0.01 * n)
+    assert gy == pytest.approx(by, abs=0.01 * n)
+    assert gy == pytest.approx(n / 2 - 0.06 * n, abs=0.01 * n)  # 0.38 of the box: 0.12 above
 
 
 @pytest.mark.parametrize("roll", [0.0, 17.0, -35.0])

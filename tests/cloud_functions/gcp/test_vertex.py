@@ -86,7 +86,10 @@ def test_sends_the_upright_crop_and_the_animal_prompt_and_blends_the_answer(
     [sent] = fake.requests
     assert (sent.method, sent.path) == ("POST", MODEL_PATH + ":generateContent")
     body = sent.json()
-    assert body["generationConfig"]["responseModalities"] == [1, 2]  # TEXT, IMAGE
+    config = body["generationConfig"]
+    assert config["responseModalities"] == [1, 2]  # TEXT, IMAGE
+    assert config["imageConfig"]["aspectRatio"] == "1:1"
+    assert config["imageConfig"]["imageOutputOptions"]["mimeType"] == "image/jpeg"
     mime, crop = inline_image(sent)
     expected = FaceCrop.around(face).extract(image)
     assert (mime, crop.size) == ("image/jpeg", expected.size)

@@ -49,6 +49,19 @@ def test_one_request_asks_for_faces_and_safe_search_and_maps_the_face(
     assert len(face.contour) >= 16
 
 
+def test_a_large_image_is_sent_smaller_and_faces_scaled_back(
+    fake: FakeServer, fast_backoff: Backoff
+) -> None:
+    fake.script(Reply(vision_reply([vision_face(100, 50, 200)])))
+    [face] = detector(fake, fast_backoff).detect(Image.new("RGB", (3200, 2400)))
+    sent = Image.open(
+        io.BytesIO(base64.b64decode(fake.requests[0].json()["requests"][0]["image"]["content"]))
+    )
+    assert sent.size == (1600, 1200)  # Vision's recommended size for face detection
+    assert (face.box.x, face.box.y, face.box.width, face.box.height) == (200, 100, 400, 400)
+    assert face.landmarks["right_eye"] == pytest.approx((2 * (200 - 40), 2 * (50 + 76)))
+
+
 def test_no_face_is_an_empty_list(fake: FakeServer, fast_backoff: Backoff) -> None:
     fake.script(Reply(vision_reply([])))
     assert detector(fake, fast_backoff).detect(Image.new("RGB", (64, 64))) == []

@@ -158,7 +158,9 @@ class VertexCompositor:
             model=self.model_path,
             contents=[ai.Content(role="user", parts=[part_image, ai.Part(text=prompt(animal))])],
             generation_config=ai.GenerationConfig(
-                response_modalities=[modality.TEXT, modality.IMAGE], candidate_count=1
+                response_modalities=[modality.TEXT, modality.IMAGE],
+                candidate_count=1,
+                image_config=_image_config(ai),
             ),
         )
         return self._client.get().generate_content(request=request, retry=None, timeout=timeout_s)
@@ -170,6 +172,12 @@ class VertexCompositor:
             detail = f"{SERVICE} answered without an image"
             raise UpstreamUnavailable(detail, retry_after_s=errors.DEFAULT_RETRY_AFTER_S)
         return self._fallback.compose(image, [face], [mask], animal)
+
+
+def _image_config(ai: Any) -> Any:
+    """A square answer, as JPEG: it decodes several times faster than the default PNG."""
+    options = ai.ImageConfig.ImageOutputOptions(mime_type="image/jpeg", compression_quality=90)
+    return ai.ImageConfig(aspect_ratio="1:1", image_output_options=options)
 
 
 def prompt(animal: Animal) -> str:
