@@ -102,3 +102,25 @@ def test_deployed_folder_alone_serves(tmp_path: Path, astronaut_jpeg: bytes) -> 
         status, _ = first_answer(port, astronaut_jpeg)
     assert status == 200
     assert list((tmp_path / "media").rglob("*.jpg"))
+
+
+def test_local_path_never_imports_google_clients(tmp_path: Path, astronaut_jpeg: bytes) -> None:
+    """The local backends must not pay for the Google client libraries (cold start); only
+    functions-framework's own `google.cloud.functions` context shim may be loaded."""
+    (tmp_path / "in.jpg").write_bytes(astronaut_jpeg)
+    script = (
+        "import sys, functions_framework\n"
+        f"app = functions_framework.create_app('generate_animal_avatar', {str(MAIN_PY)!r})\n"
+        f"data = open({str(tmp_path / 'in.jpg')!r}, 'rb').read()\n"
+        "answer = app.test_client().post('/', data=data, content_type='image/jpeg')\n"
+        "assert answer.status_code == 200, answer.get_json()\n"
+        "own = ('google', 'google.cloud', 'google.cloud.functions', 'google.cloud.functions_v1')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('google')\n"
+        "             and m.rpartition('.context')[0] not in own and m not in own))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "STORAGE_DIR": str(tmp_path), "AVATAR_BACKEND": "local"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -74,3 +74,50 @@ def test_factory_builds_local_backends_once(tmp_path: Path) -> None:
         "local",
     )
     assert type(backends.masker).__name__ == "SegmentationMasker"
+
+
+def test_the_api_accepts_the_signed_url(tmp_path: Path) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from api.security import media_signature_valid
+
+    url = urlsplit(store(tmp_path).signed_url("avatars/u1/g1.jpg", ttl_s=60))
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    name = url.path.removeprefix("/media/")
+
+    valid = media_signature_valid(
+        KEY.decode(), name, int(query["expires"]), query["signature"], now=1_000_000
+    )
+    assert valid
+    assert not media_signature_valid(
+        KEY.decode(), name, int(query["expires"]), query["signature"], now=1_000_061
+    )
+
+
+def test_factory_wires_gcp_adapters_by_settings(tmp_path: Path) -> None:
+    settings = Settings(avatar_backend="gcp", gcp_project="p", gcs_bucket="b", storage_dir=tmp_path)
+
+    backends = build_backends(settings)
+
+    assert (backends.detector.name, backends.compositor.name, backends.store.name) == (
+        "gcp",
+        "gcp",
+        "gcs",
+    )
+    assert type(backends.masker).__name__ == "ContourMasker"  # Vision gives no segmentation
+
+
+def test_factory_mixes_local_detection_with_gcp_compositing(tmp_path: Path) -> None:
+    settings = Settings(
+        avatar_backend="gcp", avatar_detector="local", avatar_store="local",
+        gcp_project="p", storage_dir=tmp_path,
+    )  # fmt: skip
+
+    backends = build_backends(settings)
+
+    assert (backends.detector.name, backends.compositor.name, backends.store.name) == (
+        "local",
+        "gcp",
+        "local",
+    )
+    assert type(backends.masker).__name__ == "SegmentationMasker"
