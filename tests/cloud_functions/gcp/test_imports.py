@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from avatar.backends.gcp.storage import GcsStore
+from avatar.backends.gcp.vertex import VertexCompositor
 from avatar.backends.gcp.vision import VisionDetector
 from avatar.config import Settings
 
@@ -56,8 +58,15 @@ def test_building_the_adapters_from_settings_loads_no_google_client() -> None:
     assert loaded_google_cloud_modules(code) == []
 
 
-def test_from_settings_reads_the_endpoint_and_deadline() -> None:
-    settings = Settings(vision_api_endpoint="http://127.0.0.1:1", gcp_deadline_s=3.5)
+def test_the_stages_share_the_deadline_and_build_no_client_yet() -> None:
+    settings = Settings(gcp_project="p", gcs_bucket="b", gcp_deadline_s=40.0)
     detector = VisionDetector.from_settings(settings)
-    assert detector._deadline_s == 3.5
-    assert detector._client._value is None  # not built yet
+    compositor = VertexCompositor.from_settings(settings, None)
+    store = GcsStore.from_settings(settings)
+    shares = [detector._deadline_s, compositor._deadline_s, store._deadline_s]
+    assert sum(shares) == pytest.approx(40.0)
+    assert compositor._deadline_s == max(shares)
+    assert detector._client._value is None  # built on first use
+    assert compositor.model_path == (
+        "projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash-image"
+    )

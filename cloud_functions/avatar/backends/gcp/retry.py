@@ -17,6 +17,16 @@ T = TypeVar("T")
 # Below this much time left, another attempt cannot finish: give up instead.
 MIN_ATTEMPT_S = 0.05
 
+# GCP_DEADLINE_S is the whole request's budget for Google calls (the infra sets it a little
+# under the function's timeout). The stages run one after another, so each gets a share and
+# together they never outlast it; image generation is by far the slowest call.
+DEADLINE_SHARES = {"detect": 0.25, "compose": 0.6, "store": 0.15}
+
+
+def stage_deadline_s(total_s: float, stage: str) -> float:
+    """The part of the request's Google-call budget that one stage may spend."""
+    return total_s * DEADLINE_SHARES[stage]
+
 
 @dataclass
 class Backoff:

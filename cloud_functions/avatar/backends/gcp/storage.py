@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from avatar.backends.gcp import errors
 from avatar.backends.gcp.clients import Lazy
-from avatar.backends.gcp.retry import Backoff, call_with_retry
+from avatar.backends.gcp.retry import Backoff, call_with_retry, stage_deadline_s
 from avatar.errors import AvatarError, InvalidRequest, UpstreamUnavailable
 
 if TYPE_CHECKING:
@@ -60,7 +60,9 @@ class GcsStore:
             msg = "GCS_BUCKET must be set for the gcs store"
             raise ValueError(msg)
         return cls(
-            settings.gcs_bucket, project=settings.gcp_project, deadline_s=settings.gcp_deadline_s
+            settings.gcs_bucket,
+            project=settings.gcp_project,
+            deadline_s=stage_deadline_s(settings.gcp_deadline_s, "store"),
         )
 
     def put(self, name: str, data: bytes, content_type: str, *, overwrite: bool = False) -> None:

@@ -23,7 +23,7 @@ from PIL import Image
 from avatar.backends.gcp import errors
 from avatar.backends.gcp.clients import Lazy, client_kwargs
 from avatar.backends.gcp.crop import FaceCrop
-from avatar.backends.gcp.retry import Backoff, call_with_retry
+from avatar.backends.gcp.retry import Backoff, call_with_retry, stage_deadline_s
 from avatar.catalogue import Animal, get_animal
 from avatar.errors import ContentBlocked, InvalidRequest, UpstreamUnavailable
 
@@ -100,7 +100,7 @@ class VertexCompositor:
             location=settings.gcp_location,
             model=settings.vertex_model,
             endpoint=settings.vertex_api_endpoint,
-            deadline_s=settings.gcp_deadline_s,
+            deadline_s=stage_deadline_s(settings.gcp_deadline_s, "compose"),
             fallback=fallback if settings.compose_fallback == "local" else None,
         )
 

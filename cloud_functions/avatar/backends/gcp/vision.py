@@ -10,7 +10,7 @@ from PIL import Image
 from avatar.backends.gcp import errors
 from avatar.backends.gcp.clients import Lazy, client_kwargs
 from avatar.backends.gcp.face_mapping import face_from_vision
-from avatar.backends.gcp.retry import Backoff, call_with_retry
+from avatar.backends.gcp.retry import Backoff, call_with_retry, stage_deadline_s
 from avatar.errors import AvatarError, ContentBlocked, InvalidImage, UpstreamUnavailable
 
 if TYPE_CHECKING:
@@ -59,7 +59,10 @@ class VisionDetector:
     @classmethod
     def from_settings(cls, settings: Settings) -> VisionDetector:
         """The detector the settings describe; the client is built on first use."""
-        return cls(endpoint=settings.vision_api_endpoint, deadline_s=settings.gcp_deadline_s)
+        return cls(
+            endpoint=settings.vision_api_endpoint,
+            deadline_s=stage_deadline_s(settings.gcp_deadline_s, "detect"),
+        )
 
     def detect(self, image: Image.Image) -> list[Face]:
         """Faces in `image`, largest first; ContentBlocked when SafeSearch flags it."""
