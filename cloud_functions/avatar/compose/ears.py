@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -72,7 +73,7 @@ def ear_shape(frame: FaceFrame, style: Style) -> EarShape:
     """The subject's left ear for this face and style, in face units."""
     if style.ear == "floppy":
         return _floppy(frame)
-    outer, inner = _ear_units(style.ear)
+    outer, inner, rim, tufts_units = _ear_template(style.ear)
     base_x, tilt = _PLACEMENT.get(style.ear, (0.72, 20.0))
     size = style.ear_size * max(frame.half_width, 0.9)
     anchor = (base_x * frame.half_width, ear_anchor_y(frame))
@@ -81,11 +82,18 @@ def ear_shape(frame: FaceFrame, style: Style) -> EarShape:
         return transform(points, scale=size, angle_deg=tilt, offset=anchor)
 
     tip = place(outer[outer[:, 1] < -0.95]) if style.ear_tip is not None else None
-    width = float(outer[:, 0].max() - outer[:, 0].min())
-    tufted = style.ear in ("pointed", "tall", "rounded")
-    tufts = place(_tufts(width * 0.8)) if tufted else None
-    rim = _rim(outer, outer[:, 1] < (0.05 if tufted else -0.1))
+    tufts = place(tufts_units) if tufts_units is not None else None
     return EarShape(place(outer), place(inner), tip, place(rim), tufts, place(np.zeros((1, 2)))[0])
+
+
+@lru_cache(maxsize=16)
+def _ear_template(kind: str) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
+    """Outer and inner outlines, outlined rim and base tufts of an ear kind, in ear units."""
+    outer, inner = _ear_units(kind)
+    tufted = kind in ("pointed", "tall", "rounded")
+    width = float(outer[:, 0].max() - outer[:, 0].min())
+    tufts = _tufts(width * 0.8) if tufted else None
+    return outer, inner, _rim(outer, outer[:, 1] < (0.05 if tufted else -0.1)), tufts
 
 
 def _rim(points: FloatArray, keep: npt.NDArray[np.bool_]) -> FloatArray:
@@ -142,15 +150,15 @@ def draw_ear(sketch: Sketch, ear: EarShape, style: Style) -> None:
     rim = style.ear_back or style.fur
     sketch.polygon(ear.outer, _shade(rim, 1.0))
     # Darker towards the base: stacked translucent copies shrunk towards it fake a gradient.
-    for k in (0.8, 0.6, 0.4):
-        sketch.polygon(_towards(ear.outer, ear.base, k), (*_shade(rim, 0.7)[:3], 45))
+    for k in (0.75, 0.45):
+        sketch.polygon(_towards(ear.outer, ear.base, k), (*_shade(rim, 0.7)[:3], 55))
     if ear.tip is not None and style.ear_tip is not None:
         sketch.polygon(ear.tip, (*style.ear_tip, 255))
     sketch.polygon(
         ear.inner, (*style.inner_ear, 255), (*_shade(style.inner_ear, 0.75)[:3], 200), 0.025
     )
-    for k in (0.75, 0.5):
-        sketch.polygon(_towards(ear.inner, ear.base, k), (*_shade(style.inner_ear, 0.78)[:3], 70))
+    deep = _towards(ear.inner, ear.base, 0.6)
+    sketch.polygon(deep, (*_shade(style.inner_ear, 0.75)[:3], 90))
     sketch.line(_towards(ear.rim, _centroid(ear.outer), 0.9), (255, 255, 255, 55), 0.035)
     if ear.tufts is not None:
         sketch.polygon(ear.tufts, _shade(rim, 0.92))

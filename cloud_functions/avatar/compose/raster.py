@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from avatar.compose.geometry import FaceFrame, FloatArray
 
 RGBA = tuple[int, int, int, int]
+_ANY = [0] + [255] * 255  # any change at all -> fully covered
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,7 @@ class Sketch:
         # strokes and gets replaced through the coverage mask: a nearest-neighbour copy will do.
         self.canvas = patch.resize(size, Image.Resampling.NEAREST)
         self.draw = ImageDraw.Draw(self.canvas, "RGBA")
-        self.cover: Image.Image | None = None
-        if detail < 1.0:
-            self.cover = Image.new("L", size, 0)
-            self.cover_draw = ImageDraw.Draw(self.cover)
+        self.blank = self.canvas.copy() if detail < 1.0 else None
 
     def _xy(self, local: FloatArray) -> list[tuple[float, float]]:
         pts = (self.frame.to_image(local) - (self.box.left, self.box.top)) * self.factor
@@ -92,8 +90,6 @@ class Sketch:
 
     def _fill(self, xy: list[tuple[float, float]], color: RGBA) -> None:
         self.draw.polygon(xy, fill=color)
-        if self.cover is not None and color[3] >= 128:  # faint touches need no coverage
-            self.cover_draw.polygon(xy, fill=255)
 
     def polygon(
         self, local: FloatArray, fill: RGBA, outline: RGBA | None = None, width: float = 0.0
@@ -119,12 +115,15 @@ class Sketch:
     def result(self) -> Image.Image:
         """The patch with everything drawn, at its original size."""
         small = self.canvas.reduce(self.scale)
-        if self.cover is None:
+        if self.blank is None:
             return small
-        size = self.patch.size
-        drawn = small.resize(size, Image.Resampling.BILINEAR)
-        cover = self.cover.reduce(self.scale).resize(size, Image.Resampling.BILINEAR)
-        return Image.composite(drawn, self.patch, cover)
+        # Coverage: every canvas pixel the drawing touched, anti-aliased by the same reduction.
+        touched = ImageChops.difference(self.canvas, self.blank).convert("L").point(_ANY)
+        small.putalpha(touched.reduce(self.scale))
+        out = self.patch.copy()
+        drawn = small.resize(self.patch.size, Image.Resampling.BILINEAR)
+        out.paste(drawn, (0, 0), drawn)
+        return out
 
 
 class SoftMasks:

@@ -21,7 +21,7 @@ from avatar.faces import Face
 
 _BILINEAR = Image.Resampling.BILINEAR
 _BOX = Image.Resampling.BOX
-SKETCH_UNIT_PX = 100.0  # bigger faces get their crisp parts drawn at this size, then enlarged
+SKETCH_UNIT_PX = 160.0  # bigger faces get their crisp parts drawn at this size, then enlarged
 
 
 def style_for(animal: str) -> Style:
