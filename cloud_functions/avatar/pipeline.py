@@ -1,6 +1,7 @@
 """Orchestration: decode -> detect -> mask -> compose -> store, with per-stage timings.
 
 Backends are passed in (see avatar.backends.build_backends); nothing here picks an adapter.
+Face coordinates in the answer are pixels of the stored image (the upright working image).
 """
 
 from __future__ import annotations

@@ -107,6 +107,21 @@ def test_exif_and_gps_never_reach_storage(
     assert b"Ada Lovelace" not in raw
 
 
+def test_comments_and_xmp_never_reach_storage(
+    post_multipart: Post, storage_dir: Path, astronaut: Image.Image
+) -> None:
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">home address</x:xmpmeta>'
+    upload = encode(astronaut, comment=b"taken at home", xmp=xmp)
+    assert b"taken at home" in upload
+    assert b"home address" in upload
+
+    body = post_multipart(upload).get_json()
+
+    raw = (storage_dir / body["object_name"]).read_bytes()
+    assert b"taken at home" not in raw
+    assert b"home address" not in raw
+
+
 def test_alpha_input_gives_png_with_alpha(
     post_multipart: Post, storage_dir: Path, astronaut: Image.Image
 ) -> None:
