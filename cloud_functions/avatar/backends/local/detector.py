@@ -24,7 +24,7 @@ FloatArray = npt.NDArray[np.float32]
 LANDMARK_MODEL = "face_landmark"
 LANDMARK_PX = 192
 ROI_SCALE = 1.5
-MIN_PRESENCE = 0.5
+MIN_PRESENCE_LOGIT = 0.0  # sigmoid(0) = 0.5, MediaPipe's face-presence threshold
 DUPLICATE_IOU = 0.4
 
 
@@ -94,7 +94,11 @@ def detection_roi(points: FloatArray, box: FloatArray) -> Roi:
 
 
 def face_from_mesh(mesh: FloatArray, score: float, size: tuple[int, int]) -> Face:
-    """The pipeline's Face from a 468-point mesh in image pixels."""
+    """The pipeline's Face from a 468-point mesh in image pixels.
+
+    The box is the face oval's bounds (every named landmark lies inside it); roll_deg is the
+    eye line's angle, positive when the face is turned clockwise on screen.
+    """
     landmarks = {
         name: (float(mesh[list(idx), 0].mean()), float(mesh[list(idx), 1].mean()))
         for name, idx in LANDMARK_POINTS.items()
@@ -160,7 +164,7 @@ class LocalDetector:
         )
         tensor = np.asarray(crop, dtype=np.float32)[None] / 255.0
         points, presence = sorted(self.runner.run(LANDMARK_MODEL, tensor), key=np.size)[::-1]
-        if 1.0 / (1.0 + math.exp(-float(presence.ravel()[0]))) < MIN_PRESENCE:
+        if float(presence.ravel()[0]) < MIN_PRESENCE_LOGIT:
             return None
         local = points.reshape(468, 3)
         a, b, c, d, e, f = coeffs
