@@ -28,6 +28,7 @@ from tests.cloud_functions.gcp.fakes import (
     inline_image,
     prompt_text,
     vertex_image_reply,
+    vertex_text_reply,
     vision_face,
     vision_reply,
 )
@@ -199,3 +200,31 @@ def test_no_face_is_422(client: FlaskClient, vision: FakeServer, astronaut: Imag
     response = client.post("/", data=png(astronaut), content_type="image/png")
     assert response.status_code == 422
     assert response.get_json()["error"] == "no_face_detected"
+
+
+def test_an_answer_without_an_image_falls_back_to_the_local_compositor(
+    client: FlaskClient, vertex: FakeServer, astronaut: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPOSE_FALLBACK", "local")
+    get_settings.cache_clear()
+    vertex.script(Reply(vertex_text_reply("No image this time.")))
+    selfie = astronaut.convert("RGBA")
+
+    response = client.post("/", data=png(selfie), content_type="image/png")
+
+    assert response.status_code == 200, response.get_json()
+    assert len(vertex.requests) == 1
+    result = Image.open(
+        io.BytesIO(requests.get(response.get_json()["image_url"], timeout=5).content)
+    )
+    before, after = np.asarray(selfie).astype(int), np.asarray(result).astype(int)
+    changed = np.abs(after - before).sum(axis=2) > 0
+    ys, xs = np.nonzero(changed)
+    # The local character paints the face and adds ears above it: all near the face box.
+    box = astronaut_face().box
+    assert box.x - box.width < xs.min()
+    assert xs.max() < box.x + 2 * box.width
+    assert box.y - box.height < ys.min()
+    assert ys.max() < box.y + 2 * box.height
+    mask = np.asarray(ContourMasker().face_mask(astronaut, astronaut_face()))
+    assert changed[mask == 255].mean() > 0.5  # and it did draw on the face
