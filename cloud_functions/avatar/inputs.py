@@ -39,7 +39,10 @@ def parse_request(request: Request, settings: Settings) -> AvatarRequest:
     if request.method != "POST":
         raise MethodNotAllowed(f"{request.method} is not allowed: POST an image")
     read_limited(request, settings.max_request_bytes)
-    return read_body(request, settings)
+    try:
+        return read_body(request, settings)
+    except RequestEntityTooLarge as exc:  # werkzeug caps non-file form fields at 500 kB
+        raise ImageTooLarge("a form field is too large") from exc
 
 
 def read_limited(request: Request, max_bytes: int) -> None:

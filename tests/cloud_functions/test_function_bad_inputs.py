@@ -68,6 +68,12 @@ def test_multipart_over_the_limit_is_413(client: FlaskClient) -> None:
     assert_error(response, 413, "image_too_large")
 
 
+def test_huge_form_field_is_413_json(client: FlaskClient, astronaut_jpeg: bytes) -> None:
+    form = {"image": (io.BytesIO(astronaut_jpeg), "a.jpg"), "animal": "x" * 600_000}
+    response = client.post("/", data=form, content_type="multipart/form-data")
+    assert_error(response, 413, "image_too_large")
+
+
 def test_streamed_body_over_the_limit_is_413(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
