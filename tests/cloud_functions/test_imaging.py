@@ -60,10 +60,21 @@ def test_jpeg_decodes_at_the_largest_dct_scale_that_fits(
     assert decoded.image.mode == "RGB"
 
 
-def test_other_formats_are_resized_to_the_limit() -> None:
-    big = load_photo("astronaut").resize((2000, 1500))
+@pytest.mark.parametrize(
+    ("size", "working"), [((2000, 1500), (1000, 750)), ((4000, 3000), (1334, 1000))]
+)
+def test_other_formats_shrink_by_a_whole_factor(
+    size: tuple[int, int], working: tuple[int, int]
+) -> None:
+    big = load_photo("astronaut").resize(size)
     decoded = imaging.decode(encode(big, "PNG"), max_pixels=10**8, working_size_px=1600)
-    assert decoded.image.size == (1600, 1200)
+    assert decoded.image.size == working
+
+
+def test_huge_jpeg_is_reduced_past_the_smallest_draft() -> None:
+    huge = Image.new("RGB", (20_000, 1000), (90, 120, 150))
+    decoded = imaging.decode(encode(huge), max_pixels=10**8, working_size_px=1600)
+    assert decoded.image.size == (1250, 63)  # 1/8 DCT scale, then halved
 
 
 def test_decode_leaves_small_images_alone() -> None:
