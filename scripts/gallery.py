@@ -26,7 +26,6 @@ from avatar.faces import Face
 
 ROOT = Path(__file__).resolve().parents[1]
 TILE = (240, 280)  # one face
-PAIR_TILE = (432, 280)  # the two-face photo: five tiles span the same width as nine single ones
 LABEL_H = 34
 SIDE_W = 130
 BACKGROUND = (250, 248, 244)
@@ -111,16 +110,22 @@ def grid(rows: Sequence[tuple[str, list[Image.Image]]], labels: Sequence[str]) -
     return sheet
 
 
+def pair_tile(count: int) -> tuple[int, int]:
+    """Wide tiles for the two-face photo: two rows of them span the grid's width."""
+    per_row = (count + 1) // 2
+    return count * TILE[0] // per_row, TILE[1]
+
+
 def pair_block(name: str, tiles: Sequence[Image.Image], labels: Sequence[str]) -> Image.Image:
-    """The two-face photo's tiles, five to a row, each labelled in its corner."""
-    per_row = 5
-    rows = (len(tiles) + per_row - 1) // per_row
-    block = Image.new("RGB", (SIDE_W + per_row * PAIR_TILE[0], rows * PAIR_TILE[1]), BACKGROUND)
+    """The two-face photo's tiles in two rows, each labelled in its corner."""
+    tile = tiles[0].size
+    per_row = (len(tiles) + 1) // 2
+    block = Image.new("RGB", (SIDE_W + len(tiles) * TILE[0], 2 * tile[1]), BACKGROUND)
     draw = ImageDraw.Draw(block, "RGBA")
     xy = (SIDE_W / 2, block.height / 2)
     draw.text(xy, name.replace(" ", "\n"), fill=INK, font=_font(18), anchor="mm", align="center")
     for i, (image, label) in enumerate(zip(tiles, labels, strict=True)):
-        x, y = SIDE_W + (i % per_row) * PAIR_TILE[0], (i // per_row) * PAIR_TILE[1]
+        x, y = SIDE_W + (i % per_row) * tile[0], (i // per_row) * tile[1]
         block.paste(image, (x, y))
         box = draw.textbbox((x + 10, y + 8), label, font=_font(18))
         draw.rounded_rectangle((box[0] - 6, box[1] - 4, box[2] + 6, box[3] + 4), 6, (0, 0, 0, 130))
@@ -167,13 +172,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = ["original", *(a.name.lower() for a in ANIMALS)]
     rows = [(n, t) for n, img in photos if (t := photo_tiles(backends, img, TILE)) is not None]
     parts = [grid(rows, labels)]
-    if (pair := photo_tiles(backends, pair_photo(photos), PAIR_TILE)) is not None:
+    if (pair := photo_tiles(backends, pair_photo(photos), pair_tile(len(labels)))) is not None:
         parts.append(pair_block("two faces", pair, labels))
     sheet = stack(*parts)
     for path in (Path(args.out), Path(args.docs)):
         path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out)
-    sheet.save(args.docs, quality=82, optimize=True, progressive=True)
+    # The README's copy: smaller, and a JPEG, to stay well under 600 KB.
+    docs = sheet.resize((sheet.width * 3 // 4, sheet.height * 3 // 4), Image.Resampling.LANCZOS)
+    docs.save(args.docs, quality=80, optimize=True, progressive=True)
     times = [t for _, img in photos[:2] for t in time_compose(backends, img)]
     print(f"wrote {args.out} and {args.docs}: {len(ANIMALS)} animals on {len(rows) + 1} photos")
     print(

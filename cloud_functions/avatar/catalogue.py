@@ -24,6 +24,8 @@ ANIMALS: tuple[Animal, ...] = (
     Animal("panda", "Panda", "Black round ears and the classic black eye patches."),
     Animal("tiger", "Tiger", "Orange fur, bold black stripes and a white muzzle."),
     Animal("raccoon", "Raccoon", "Grey fur, a black bandit mask and pale ears."),
+    Animal("mouse", "Mouse", "Big round pink-lined ears, a tiny pink nose and long whiskers."),
+    Animal("koala", "Koala", "Fluffy round grey ears, a big dark nose and a white chin."),
 )
 
 ANIMAL_IDS: frozenset[str] = frozenset(a.id for a in ANIMALS)

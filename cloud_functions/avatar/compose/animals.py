@@ -16,9 +16,9 @@ class Style:
     dark: RGB  # markings and outlines
     inner_ear: RGB
     nose: RGB
-    ear: str  # "pointed", "tall", "round", "long", "floppy", "rounded"
+    ear: str  # "pointed", "tall", "round", "long", "floppy", "rounded", "fluffy"
     ear_size: float
-    nose_kind: str  # "cat", "dog", "bear", "rabbit"
+    nose_kind: str  # "cat", "dog", "bear", "rabbit", "koala"
     markings: tuple[str, ...]  # names in markings.MARKINGS
     whiskers: RGB | None = None
     fur_opacity: float = 0.62
@@ -41,7 +41,7 @@ STYLES: dict[str, Style] = {
         whiskers=(252, 250, 245),
     ),
     "dog": Style(
-        fur=(196, 140, 86),
+        fur=(206, 146, 74),
         fur_light=(246, 230, 204),
         dark=(70, 44, 26),
         inner_ear=(140, 90, 54),
@@ -49,8 +49,8 @@ STYLES: dict[str, Style] = {
         ear="floppy",
         ear_size=1.0,
         nose_kind="dog",
-        markings=("muzzle_light",),
-        fur_opacity=0.58,
+        markings=("muzzle_light", "eye_patch"),
+        fur_opacity=0.64,
     ),
     "fox": Style(
         fur=(226, 110, 36),
@@ -67,7 +67,7 @@ STYLES: dict[str, Style] = {
         ear_tip=(44, 28, 22),
     ),
     "bear": Style(
-        fur=(132, 84, 50),
+        fur=(124, 78, 44),
         fur_light=(214, 176, 130),
         dark=(58, 36, 22),
         inner_ear=(96, 60, 38),
@@ -76,7 +76,7 @@ STYLES: dict[str, Style] = {
         ear_size=0.95,
         nose_kind="bear",
         markings=("muzzle_light",),
-        fur_opacity=0.62,
+        fur_opacity=0.72,
     ),
     "rabbit": Style(
         fur=(236, 228, 222),
@@ -132,5 +132,30 @@ STYLES: dict[str, Style] = {
         whiskers=(250, 250, 250),
         fur_opacity=0.62,
         ear_back=(236, 234, 230),
+    ),
+    "mouse": Style(
+        fur=(178, 168, 166),
+        fur_light=(246, 240, 238),
+        dark=(70, 60, 62),
+        inner_ear=(244, 178, 186),
+        nose=(236, 140, 152),
+        ear="round",
+        ear_size=1.45,
+        nose_kind="rabbit",
+        markings=("muzzle_pads", "blush"),
+        whiskers=(60, 52, 54),
+        fur_opacity=0.55,
+    ),
+    "koala": Style(
+        fur=(150, 150, 158),
+        fur_light=(246, 244, 242),
+        dark=(44, 44, 50),
+        inner_ear=(244, 242, 240),
+        nose=(40, 38, 44),
+        ear="fluffy",
+        ear_size=1.3,
+        nose_kind="koala",
+        markings=("muzzle_light",),
+        fur_opacity=0.62,
     ),
 }

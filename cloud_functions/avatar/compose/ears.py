@@ -44,6 +44,8 @@ def _ear_units(kind: str) -> tuple[FloatArray, FloatArray]:
     """Outer and inner outlines of an ear kind, in ear units."""
     if kind == "round":
         return ellipse(0, -0.3, 0.44, 0.42), ellipse(0, -0.26, 0.26, 0.24)
+    if kind == "fluffy":
+        return _fluffy(0.42, -0.32, 0.2), _fluffy(0.26, -0.3, 0.24)
     if kind == "long":
         return ellipse(0, -1.05, 0.3, 1.25), ellipse(0, -1.0, 0.15, 0.95)
     if kind == "tall":
@@ -61,7 +63,16 @@ _PLACEMENT = {
     "long": (0.42, 10.0),
     "tall": (0.7, 17.0),
     "rounded": (0.78, 24.0),
+    "fluffy": (0.9, 34.0),
 }
+
+
+def _fluffy(radius: float, cy: float, spike: float, n: int = 72) -> FloatArray:
+    """A round ear with a tufted edge: soft tufts of uneven length (fixed, not random)."""
+    t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+    tufts = np.abs(np.sin(t * 5.5)) ** 2 * (0.7 + 0.3 * np.sin(t * 3.1 + 1.0))
+    r = radius * (1.0 + spike * tufts)
+    return np.stack([r * np.cos(t), cy + r * np.sin(t)], axis=1)
 
 
 def ear_anchor_y(frame: FaceFrame) -> float:

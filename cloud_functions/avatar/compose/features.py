@@ -9,13 +9,20 @@ from avatar.compose.geometry import FaceFrame, FloatArray, cubic, ellipse, path,
 from avatar.compose.raster import Sketch
 
 # Nose outlines in nose units (the tip of the person's nose at the origin), width, height scale.
-_NOSE_SIZE = {"cat": (0.34, 0.24), "dog": (0.5, 0.34), "bear": (0.46, 0.3), "rabbit": (0.22, 0.15)}
+_NOSE_SIZE = {
+    "cat": (0.34, 0.24),
+    "dog": (0.5, 0.34),
+    "bear": (0.46, 0.3),
+    "rabbit": (0.22, 0.15),
+    "koala": (0.4, 0.46),
+}
+_BROAD_NOSES = ("dog", "bear", "koala")
 
 
 def _nose_outline(kind: str) -> FloatArray:
     """A rounded inverted triangle; the dog's is broader and flatter at the bottom."""
     w, h = _NOSE_SIZE.get(kind, _NOSE_SIZE["cat"])
-    flat = 0.35 if kind in ("dog", "bear") else 0.12
+    flat = 0.35 if kind in _BROAD_NOSES else 0.12
     tl, tr, bot = np.array([-w / 2, -h / 2]), np.array([w / 2, -h / 2]), np.array([0.0, h / 2])
     return path(
         cubic(tl, (-w * 0.2, -h * 0.75), (w * 0.2, -h * 0.75), tr),
@@ -42,7 +49,7 @@ def draw_nose(sketch: Sketch, frame: FaceFrame, style: Style) -> None:
         philtrum = cubic(bottom, bottom + np.array([0.0, 0.05]), (lip_top[0], lip - 0.05), lip_top)
         sketch.line(philtrum, line_colour, 0.025)
     sketch.polygon(outline, (*style.nose, 255), line_colour, 0.03)
-    if style.nose_kind in ("dog", "bear"):
+    if style.nose_kind in _BROAD_NOSES:
         for side in (-1, 1):
             sketch.polygon(
                 ellipse(

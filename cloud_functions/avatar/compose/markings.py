@@ -117,8 +117,18 @@ def _brow_white(frame: FaceFrame, style: Style) -> list[Marking]:
 
 
 def _panda_patches(frame: FaceFrame, style: Style) -> list[Marking]:
-    patch = ellipse(0.52, 0.1, 0.36, 0.27, 35.0)
-    return [Marking(_both(patch), style.dark, 0.93, 0.05)]
+    # A teardrop drooping outwards and down from each eye, as on a real panda.
+    half = path(
+        cubic((0.2, -0.12), (0.45, -0.3), (0.85, -0.2), (0.92, 0.12)),
+        cubic((0.92, 0.12), (0.98, 0.45), (0.75, 0.5), (0.55, 0.38)),
+        cubic((0.55, 0.38), (0.35, 0.28), (0.1, 0.15), (0.2, -0.12)),
+    )
+    return [Marking(_both(half), style.dark, 0.95, 0.035)]
+
+
+def _eye_patch(frame: FaceFrame, style: Style) -> list[Marking]:
+    patch = ellipse(0.56, -0.06, 0.44, 0.36, -12.0)
+    return [Marking((patch,), style.dark, 0.6, 0.1)]
 
 
 def _raccoon_mask(frame: FaceFrame, style: Style) -> list[Marking]:
@@ -161,6 +171,7 @@ MARKINGS: dict[str, Callable[[FaceFrame, Style], list[Marking]]] = {
     "tiger_stripes": _tiger_stripes,
     "brow_white": _brow_white,
     "panda_patches": _panda_patches,
+    "eye_patch": _eye_patch,
     "raccoon_mask": _raccoon_mask,
     "fox_cheeks": _fox_cheeks,
     "blush": _blush,
