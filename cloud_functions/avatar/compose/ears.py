@@ -147,33 +147,44 @@ def _floppy(frame: FaceFrame) -> EarShape:
     return EarShape(outer, inner, None, rim, None, np.array([0.7 * hw, top]))
 
 
-def _shade(color: RGB, factor: float) -> tuple[int, int, int, int]:
-    return (
-        int(min(color[0] * factor, 255)),
-        int(min(color[1] * factor, 255)),
-        int(min(color[2] * factor, 255)),
-        255,
-    )
-
-
 def draw_ear(sketch: Sketch, ear: EarShape, style: Style) -> None:
     """One ear with rim, inner colour, depth shading, tip and an outline."""
     rim = style.ear_back or style.fur
-    sketch.polygon(ear.outer, _shade(rim, 1.0))
-    # Darker towards the base: stacked translucent copies shrunk towards it fake a gradient.
+    sketch.polygon(ear.outer, (*rim, 255))
+    # Darker towards the base: copies shrunk towards it fake a gradient. Each lies on a known
+    # colour, so its "translucent" look is mixed here and drawn opaque (the fast path).
+    shadow = _shade(rim, 0.7)
+    level = rim
     for k in (0.75, 0.45):
-        sketch.polygon(_towards(ear.outer, ear.base, k), (*_shade(rim, 0.7)[:3], 55))
+        level = _mix(level, shadow, 0.22)
+        sketch.polygon(_towards(ear.outer, ear.base, k), (*level, 255))
     if ear.tip is not None and style.ear_tip is not None:
         sketch.polygon(ear.tip, (*style.ear_tip, 255))
-    sketch.polygon(
-        ear.inner, (*style.inner_ear, 255), (*_shade(style.inner_ear, 0.75)[:3], 200), 0.025
-    )
-    deep = _towards(ear.inner, ear.base, 0.6)
-    sketch.polygon(deep, (*_shade(style.inner_ear, 0.75)[:3], 90))
+    inner_line = _mix(rim, _shade(style.inner_ear, 0.75), 0.8)
+    sketch.polygon(ear.inner, (*style.inner_ear, 255), (*inner_line, 255), 0.025)
+    deep = _mix(style.inner_ear, _shade(style.inner_ear, 0.75), 0.35)
+    sketch.polygon(_towards(ear.inner, ear.base, 0.6), (*deep, 255))
     sketch.line(_towards(ear.rim, _centroid(ear.outer), 0.9), (255, 255, 255, 55), 0.035)
     if ear.tufts is not None:
-        sketch.polygon(ear.tufts, _shade(rim, 0.92))
-    sketch.line(ear.rim, (*style.dark, 235), EAR_OUTLINE)
+        sketch.polygon(ear.tufts, (*_shade(rim, 0.92), 255))
+    sketch.line(ear.rim, (*style.dark, 255), EAR_OUTLINE)
+
+
+def _shade(color: RGB, factor: float) -> RGB:
+    return (
+        min(int(color[0] * factor), 255),
+        min(int(color[1] * factor), 255),
+        min(int(color[2] * factor), 255),
+    )
+
+
+def _mix(a: RGB, b: RGB, t: float) -> RGB:
+    """a blended towards b by t."""
+    return (
+        round(a[0] + (b[0] - a[0]) * t),
+        round(a[1] + (b[1] - a[1]) * t),
+        round(a[2] + (b[2] - a[2]) * t),
+    )
 
 
 def _towards(points: FloatArray, center: FloatArray, k: float) -> FloatArray:
