@@ -24,7 +24,8 @@ from avatar.models import MEDIAPIPE_WHEEL, MODELS, ModelFile, is_valid, sha256_o
 def download_wheel(dest: Path) -> Path:
     """`pip download` the mediapipe wheel for this platform into `dest` and return its path."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", MEDIAPIPE_WHEEL]
-    subprocess.run([*cmd, "--dest", str(dest)], check=True)
+    if subprocess.run([*cmd, "--dest", str(dest)], check=False).returncode != 0:
+        sys.exit(f"could not download {MEDIAPIPE_WHEEL} from PyPI (is the network up?)")
     wheels = sorted(dest.glob("mediapipe-*.whl"))
     if not wheels:
         sys.exit(f"pip download produced no mediapipe wheel in {dest}")

@@ -132,3 +132,40 @@ def test_interpreters_are_per_thread() -> None:
 
     assert boxes == [expected] * 4
     assert len({id(i) for i in interpreters}) == 4
+
+
+def fake_wheel(path: Path, contents: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, data in contents.items():
+            wheel.writestr(name, data)
+    return path
+
+
+def test_fetch_extracts_pinned_models_from_the_wheel(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import fetch_models
+
+    cached = get_settings().model_dir
+    wheel = fake_wheel(
+        tmp_path / "mediapipe.whl",
+        {m.wheel_path: (cached / m.filename).read_bytes() for m in MODELS.values()},
+    )
+    target = tmp_path / "models"
+    target.mkdir()
+    for model in MODELS.values():
+        fetch_models.extract(wheel, model, target)
+
+    assert sorted(p.name for p in target.iterdir()) == sorted(m.filename for m in MODELS.values())
+
+
+def test_fetch_refuses_a_model_with_the_wrong_hash(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import fetch_models
+
+    model = MODELS["face_landmark"]
+    wheel = fake_wheel(tmp_path / "mediapipe.whl", {model.wheel_path: b"tampered"})
+    with pytest.raises(SystemExit, match="sha256 mismatch"):
+        fetch_models.extract(wheel, model, tmp_path)
+    assert list(tmp_path.glob("*.tflite")) == []

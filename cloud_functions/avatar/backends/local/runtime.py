@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from avatar.errors import ModelsMissing
 from avatar.models import model_path
 
 if TYPE_CHECKING:
@@ -33,7 +34,11 @@ class ModelRunner:
 
     def _load(self, name: str) -> Interpreter:
         path = model_path(name, self.model_dir)  # ModelsMissing names `make models`
-        from ai_edge_litert.interpreter import Interpreter  # heavy: import on first use only
+        try:
+            from ai_edge_litert.interpreter import Interpreter  # heavy: import on first use only
+        except ImportError as exc:
+            msg = "ai-edge-litert is not installed: the local backends need requirements.txt"
+            raise ModelsMissing(msg) from exc
 
         interpreter = Interpreter(model_path=str(path), num_threads=1)
         interpreter.allocate_tensors()
