@@ -2,13 +2,14 @@
 
 A 12 MP selfie goes through the real pipeline with the gcp backends (real google-cloud-vision,
 aiplatform_v1 and google-cloud-storage clients over REST) against local fakes that answer
-instantly with canned bodies. The gcp adapters' calls (detect, compose, put, signed_url) are
-timed, wall clock and the request thread's own CPU time. Printed, median and p90:
+instantly with canned bodies, served from a separate process. The gcp adapters' calls
+(detect, compose, put, signed_url) are timed, wall clock and the request thread's own CPU
+time. Printed, median and p90:
   * gcp adapters, wall: what a request spends in them, the fakes' round trips included;
   * baseline: the same HTTP exchanges (identical request bodies) replayed with a bare
     requests.Session against the same fakes, i.e. the fakes' round trips alone;
-  * adapters' thread CPU: our code's own time, without the fakes (threads of this process)
-    or the scheduler's waits; the goal is a median <= 40 ms;
+  * adapters' thread CPU: our code's own time, without the fakes or the scheduler's waits;
+    the goal is a median <= 40 ms;
   * adapters' wall - round trips: the same seen from the clock, load included;
   * the rest of the request (decode, mask, encode), which the local path shares.
 Then the import time of the gcp client libraries against the local path's, in fresh processes.
@@ -75,19 +76,39 @@ def model_answer() -> dict[str, Any]:
     return vertex_image_reply(art, fmt="JPEG")
 
 
-def gcs_answer(request: Recorded) -> Reply:
-    """An instant Cloud Storage JSON API answer: the object resource of an upload."""
-    name = "avatars/bench/x.jpg"
-    return Reply({"bucket": BUCKET, "name": name, "generation": "1", "metageneration": "1"})
+GCS_OBJECT = {"bucket": BUCKET, "name": "avatars/bench/x.jpg", "generation": "1"}
 
 
-def start_fakes() -> dict[str, FakeServer]:
-    """Vision, Vertex and Cloud Storage fakes answering at once with canned bodies."""
+def canned(reply: Reply, last: dict[str, Recorded]) -> Any:
+    """A fake's handler: the same instant reply every time; GET /__last__ shows the last request
+    (the baseline replays exactly what the clients sent)."""
+
+    def handle(request: Recorded) -> Reply:
+        if request.path == "/__last__":
+            sent = last["request"]
+            return Reply({"path": sent.path, "query": sent.query, "body": sent.body.hex(),
+                          "content_type": sent.headers.get("content-type", "")})  # fmt: skip
+        if request.method == "POST":
+            last["request"] = request
+        return reply
+
+    return handle
+
+
+def serve_fakes() -> None:
+    """`--serve-fakes`: Vision, Vertex and Cloud Storage fakes answering at once with canned
+    bodies, in this separate process so they take no CPU or GIL from the measured one."""
     face = vision_face(171 * SCALE, 61 * SCALE, 110 * SCALE)
-    vision, vertex, gcs = FakeServer().start(), FakeServer().start(), FakeServer(gcs_answer).start()
-    vision.script(Reply(json.dumps(vision_reply([face])).encode()))
-    vertex.script(Reply(json.dumps(model_answer()).encode()))
-    return {"vision": vision, "vertex": vertex, "gcs": gcs}
+    replies = {
+        "vision": Reply(json.dumps(vision_reply([face])).encode()),
+        "vertex": Reply(json.dumps(model_answer()).encode()),
+        "gcs": Reply(json.dumps(GCS_OBJECT).encode()),
+    }
+    fakes = {name: FakeServer(canned(reply, {})).start() for name, reply in replies.items()}
+    print(json.dumps({name: fake.url for name, fake in fakes.items()}), flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin
+    for fake in fakes.values():
+        fake.stop()
 
 
 def signing_key_file(folder: Path) -> Path:
@@ -126,11 +147,11 @@ class Timed:
         return timed
 
 
-def run_pipeline(data: bytes, fakes: dict[str, FakeServer]) -> list[dict[str, float]]:
+def run_pipeline(data: bytes, urls: dict[str, str]) -> list[dict[str, float]]:
     """Per request: the pipeline's total and the gcp adapters' wall and CPU milliseconds."""
     settings = Settings(
         avatar_backend="gcp", gcp_project="bench", gcs_bucket=BUCKET, compose_fallback="none",
-        vision_api_endpoint=fakes["vision"].url, vertex_api_endpoint=fakes["vertex"].url,
+        vision_api_endpoint=urls["vision"], vertex_api_endpoint=urls["vertex"],
     )  # fmt: skip
     built = build_backends(settings)
     runs = []
@@ -146,20 +167,19 @@ def run_pipeline(data: bytes, fakes: dict[str, FakeServer]) -> list[dict[str, fl
     return runs[WARMUP:]
 
 
-def replay_round_trips(fakes: dict[str, FakeServer]) -> list[float]:
+def replay_round_trips(urls: dict[str, str]) -> list[float]:
     """Milliseconds per request for the same three exchanges sent by a bare requests.Session."""
     session = requests.Session()
-    sent = [(name, fakes[name].requests[-1]) for name in ("vision", "vertex")]
-    upload = next(r for r in reversed(fakes["gcs"].requests) if r.path.startswith("/upload/"))
-    sent.append(("gcs", upload))
+    sent = {name: session.get(f"{url}/__last__", timeout=5).json() for name, url in urls.items()}
     times = []
     for _ in range(WARMUP + RUNS):
         start = time.perf_counter()
-        for name, request in sent:
-            query = "&".join(f"{k}={v}" for k, vs in request.query.items() for v in vs)
-            headers = {"Content-Type": request.headers.get("content-type", "application/json")}
-            url = f"{fakes[name].url}{request.path}?{query}"
-            session.post(url, data=request.body, headers=headers, timeout=10).content  # noqa: B018
+        for name, request in sent.items():
+            query = "&".join(f"{k}={v}" for k, vs in request["query"].items() for v in vs)
+            url = f"{urls[name]}{request['path']}?{query}"
+            headers = {"Content-Type": request["content_type"]}
+            body = bytes.fromhex(request["body"])
+            session.post(url, data=body, headers=headers, timeout=10).content  # noqa: B018
         times.append((time.perf_counter() - start) * 1000)
     return times[WARMUP:]
 
@@ -186,14 +206,22 @@ def report(label: str, values: list[float]) -> None:
 
 def main() -> None:
     data = selfie_12mp_jpeg()
-    fakes = start_fakes()
-    with tempfile.TemporaryDirectory() as folder:
-        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = str(signing_key_file(Path(folder)))
-        os.environ["STORAGE_EMULATOR_HOST"] = fakes["gcs"].url
-        runs = run_pipeline(data, fakes)
-        round_trips = replay_round_trips(fakes)
-    for fake in fakes.values():
-        fake.stop()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve-fakes"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert server.stdin is not None
+    assert server.stdout is not None
+    try:
+        urls = json.loads(server.stdout.readline())
+        with tempfile.TemporaryDirectory() as folder:
+            os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = str(signing_key_file(Path(folder)))
+            os.environ["STORAGE_EMULATOR_HOST"] = urls["gcs"]
+            runs = run_pipeline(data, urls)
+            round_trips = replay_round_trips(urls)
+    finally:
+        server.stdin.close()
+        server.wait(timeout=10)
 
     wall, cpu = [run["wall"] for run in runs], [run["cpu"] for run in runs]
     print(f"gcp path, 12 MP JPEG in ({SIZE[0]}x{SIZE[1]}, working 1600x1200), {RUNS} runs, "
@@ -223,4 +251,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--serve-fakes" in sys.argv:
+        serve_fakes()
+    else:
+        main()

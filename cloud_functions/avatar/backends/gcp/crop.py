@@ -120,7 +120,8 @@ class FaceCrop:
             return image.copy()
         size = (box[2] - box[0], box[3] - box[1])
         to_generated = self._image_to_generated((box[0], box[1]), generated.size)
-        warped = generated.convert("RGB").transform(
+        rgb = generated if generated.mode == "RGB" else generated.convert("RGB")
+        warped = rgb.transform(
             size, Image.Transform.AFFINE, to_generated, Image.Resampling.BILINEAR
         )
         inside = Image.new("L", size, 0)

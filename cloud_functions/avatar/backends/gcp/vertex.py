@@ -129,13 +129,13 @@ class VertexCompositor:
         self, image: Image.Image, crops: list[FaceCrop], animal: Animal
     ) -> list[Image.Image | None]:
         """The model's image for each crop (None where it answered without one), in parallel."""
-        jpegs = [_jpeg(crop.extract(image)) for crop in crops]
-        if len(jpegs) <= 1:
-            return [self._generate(jpeg, animal) for jpeg in jpegs]
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_FACES, len(jpegs))) as pool:
-            return list(pool.map(lambda jpeg: self._generate(jpeg, animal), jpegs))
+        jobs = [(_jpeg(crop.extract(image)), crop.size_px) for crop in crops]
+        if len(jobs) <= 1:
+            return [self._generate(jpeg, animal, fit_px) for jpeg, fit_px in jobs]
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_FACES, len(jobs))) as pool:
+            return list(pool.map(lambda job: self._generate(job[0], animal, job[1]), jobs))
 
-    def _generate(self, jpeg: bytes, animal: Animal) -> Image.Image | None:
+    def _generate(self, jpeg: bytes, animal: Animal, fit_px: int) -> Image.Image | None:
         try:
             response = call_with_retry(
                 lambda timeout_s: self._generate_once(jpeg, animal, timeout_s),
@@ -143,7 +143,7 @@ class VertexCompositor:
                 is_retryable=errors.is_retryable,
                 backoff=self._backoff,
             )
-            return generated_image(response)
+            return generated_image(response, fit_px)
         except NoImageAnswer:
             return None
         except Exception as exc:
@@ -190,8 +190,11 @@ def prompt(animal: Animal) -> str:
     )
 
 
-def generated_image(response: Any) -> Image.Image:
-    """The first image part of a GenerateContentResponse; raises on blocks and empty answers."""
+def generated_image(response: Any, fit_px: int = 0) -> Image.Image:
+    """The first image part of a GenerateContentResponse; raises on blocks and empty answers.
+
+    A JPEG answer is decoded at a reduced scale when it is twice `fit_px` or more.
+    """
     block = _enum_name(response.prompt_feedback.block_reason)
     if block != "BLOCKED_REASON_UNSPECIFIED":
         raise ContentBlocked(f"the image model refused the request ({block})")
@@ -200,7 +203,7 @@ def generated_image(response: Any) -> Image.Image:
     candidate = response.candidates[0]
     for part in candidate.content.parts:
         if part.inline_data.data and part.inline_data.mime_type.startswith("image/"):
-            return _decode(part.inline_data.data)
+            return _decode(part.inline_data.data, fit_px)
     reason = _enum_name(candidate.finish_reason)
     if reason in BLOCKING_FINISH_REASONS:
         raise ContentBlocked(f"the image model refused to draw it ({reason})")
@@ -214,9 +217,11 @@ def _enum_name(value: Any) -> str:
     return NEWER_FINISH_REASONS.get(int(value), str(value))
 
 
-def _decode(data: bytes) -> Image.Image:
+def _decode(data: bytes, fit_px: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
+        if fit_px:
+            image.draft("RGB", (fit_px, fit_px))  # JPEG only; keeps at least fit_px
         image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         msg = f"the image part could not be decoded ({base64.b64encode(data[:8]).decode()}...)"
@@ -226,7 +231,8 @@ def _decode(data: bytes) -> Image.Image:
 
 def _jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    rgb.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()
 
 

@@ -123,7 +123,8 @@ def _upload(image: Image.Image) -> tuple[bytes, float]:
         factor = image.width / size[0]
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    rgb.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue(), factor
 
 
