@@ -15,7 +15,7 @@ from PIL import Image
 
 from avatar.backends import Backends
 from avatar.config import Settings
-from avatar.errors import NoFaceDetected
+from avatar.errors import ImageTooLarge, NoFaceDetected
 from avatar.imaging import Decoded, decode, encode
 from avatar.inputs import AvatarRequest
 
@@ -74,6 +74,8 @@ def generate_avatar(job: AvatarRequest, backends: Backends, settings: Settings) 
 def load_image(job: AvatarRequest, backends: Backends, settings: Settings) -> Decoded:
     """The request's image (inline, or fetched from the store) decoded at working size."""
     data = job.image if job.image is not None else backends.store.get(job.gcs_uri or "")
+    if len(data) > settings.max_request_bytes:  # a stored input obeys the upload limit too
+        raise ImageTooLarge(f"the image is over the limit of {settings.max_request_bytes} bytes")
     return decode(data, max_pixels=settings.max_pixels, working_size_px=settings.working_size_px)
 
 

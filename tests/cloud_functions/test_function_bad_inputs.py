@@ -167,6 +167,19 @@ def test_bad_gcs_uri_is_400(client: FlaskClient, uri: str) -> None:
     assert_error(client.post("/", json={"gcs_uri": uri}), 400, "invalid_request")
 
 
+def test_stored_input_over_the_size_limit_is_413(
+    client: FlaskClient, storage_dir: Path, monkeypatch: pytest.MonkeyPatch, astronaut_jpeg: bytes
+) -> None:
+    (storage_dir / "uploads").mkdir(exist_ok=True)
+    (storage_dir / "uploads" / "big.jpg").write_bytes(astronaut_jpeg)
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "5000")
+    from avatar.config import get_settings
+
+    get_settings.cache_clear()
+    response = client.post("/", json={"gcs_uri": "gs://b/uploads/big.jpg"})
+    assert_error(response, 413, "image_too_large")
+
+
 def test_missing_image_part_is_400(client: FlaskClient) -> None:
     response = client.post("/", data={"animal": "cat"}, content_type="multipart/form-data")
     assert_error(response, 400, "invalid_request")
