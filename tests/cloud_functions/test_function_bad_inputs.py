@@ -185,7 +185,7 @@ def test_missing_image_part_is_400(client: FlaskClient) -> None:
     assert_error(response, 400, "invalid_request")
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])
 def test_other_methods_are_405(client: FlaskClient, method: str) -> None:
     response = client.open("/", method=method)
     assert_error(response, 405, "method_not_allowed")
