@@ -276,3 +276,39 @@ def test_eyes_and_mouth_change_less_than_the_rest_of_the_face(
         assert mean_change(face.landmarks[eye], 0.08 * u) < 0.6 * fur
     if not STYLES[animal].teeth:  # the rabbit's buck teeth sit on the upper lip
         assert mean_change(face.landmarks["mouth_center"], 0.08 * u) < 0.6 * fur
+
+
+@pytest.mark.parametrize("animal", ["cat", "koala"])
+def test_a_face_without_an_outline_or_with_coincident_eyes_renders(
+    animal: str, cases: dict[str, Case]
+) -> None:
+    image, faces, masks = cases["no_mesh"]
+    bare = dataclasses.replace(faces[0], contour=np.zeros((0, 2), dtype=np.float32))
+    eye = bare.landmarks["right_eye"]
+    squeezed = dataclasses.replace(bare, landmarks={**bare.landmarks, "left_eye": eye})
+
+    for face in (bare, squeezed):
+        out = LocalCompositor().compose(image, [face], masks, animal)
+        assert changed(image, out)[np.asarray(masks[0]) > 128].mean() > 0.3
+
+
+def test_a_tiny_face_renders_near_itself(cases: dict[str, Case]) -> None:
+    image, _, _ = cases["no_mesh"]
+    face = synthetic_face((100.0, 400.0), (106.0, 400.0))  # six pixels between the eyes
+    mask = synthetic_mask(image.size, face)
+
+    out = LocalCompositor().compose(image, [face], [mask], "rabbit")
+
+    ys, xs = np.nonzero(changed(image, out))
+    assert len(xs) > 20
+    assert 80 < xs.min() <= xs.max() < 126
+    assert 360 < ys.min() <= ys.max() < 420
+
+
+def test_a_grey_image_comes_back_rgb(cases: dict[str, Case]) -> None:
+    image, faces, masks = cases["astronaut"]
+
+    out = LocalCompositor().compose(image.convert("L"), faces, masks, "panda")
+
+    assert out.mode == "RGB"
+    assert out.size == image.size
