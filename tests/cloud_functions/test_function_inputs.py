@@ -157,3 +157,25 @@ def test_large_photo_is_worked_at_most_1600px(
 
     assert Image.open(storage_dir / body["object_name"]).size == (1200, 1406)  # 1/2 JPEG draft
     assert body["faces"][0]["box"]["width"] > 350  # in the working (= stored) image's pixels
+
+
+def test_concurrent_requests_each_get_their_own_result(
+    client: FlaskClient, storage_dir: Path, astronaut_jpeg: bytes, grace_hopper_jpeg: bytes
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(i: int) -> tuple[int, str, int]:
+        data = astronaut_jpeg if i % 2 else grace_hopper_jpeg
+        response = client.post(
+            f"/?animal=cat&generation_id=par-{i}", data=data, content_type="image/jpeg"
+        )
+        body = response.get_json()
+        return response.status_code, body["object_name"], round(body["faces"][0]["box"]["width"])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(post, range(8)))
+
+    assert [status for status, _, _ in results] == [200] * 8
+    assert len({name for _, name, _ in results}) == 8
+    widths = {i % 2: width for i, (_, _, width) in enumerate(results)}
+    assert all(width == widths[i % 2] for i, (_, _, width) in enumerate(results))
