@@ -12,12 +12,20 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import animals, health, media
 from api.config import Settings, get_settings
 from api.db import build_engine, build_sessionmaker
-from api.errors import ApiError, InvalidRequest, MethodNotAllowed, NotFound, Unauthorized
+from api.errors import (
+    ApiError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    Unauthorized,
+    UpstreamUnavailable,
+)
 from api.forwarding import build_function_client
 from api.generations.router import router as generations_router
 from api.generations.runner import ForwarderFactory, GenerationRunner
@@ -148,11 +156,22 @@ async def handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(ApiError("the server hit an unexpected error"))
 
 
+# Connection refused or lost, too many clients, pool timeout, deadlock: worth a retry, not a 500.
+DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+async def handle_database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    logger.warning("database unavailable: %s", exc)
+    return problem_response(UpstreamUnavailable("the database is unavailable", retry_after_s=5))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error, ours or the framework's, leaves as problem+json."""
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    for db_unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(db_unavailable, handle_database_unavailable)
     app.add_exception_handler(Exception, handle_unexpected)
 
 

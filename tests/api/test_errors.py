@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from api_testing import assert_problem, client_for
+from api_testing import assert_problem, auth, client_for
+from asgi_lifespan import LifespanManager
 from pydantic import ValidationError
 
 from api.config import Settings
+from api.main import create_app
 
 
 async def test_unknown_route_is_404(client) -> None:
@@ -49,3 +51,13 @@ def test_placeholder_secrets_are_refused_outside_development(environment, field)
         Settings(environment=environment, **(real | {field: "changeme"}))
     Settings(environment=environment, **real)  # real secrets are accepted
     Settings(environment="development")  # the placeholders are fine for a local run
+
+
+async def test_database_outage_is_503_not_500(settings_factory, tmp_path) -> None:
+    # A SQLite file in a directory that does not exist: every connection attempt fails.
+    missing = f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}"
+    app = create_app(settings_factory(database_url=missing))
+    async with LifespanManager(app), client_for(app, raise_app_exceptions=False) as client:
+        response = await client.get("/v1/users/me", headers=auth("aa_some-key"))
+    assert_problem(response, 503, "upstream_unavailable")
+    assert response.headers["retry-after"] == "5"
