@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +16,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image
+
+from avatar.faces import Face
 
 BUCKET = "avatars-test"
 SIGNER_EMAIL = "avatar-fn@test-project.iam.gserviceaccount.com"
@@ -190,6 +193,23 @@ def vision_face(
 
 def _corners(x: float, y: float, size: float) -> list[tuple[float, float]]:
     return [(x, y), (x + size, y), (x + size, y + size), (x, y + size)]
+
+
+def face_at(x: float, y: float, size: float, roll: float = 0.0) -> Face:
+    """The Face the Vision adapter makes of `vision_face(x, y, size)` turned by `roll` degrees."""
+    from avatar.backends.gcp.face_mapping import face_from_vision
+
+    raw = vision_face(x, y, size)
+    landmarks = {m["type"]: (m["position"]["x"], m["position"]["y"]) for m in raw["landmarks"]}
+    if roll:
+        c, s = math.cos(math.radians(roll)), math.sin(math.radians(roll))
+        cx, cy = x + size / 2, y + size / 2
+        landmarks = {
+            k: (cx + (px - cx) * c - (py - cy) * s, cy + (px - cx) * s + (py - cy) * c)
+            for k, (px, py) in landmarks.items()
+        }
+    vertices = [(v["x"], v["y"]) for v in raw["fdBoundingPoly"]["vertices"]]
+    return face_from_vision(vertices, landmarks, roll, 0.9)
 
 
 def vision_reply(

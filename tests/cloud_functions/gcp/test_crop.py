@@ -7,24 +7,8 @@ import pytest
 from PIL import Image
 
 from avatar.backends.gcp.crop import FaceCrop
-from avatar.backends.gcp.face_mapping import face_from_vision
-from avatar.faces import Face
 from avatar.masking import ContourMasker
-from tests.cloud_functions.gcp.fakes import vision_face
-
-
-def face_at(x: float, y: float, size: float, roll: float = 0.0) -> Face:
-    raw = vision_face(x, y, size)
-    landmarks = {m["type"]: (m["position"]["x"], m["position"]["y"]) for m in raw["landmarks"]}
-    if roll:
-        c, s = np.cos(np.radians(roll)), np.sin(np.radians(roll))
-        cx, cy = x + size / 2, y + size / 2
-        landmarks = {
-            k: (cx + (px - cx) * c - (py - cy) * s, cy + (px - cx) * s + (py - cy) * c)
-            for k, (px, py) in landmarks.items()
-        }
-    vertices = [(v["x"], v["y"]) for v in raw["fdBoundingPoly"]["vertices"]]
-    return face_from_vision(vertices, landmarks, roll, 0.9)
+from tests.cloud_functions.gcp.fakes import face_at
 
 
 def test_crop_is_square_upright_and_about_the_face_size() -> None:

@@ -16,7 +16,6 @@ import requests
 from flask.testing import FlaskClient
 from PIL import Image
 
-from avatar.backends.gcp.face_mapping import face_from_vision
 from avatar.config import get_settings
 from avatar.faces import Face
 from avatar.masking import ContourMasker
@@ -24,6 +23,7 @@ from tests.cloud_functions.gcp.fakes import (
     BUCKET,
     FakeServer,
     Reply,
+    face_at,
     google_error,
     inline_image,
     prompt_text,
@@ -95,11 +95,7 @@ def client(gcp_env: None) -> FlaskClient:
 
 def astronaut_face() -> Face:
     """The Face the detector makes of ASTRONAUT_FACE, to rebuild the mask the function used."""
-    vertices = [(v["x"], v["y"]) for v in ASTRONAUT_FACE["fdBoundingPoly"]["vertices"]]
-    marks = {
-        m["type"]: (m["position"]["x"], m["position"]["y"]) for m in ASTRONAUT_FACE["landmarks"]
-    }
-    return face_from_vision(vertices, marks, 0.0, ASTRONAUT_FACE["detectionConfidence"])
+    return face_at(171, 61, 110)
 
 
 def png(image: Image.Image) -> bytes:

@@ -24,6 +24,7 @@ from avatar.masking import ContourMasker
 from tests.cloud_functions.gcp.fakes import (
     FakeServer,
     Reply,
+    face_at,
     google_error,
     inline_image,
     prompt_text,
@@ -32,7 +33,6 @@ from tests.cloud_functions.gcp.fakes import (
     vertex_image_reply,
     vertex_text_reply,
 )
-from tests.cloud_functions.gcp.test_crop import face_at
 
 BLUE = (0, 0, 255)
 MODEL_PATH = "/v1/projects/test-project/locations/us-central1/publishers/google/models/img-model"
