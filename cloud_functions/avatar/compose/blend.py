@@ -13,7 +13,6 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageChops
 
-U8Array = npt.NDArray[np.uint8]
 F32Array = npt.NDArray[np.float32]
 
 GAIN_ONE = 127.5  # the 8-bit gain value that stands for 1.0 (so gains reach 2.0)

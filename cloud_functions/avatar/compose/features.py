@@ -41,7 +41,7 @@ def draw_nose(sketch: Sketch, frame: FaceFrame, style: Style) -> None:
     c = nose_center(frame)
     outline = _nose_outline(style.nose_kind) + c
     w, h = _NOSE_SIZE.get(style.nose_kind, _NOSE_SIZE["cat"])
-    line_colour = (*style.dark, 220)
+    line_colour = (*style.dark, 255)
     bottom = c + np.array([0.0, h / 2])
     lip = frame.mouth[1] - 0.1
     if lip > bottom[1] + 0.04:
@@ -95,7 +95,7 @@ def draw_whiskers(sketch: Sketch, frame: FaceFrame, style: Style) -> None:
             start = c + np.array([side * 0.3, 0.16 + 0.07 * i])
             end = start + np.array([side * length, droop * length + 0.02])
             mid = (start + end) / 2 + np.array([0.0, -0.07])
-            sketch.line(cubic(start, mid, mid, end, 12), (*style.whiskers, 215), 0.022, 0.006)
+            sketch.line(cubic(start, mid, mid, end, 12), (*style.whiskers, 255), 0.022, 0.006)
             sketch.dot(
                 c[0] + side * (0.16 + 0.06 * i),
                 c[1] + 0.2 + 0.05 * (i % 2),

@@ -20,7 +20,6 @@ from avatar.errors import InvalidRequest
 from avatar.faces import Face
 
 _BILINEAR = Image.Resampling.BILINEAR
-_BOX = Image.Resampling.BOX
 SKETCH_UNIT_PX = 160.0  # bigger faces get their crisp parts drawn at this size, then enlarged
 
 
