@@ -75,7 +75,7 @@ def open_checked(data: bytes, kind: ImageKind, max_pixels: int) -> Image.Image:
         image = Image.open(io.BytesIO(data), formats=PIL_FORMATS[kind])
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"image has more than {max_pixels} pixels") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # hostile headers raise many types; all mean "not readable"
         raise InvalidImage(f"cannot read the {kind} image header") from exc
     width, height = image.size
     if width * height > max_pixels:
@@ -102,9 +102,9 @@ def decode(data: bytes, *, max_pixels: int, working_size_px: int) -> Decoded:
     kind = sniff(data)
     image = open_checked(data, kind, max_pixels)
     source_size = image.size
-    if kind == "jpeg":
-        image.draft("RGB", draft_request(image.size, working_size_px))
     try:
+        if kind == "jpeg":
+            image.draft("RGB", draft_request(image.size, working_size_px))
         image.load()
         working = working_copy(upright_view(image), working_size_px)
     except Exception as exc:  # decoders raise many types on hostile input; all mean "corrupt"
