@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import DBAPIError
@@ -34,6 +34,8 @@ DB_RETRY_DELAY_S = 0.2
 UNFINISHED = (GenerationStatus.pending, GenerationStatus.processing)
 
 T = TypeVar("T")
+# The columns a finished generation was given, as written (the caller can answer without a read).
+Outcome = dict[str, Any]
 
 
 class Forwarder(Protocol):
@@ -84,20 +86,25 @@ class GenerationRunner:
         self._forwarder = forwarder
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._stale_after_s = stale_after_s
-        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._tasks: dict[uuid.UUID, asyncio.Task[Outcome | None]] = {}
 
-    def submit(self, job: Job, request: FunctionRequest | None = None) -> asyncio.Task[None]:
-        """Start the work on a record (or return the task already on it)."""
+    def submit(
+        self, job: Job, request: FunctionRequest | None = None, *, claimed: bool = False
+    ) -> asyncio.Task[Outcome | None]:
+        """Start the work on a record (or return the task already on it).
+
+        `claimed`: the caller inserted the record as processing with `request` as its input.
+        """
         task = self._tasks.get(job.generation_id)
         if task is None:
             task = asyncio.create_task(
-                self._run(job, request), name=f"generation-{job.generation_id}"
+                self._run(job, request, claimed=claimed), name=f"generation-{job.generation_id}"
             )
             self._tasks[job.generation_id] = task
             task.add_done_callback(lambda _: self._tasks.pop(job.generation_id, None))
         return task
 
-    def task_for(self, generation_id: uuid.UUID) -> asyncio.Task[None] | None:
+    def task_for(self, generation_id: uuid.UUID) -> asyncio.Task[Outcome | None] | None:
         """The task working on a record in this process, if any."""
         return self._tasks.get(generation_id)
 
@@ -141,23 +148,27 @@ class GenerationRunner:
             rows = (await session.execute(stmt)).all()
         return [Job(row.id, row.attempts) for row in rows]
 
-    async def _run(self, job: Job, request: FunctionRequest | None) -> None:
+    async def _run(
+        self, job: Job, request: FunctionRequest | None, *, claimed: bool
+    ) -> Outcome | None:
         async with self._semaphore:
-            claimed: FunctionRequest | None = None
+            work: FunctionRequest | None = request if claimed else None
             try:
-                claimed = await with_db_retry(lambda: self._claim(job, request))
-                if claimed is None:
-                    return
-                outcome = await self._forward(claimed)
-                await with_db_retry(lambda: self._finish(job.generation_id, outcome))
+                if work is None:
+                    work = await with_db_retry(lambda: self._claim(job, request))
+                if work is None:
+                    return None
+                outcome = await self._forward(work)
+                return await with_db_retry(lambda: self._finish(job.generation_id, outcome))
             except asyncio.CancelledError:
-                if claimed is not None:
+                if work is not None:
                     # Shutting down: hand the record back so the next start resumes it at once.
                     await asyncio.shield(self._release(job.generation_id))
                 raise
             except Exception:
                 # The record stays unfinished with its upload; recovery will try it again.
                 logger.exception("generation %s could not be recorded", job.generation_id)
+                return None
 
     async def _release(self, generation_id: uuid.UUID) -> None:
         async with self._session_factory() as session, session.begin():
@@ -226,46 +237,42 @@ class GenerationRunner:
             user_id=generation.user_id,
         )
 
-    async def _finish(self, generation_id: uuid.UUID, outcome: FunctionResult | ApiError) -> None:
+    async def _finish(
+        self, generation_id: uuid.UUID, outcome: FunctionResult | ApiError
+    ) -> Outcome:
         async with self._session_factory() as session, session.begin():
             if isinstance(outcome, ApiError):
-                await _fail(session, generation_id, outcome.code, outcome.detail)
-                return
+                return await _fail(session, generation_id, outcome.code, outcome.detail)
             now = utcnow()
-            await session.execute(
-                update(Generation)
-                .where(Generation.id == generation_id)
-                .values(
-                    status=GenerationStatus.succeeded,
-                    object_name=outcome.object_name,
-                    faces=outcome.faces,
-                    timings_ms=outcome.timings_ms,
-                    error_code=None,
-                    error_detail=None,
-                    updated_at=now,
-                    completed_at=now,
-                )
-            )
-            await _drop_input(session, generation_id)
+            values: Outcome = {
+                "status": GenerationStatus.succeeded,
+                "object_name": outcome.object_name,
+                "faces": outcome.faces,
+                "timings_ms": outcome.timings_ms,
+                "error_code": None,
+                "error_detail": None,
+                "updated_at": now,
+                "completed_at": now,
+            }
+            await _write(session, generation_id, values)
+            return values
 
 
-async def _fail(session: AsyncSession, generation_id: uuid.UUID, code: str, detail: str) -> None:
+async def _fail(session: AsyncSession, generation_id: uuid.UUID, code: str, detail: str) -> Outcome:
     now = utcnow()
-    await session.execute(
-        update(Generation)
-        .where(Generation.id == generation_id)
-        .values(
-            status=GenerationStatus.failed,
-            error_code=code,
-            error_detail=detail,
-            updated_at=now,
-            completed_at=now,
-        )
-    )
-    await _drop_input(session, generation_id)
+    values: Outcome = {
+        "status": GenerationStatus.failed,
+        "error_code": code,
+        "error_detail": detail,
+        "updated_at": now,
+        "completed_at": now,
+    }
+    await _write(session, generation_id, values)
+    return values
 
 
-async def _drop_input(session: AsyncSession, generation_id: uuid.UUID) -> None:
+async def _write(session: AsyncSession, generation_id: uuid.UUID, values: Outcome) -> None:
+    await session.execute(update(Generation).where(Generation.id == generation_id).values(values))
     # The selfie is kept only while the work needs it.
     await session.execute(
         delete(GenerationInput).where(GenerationInput.generation_id == generation_id)

@@ -64,7 +64,7 @@ def a_client(
 ) -> FunctionClient:
     built = build_function_client(Settings(function_url=FUNCTION_URL, **settings))  # type: ignore[arg-type]
     return FunctionClient(
-        built._http,
+        built._pools,
         FUNCTION_URL,
         policy=RetryPolicy(max_attempts=attempts, budget_s=budget_s),
         sleep=sleep,
@@ -207,10 +207,15 @@ def test_shared_client_takes_limits_and_timeouts_from_settings() -> None:
         function_max_connections=7,
     )
     client = build_function_client(settings)
-    timeout = client._http.timeout
-    assert (timeout.read, timeout.connect) == (30.0, 2.5)
-    pool = client._http._transport._pool  # type: ignore[attr-defined]
-    assert pool._max_connections == 7
+    (pool,) = client._pools
+    assert (pool.timeout.read, pool.timeout.connect) == (30.0, 2.5)
+    assert pool._transport._pool._max_connections == 7  # type: ignore[attr-defined]
+
+
+def test_many_connections_are_spread_over_small_pools() -> None:
+    client = build_function_client(Settings(function_url=FUNCTION_URL, function_max_connections=70))
+    sizes = [p._transport._pool._max_connections for p in client._pools]  # type: ignore[attr-defined]
+    assert sizes == [32, 32, 6]
 
 
 def test_retry_after_parses_seconds_and_http_dates() -> None:
@@ -263,7 +268,7 @@ async def test_id_token_is_sent_and_a_401_makes_the_next_call_fetch_a_new_one() 
     provider = IdTokenProvider(FUNCTION_URL, fetch=fetch)
     built = build_function_client(Settings(function_url=FUNCTION_URL))
     client = FunctionClient(
-        built._http, FUNCTION_URL, tokens=provider, policy=RetryPolicy(3, 10.0), sleep=FakeSleep()
+        built._pools, FUNCTION_URL, tokens=provider, policy=RetryPolicy(3, 10.0), sleep=FakeSleep()
     )
     with pytest.raises(UpstreamUnavailable):
         await client.generate(a_request())
