@@ -247,8 +247,10 @@ def normalise_image(data: bytes, *, max_side_px: int, max_pixels: int) -> Normal
             if opened.format == "JPEG":
                 # Let libjpeg decode at 1/2, 1/4 or 1/8 scale while staying above the target.
                 opened.draft("RGB", _fit(opened.size, max_side_px))
-            upright = ImageOps.exif_transpose(opened)
-            return _encode(_downscale(upright, max_side_px))
+            opened.load()
+            # In place: the copy exif_transpose makes otherwise is a whole decoded frame.
+            ImageOps.exif_transpose(opened, in_place=True)
+            return _encode(_downscale(opened, max_side_px))
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge("the image has too many pixels") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -273,17 +275,21 @@ def _has_alpha(image: Image.Image) -> bool:
     )
 
 
+def _as_mode(image: Image.Image, mode: str) -> Image.Image:
+    return image if image.mode == mode else image.convert(mode)
+
+
 def _encode(image: Image.Image) -> NormalisedImage:
     # A new file with no exif= argument: EXIF (GPS included) and XMP are left behind; the ICC
     # profile is kept so colours stay right.
     out = io.BytesIO()
     icc_profile = image.info.get("icc_profile")
     if _has_alpha(image):
-        flat = image.convert("RGBA")
+        flat = _as_mode(image, "RGBA")
         flat.save(out, format="PNG", icc_profile=icc_profile)
         content_type = "image/png"
     else:
-        flat = image.convert("RGB")
+        flat = _as_mode(image, "RGB")
         flat.save(out, format="JPEG", quality=JPEG_QUALITY, icc_profile=icc_profile)
         content_type = "image/jpeg"
     return NormalisedImage(out.getvalue(), content_type, flat.width, flat.height)
