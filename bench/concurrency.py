@@ -100,13 +100,17 @@ class NewClientPerRequest:
         self._settings = settings
 
     async def generate(self, request: Any) -> Any:
-        from api.forwarding import build_function_client
+        from api.forwarding.client import FunctionClient
+        from api.forwarding.retry import RetryPolicy
 
-        client = build_function_client(self._settings)
-        try:
+        settings = self._settings
+        timeout = httpx.Timeout(
+            settings.function_timeout_s, connect=settings.function_connect_timeout_s
+        )
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            policy = RetryPolicy(settings.function_max_attempts, settings.function_retry_budget_s)
+            client = FunctionClient([http], settings.function_url, policy=policy)
             return await client.generate(request)
-        finally:
-            await client.aclose()
 
     async def aclose(self) -> None:
         return None
