@@ -259,3 +259,25 @@ async def test_start_up_recovery_resumes_or_fails_unfinished_records(
     assert (rows[lost].status, rows[lost].error_code) == ("failed", "upstream_timeout")
     assert rows[live].status is GenerationStatus.processing  # another process may own it
     assert len(stub.received) == 2
+
+
+async def test_a_client_hanging_up_mid_generation_does_not_lose_the_record(app_factory) -> None:
+    held = FunctionStub(gate=asyncio.Event())
+    with respx.mock:
+        respx.post(FUNCTION_URL).mock(side_effect=held)
+        async with (
+            app_factory(function_url=FUNCTION_URL, isolated=False) as app,
+            client_for(app) as client,
+        ):
+            _, key = await create_user(client)
+            waiting = asyncio.create_task(upload(client, key, a_selfie((200, 150))))
+            await asyncio.wait_for(held.arrived.wait(), 10)
+            waiting.cancel()  # the phone lost its network while the function worked
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            held.gate.set()
+            (item,) = (await client.get("/v1/generations", headers=auth(key))).json()["items"]
+            done = await wait_finished(client, key, f"/v1/generations/{item['id']}")
+            _, stored = await only_record(app)
+    assert done["status"] == "succeeded"
+    assert stored is None
