@@ -162,7 +162,9 @@ async def record_generation(
         created_at=now,
         updated_at=now,
     )
-    row = {c.key: getattr(generation, c.key) for c in Generation.__table__.columns}
+    # Unset columns are left out, so they are SQL NULL (not JSON null) or take their defaults.
+    columns = (c.key for c in Generation.__table__.columns)
+    row = {key: value for key in columns if (value := getattr(generation, key)) is not None}
     try:
         # Core inserts: the ORM's unit of work costs more CPU than the two statements.
         await session.execute(insert(Generation).values(row))
