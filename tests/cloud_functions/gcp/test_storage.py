@@ -228,3 +228,29 @@ def test_delete_and_delete_prefix(store: GcsStore) -> None:
     assert store.get(f"gs://{BUCKET}/users/u10/c.jpg") == JPEG
     with pytest.raises(ValueError, match="empty prefix"):
         store.delete_prefix("")
+
+
+def test_sign_blob_unavailable_is_retried(
+    emulator: str, metadata_server: FakeServer, rsa_key: rsa.RSAPrivateKey, fast_backoff: Backoff
+) -> None:
+    from google.auth import compute_engine
+
+    answer = iam_and_metadata(rsa_key, SIGNER_EMAIL)
+    failures = iter([Reply(google_error(503, "UNAVAILABLE"), 503)])
+
+    def flaky(request: Recorded) -> Reply:
+        if request.path.endswith(":signBlob"):
+            return next(failures, None) or answer(request)
+        return answer(request)
+
+    iam = FakeServer(flaky).start()
+    try:
+        store = GcsStore(
+            BUCKET, signing_credentials=compute_engine.Credentials(), iam_endpoint=iam.url,
+            backoff=fast_backoff,
+        )  # fmt: skip
+        url = store.signed_url("avatars/u1/flaky.jpg", ttl_s=60)
+    finally:
+        iam.stop()
+    verify_v4(url, rsa_key, SIGNER_EMAIL)
+    assert len([r for r in iam.requests if r.path.endswith(":signBlob")]) == 2

@@ -179,3 +179,12 @@ def test_the_client_is_built_once_on_first_use(fake: FakeServer, fast_backoff: B
     vision.detect(Image.new("RGB", (32, 32)))
     assert client is not None
     assert vision._client._value is client
+
+
+def test_an_unreachable_endpoint_is_retried_then_unavailable(fast_backoff: Backoff) -> None:
+    closed = FakeServer().start()
+    url = closed.url
+    closed.stop()  # nothing listens there any more
+    vision = VisionDetector(endpoint=url, deadline_s=2.0, backoff=fast_backoff)
+    with pytest.raises(UpstreamUnavailable, match="ConnectionError"):
+        vision.detect(Image.new("RGB", (32, 32)))

@@ -110,21 +110,21 @@ class GcsStore:
             raise
 
     def signed_url(self, name: str, ttl_s: int) -> str:
-        """A V4 signed GET URL for `name`, valid for `ttl_s` seconds."""
+        """A V4 signed GET URL for `name`, valid for `ttl_s` seconds (IAM errors are retried)."""
         blob = self._bucket().blob(name)
-        try:
+        credentials = self._signing.get()
+
+        def sign(_timeout_s: float) -> str:
             return str(
                 blob.generate_signed_url(
                     version="v4",
                     method="GET",
                     expiration=dt.timedelta(seconds=ttl_s),
-                    credentials=self._signing.get(),
+                    credentials=credentials,
                 )
             )
-        except AvatarError:
-            raise
-        except Exception as exc:
-            raise errors.translate(exc, f"{SERVICE} URL signing") from exc
+
+        return str(self._call(sign))
 
     def delete(self, name: str) -> None:
         """Remove `name`; an object already gone is fine."""
