@@ -25,7 +25,7 @@ from function_stub import (
     upload,
     wait_finished,
 )
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import make_url
 
 from api.db import build_engine, build_sessionmaker, utcnow
@@ -280,4 +280,38 @@ async def test_a_client_hanging_up_mid_generation_does_not_lose_the_record(app_f
             done = await wait_finished(client, key, f"/v1/generations/{item['id']}")
             _, stored = await only_record(app)
     assert done["status"] == "succeeded"
+    assert stored is None
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="PostgreSQL only")
+async def test_a_connection_killed_inside_the_finishing_transaction_is_retried(
+    app_factory, caplog
+) -> None:
+    killed: list[int] = []
+
+    def kill_own_backend(conn, cursor, statement, parameters, context, executemany) -> None:
+        # The first time the outcome is written, the server ends this very connection.
+        if killed or not statement.startswith("UPDATE generations SET status"):
+            return
+        pid = conn.connection.driver_connection.info.backend_pid
+        engine = create_engine(os.environ["TEST_DATABASE_URL"], isolation_level="AUTOCOMMIT")
+        with engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        engine.dispose()
+        killed.append(pid)
+
+    with respx.mock:
+        respx.post(FUNCTION_URL).mock(side_effect=FunctionStub())
+        async with (
+            app_factory(function_url=FUNCTION_URL, isolated=False) as app,
+            client_for(app) as client,
+        ):
+            event.listen(app.state.engine.sync_engine, "before_cursor_execute", kill_own_backend)
+            _, key = await create_user(client)
+            response = await upload(client, key, a_selfie((200, 150)))
+            generation, stored = await only_record(app)
+    assert killed
+    assert "database connection lost; retrying" in caplog.text
+    assert response.status_code == 201, response.text
+    assert generation.status is GenerationStatus.succeeded
     assert stored is None
