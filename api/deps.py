@@ -22,7 +22,7 @@ from api.users.models import ApiKey, User
 bearer_scheme = HTTPBearer(auto_error=False, description="An API key: `Bearer aa_...`")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -34,7 +34,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_store(request: Request) -> ObjectStore:
+async def get_store(request: Request) -> ObjectStore:
     """The object store built at start-up."""
     store: ObjectStore = request.app.state.store
     return store

@@ -134,20 +134,12 @@ class FunctionClient:
         return self._read(response)
 
     async def _post(self, request: FunctionRequest) -> httpx.Response:
-        headers = {}
+        body, content_type = encode_form(request)
+        headers = {"Content-Type": content_type}
         authorization = await self._tokens.authorization()
         if authorization:
             headers["Authorization"] = authorization
-        return await self._pools[next(self._turn)].post(
-            self._url,
-            headers=headers,
-            data={
-                "animal": request.animal,
-                "generation_id": str(request.generation_id),
-                "user_id": str(request.user_id),
-            },
-            files={"image": ("upload", request.image, request.content_type)},
-        )
+        return await self._pools[next(self._turn)].post(self._url, headers=headers, content=body)
 
     def _read(self, response: httpx.Response) -> FunctionResult:
         if response.status_code == 200:
@@ -159,6 +151,30 @@ class FunctionClient:
         if response.status_code in RETRYABLE_STATUSES:
             raise _RetryableError(error, retry_after)
         raise error
+
+
+def encode_form(request: FunctionRequest) -> tuple[bytes, str]:
+    """The multipart/form-data body for the function, and its Content-Type.
+
+    Written by hand because every field is a known, plain token: httpx's general encoder cost
+    a millisecond of CPU per request, a third of the forwarding.
+    """
+    boundary = uuid.uuid4().hex
+    fields = {
+        "animal": request.animal,
+        "generation_id": str(request.generation_id),
+        "user_id": str(request.user_id),
+    }
+    head = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    )
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="upload"\r\n'
+        f"Content-Type: {request.content_type}\r\n\r\n"
+    )
+    body = b"".join((head.encode(), request.image, f"\r\n--{boundary}--\r\n".encode()))
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def parse_success(response: httpx.Response) -> FunctionResult:

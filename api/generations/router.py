@@ -50,7 +50,7 @@ UPLOAD_BODY = {
 }
 
 
-def get_runner(request: Request) -> GenerationRunner:
+async def get_runner(request: Request) -> GenerationRunner:
     """The background runner built at start-up."""
     runner: GenerationRunner = request.app.state.runner
     return runner
