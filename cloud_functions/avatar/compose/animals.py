@@ -76,7 +76,7 @@ STYLES: dict[str, Style] = {
         ear_size=0.95,
         nose_kind="bear",
         markings=("muzzle_light",),
-        fur_opacity=0.72,
+        fur_opacity=0.8,
     ),
     "rabbit": Style(
         fur=(236, 228, 222),
