@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageChops, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from avatar.compose.geometry import FaceFrame, FloatArray
 
 RGBA = tuple[int, int, int, int]
-_ANY = [0] + [255] * 255  # any change at all -> fully covered
 
 
 @dataclass(frozen=True)
@@ -65,28 +64,19 @@ def offset_polygon(points: FloatArray, distance: float) -> FloatArray:
 class Sketch:
     """Crisp shapes drawn onto a supersampled copy of the patch, then box-filtered back down.
 
-    Drawing onto the enlarged photo itself, rather than onto a transparent layer, lets
-    semi-transparent shapes blend in order; untouched pixels come back bit-exact. Big faces are
-    drawn at `detail` (< 1) of their size and enlarged back, through a coverage mask so the photo
-    around and between the shapes keeps every pixel: the cost stays that of a ~100 px face.
+    Drawing onto the (nearest-neighbour enlarged) photo itself, rather than onto a transparent
+    layer, lets semi-transparent shapes blend in order; untouched pixels come back bit-exact.
     """
 
-    def __init__(
-        self, patch: Image.Image, box: PatchBox, frame: FaceFrame, scale: int, detail: float = 1.0
-    ) -> None:
-        self.box, self.frame, self.patch = box, frame, patch
-        self.factor = scale * detail  # canvas pixels per image pixel
-        self.scale, self.detail = scale, detail
-        size = (max(round(patch.width * self.factor), 1), max(round(patch.height * self.factor), 1))
-        # Where the drawing is scaled down, the photo under it is only seen through translucent
-        # strokes and gets replaced through the coverage mask: a nearest-neighbour copy will do.
+    def __init__(self, patch: Image.Image, box: PatchBox, frame: FaceFrame, scale: int) -> None:
+        self.box, self.frame, self.scale = box, frame, scale
+        size = (patch.width * scale, patch.height * scale)
         self.canvas = patch.resize(size, Image.Resampling.NEAREST)
         self.draw = ImageDraw.Draw(self.canvas, "RGBA")
         self.draw_opaque = ImageDraw.Draw(self.canvas)  # no blending: several times faster
-        self.blank = self.canvas.copy() if detail < 1.0 else None
 
     def _xy(self, local: FloatArray) -> list[tuple[float, float]]:
-        pts = (self.frame.to_image(local) - (self.box.left, self.box.top)) * self.factor
+        pts = (self.frame.to_image(local) - (self.box.left, self.box.top)) * self.scale
         return list(map(tuple, pts.tolist()))
 
     def _fill(self, xy: list[tuple[float, float]], color: RGBA) -> None:
@@ -113,21 +103,12 @@ class Sketch:
 
     def dot(self, x: float, y: float, radius: float, color: RGBA) -> None:
         """A filled circle in face units."""
-        (cx, cy), r = self._xy(np.array([[x, y]]))[0], radius * self.frame.unit * self.factor
+        (cx, cy), r = self._xy(np.array([[x, y]]))[0], radius * self.frame.unit * self.scale
         self.draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=color)
 
     def result(self) -> Image.Image:
         """The patch with everything drawn, at its original size."""
-        small = self.canvas.reduce(self.scale)
-        if self.blank is None:
-            return small
-        # Coverage: every canvas pixel the drawing touched, anti-aliased by the same reduction.
-        touched = ImageChops.difference(self.canvas, self.blank).convert("L").point(_ANY)
-        small.putalpha(touched.reduce(self.scale))
-        out = self.patch.copy()
-        drawn = small.resize(self.patch.size, Image.Resampling.BILINEAR)
-        out.paste(drawn, (0, 0), drawn)
-        return out
+        return self.canvas.reduce(self.scale)
 
 
 class SoftMasks:
