@@ -142,13 +142,13 @@ def _fur_maps(soft: SoftMasks, frame: FaceFrame, style: Style) -> tuple[F32Array
 def compose_faces(
     image: Image.Image, faces: Sequence[Face], masks: Sequence[Image.Image], animal: str
 ) -> Image.Image:
-    """Every face turned into the animal, largest first so smaller faces in front stay on top."""
+    """Every face turned into the animal, the largest (nearest) last so its ears go on top."""
     style = style_for(animal)
     if len(faces) != len(masks):
         msg = f"{len(faces)} faces but {len(masks)} masks"
         raise InvalidRequest(msg)
     out = image.convert("RGB") if image.mode != "RGB" else image.copy()
-    for i in sorted(range(len(faces)), key=lambda i: -faces[i].box.area):
+    for i in sorted(range(len(faces)), key=lambda i: faces[i].box.area):
         mask = masks[i] if masks[i].mode == "L" else masks[i].convert("L")
         _paint_into(out, faces[i], mask, style)
     return out
