@@ -197,11 +197,23 @@ def _centroid(points: FloatArray) -> FloatArray:
 
 
 def both_ears(frame: FaceFrame, style: Style) -> tuple[EarShape, EarShape]:
-    """The subject's right ear (image left) and left ear (image right)."""
+    """The subject's right ear (image left) and left ear (image right), over the head's middle."""
     left = ear_shape(frame, style)
     tip = mirror(left.tip) if left.tip is not None else None
     tufts = mirror(left.tufts) if left.tufts is not None else None
     base = left.base * np.array([-1.0, 1.0])
+    right = EarShape(mirror(left.outer), mirror(left.inner), tip, mirror(left.rim), tufts, base)
+    return _shifted(right, frame.head_x), _shifted(left, frame.head_x)
+
+
+def _shifted(ear: EarShape, dx: float) -> EarShape:
+    """The ear moved sideways by dx face units."""
+    d = np.array([dx, 0.0])
     return EarShape(
-        mirror(left.outer), mirror(left.inner), tip, mirror(left.rim), tufts, base
-    ), left
+        ear.outer + d,
+        ear.inner + d,
+        None if ear.tip is None else ear.tip + d,
+        ear.rim + d,
+        None if ear.tufts is None else ear.tufts + d,
+        ear.base + d,
+    )

@@ -33,6 +33,7 @@ class FaceFrame:
     chin: float  # y of the chin
     top: float  # y of the forehead (upper edge of the face outline)
     half_width: float  # half the face's width at the cheeks
+    head_x: float = 0.0  # x of the head's middle: off the eyes' midpoint when the head turns
 
     def to_image(self, points: npt.ArrayLike) -> FloatArray:
         """Face-unit points (N, 2) to image pixels (N, 2)."""
@@ -90,18 +91,21 @@ def face_frame(face: Face) -> FaceFrame:
         [float(contour[:, 1].min())] if len(contour) else []
     )
     top = _clamp(min(top_candidates), -1.6, -0.6)
-    half_width = _half_width(contour)
-    return FaceFrame(origin, axis_x, axis_y, unit, nose, mouth, mouth_half, chin, top, half_width)
+    half_width, head_x = _width_and_middle(contour)
+    return FaceFrame(
+        origin, axis_x, axis_y, unit, nose, mouth, mouth_half, chin, top, half_width, head_x
+    )
 
 
-def _half_width(contour: FloatArray) -> float:
-    """Half the outline's width around eye level (0.95 units when there is no outline)."""
+def _width_and_middle(contour: FloatArray) -> tuple[float, float]:
+    """Half the outline's width around eye level and the x of its middle (defaults: 0.95, 0)."""
     if len(contour) < 3:
-        return 0.95
+        return 0.95, 0.0
     band = contour[np.abs(contour[:, 1] - 0.3) < 0.6]
     if len(band) < 2:
         band = contour
-    return _clamp(float(band[:, 0].max() - band[:, 0].min()) / 2, 0.75, 1.4)
+    low, high = float(band[:, 0].min()), float(band[:, 0].max())
+    return _clamp((high - low) / 2, 0.75, 1.4), _clamp((high + low) / 2, -0.45, 0.45)
 
 
 # Shapes, all in face units: closed polygons are (N, 2) arrays.
