@@ -69,7 +69,8 @@ async def test_sync_upload_is_normalised_forwarded_and_recorded(app_factory, db,
     image_bytes, content_type = sent["image"]
     assert content_type == "image/jpeg"
     forwarded = Image.open(io.BytesIO(image_bytes))
-    assert forwarded.size == (1600, 1200)
+    # At most 1600 px: JPEG draft decodes the 4000x3000 photo at 1/4 scale, with no resize.
+    assert forwarded.size == (1000, 750)
     assert dict(forwarded.getexif()) == {}
     assert len(image_bytes) < 600_000
     record = await db.get(Generation, uuid.UUID(body["id"]))

@@ -96,13 +96,14 @@ async def test_a_photo_is_turned_upright_downscaled_and_stripped(client: httpx.A
     body = response.json()
     assert body["animal"] == "fox"
     assert body["content_type"] == "image/jpeg"
-    assert body["size"] == [200, 400]  # upright portrait, long side 400
+    # Upright portrait; JPEG draft decodes 1200x600 at 1/4 scale, within the 400 px limit.
+    assert body["size"] == [150, 300]
     out = Image.open(io.BytesIO(bytes.fromhex(body["data"])))
     assert out.format == "JPEG"
     assert dict(out.getexif()) == {}
     assert b"PhoneMaker" not in bytes.fromhex(body["data"])
     # The blue corner was top-left; after a clockwise turn it is top-right.
-    assert out.getpixel((190, 10))[2] > 150  # type: ignore[index]
+    assert out.getpixel((140, 10))[2] > 150  # type: ignore[index]
 
 
 async def test_alpha_survives_as_png(client: httpx.AsyncClient) -> None:
@@ -111,6 +112,29 @@ async def test_alpha_survives_as_png(client: httpx.AsyncClient) -> None:
     body = (await post(client, out.getvalue())).json()
     assert body["content_type"] == "image/png"
     assert Image.open(io.BytesIO(bytes.fromhex(body["data"]))).mode == "RGBA"
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "expected_size", "content_type"),
+    [
+        ("P", (1000, 500), (334, 167), "image/jpeg"),  # 1/3: the smallest whole factor
+        ("RGBA", (900, 300), (300, 100), "image/png"),
+        ("RGB", (401, 100), (201, 50), "image/jpeg"),  # just over: halved
+    ],
+)
+async def test_other_formats_shrink_by_a_whole_factor_within_the_limit(
+    client: httpx.AsyncClient,
+    mode: str,
+    size: tuple[int, int],
+    expected_size: tuple[int, int],
+    content_type: str,
+) -> None:
+    out = io.BytesIO()
+    Image.new(mode, size, 7 if mode == "P" else (1, 2, 3, 200)[: len(mode)]).save(out, "PNG")
+    body = (await post(client, out.getvalue())).json()
+    assert body["content_type"] == content_type
+    assert tuple(body["size"]) == expected_size
+    assert Image.open(io.BytesIO(bytes.fromhex(body["data"]))).size == expected_size
 
 
 @pytest.mark.parametrize("fmt", ["WEBP", "HEIF"])
