@@ -45,7 +45,7 @@ def _ear_units(kind: str) -> tuple[FloatArray, FloatArray]:
     if kind == "round":
         return ellipse(0, -0.3, 0.44, 0.42), ellipse(0, -0.26, 0.26, 0.24)
     if kind == "fluffy":
-        return _fluffy(0.42, -0.32, 0.2), _fluffy(0.26, -0.3, 0.24)
+        return _fluffy(0.42, -0.32, 0.14), _fluffy(0.26, -0.3, 0.2)
     if kind == "long":
         return ellipse(0, -1.05, 0.3, 1.25), ellipse(0, -1.0, 0.15, 0.95)
     if kind == "tall":
@@ -70,7 +70,7 @@ _PLACEMENT = {
 def _fluffy(radius: float, cy: float, spike: float, n: int = 72) -> FloatArray:
     """A round ear with a tufted edge: soft tufts of uneven length (fixed, not random)."""
     t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
-    tufts = np.abs(np.sin(t * 5.5)) ** 2 * (0.7 + 0.3 * np.sin(t * 3.1 + 1.0))
+    tufts = np.abs(np.sin(t * 4.5)) ** 0.6 * (0.6 + 0.4 * np.sin(t * 3.1 + 1.0))
     r = radius * (1.0 + spike * tufts)
     return np.stack([r * np.cos(t), cy + r * np.sin(t)], axis=1)
 
