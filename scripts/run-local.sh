@@ -18,10 +18,12 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$VENV/bin/functions-framework" --target generate_animal_avatar \
-  --source cloud_functions/main.py --host 127.0.0.1 --port "$FUNCTION_PORT" &
+# `exec` so that $! is the server itself (gunicorn's master for the function), which then gets
+# the TERM; background jobs of a script ignore SIGINT, so Ctrl-C alone would not reach it.
+(exec "$VENV/bin/functions-framework" --target generate_animal_avatar \
+  --source cloud_functions/main.py --host 127.0.0.1 --port "$FUNCTION_PORT") &
 pids+=($!)
-"$VENV/bin/uvicorn" api.main:create_app --factory --host 127.0.0.1 --port "$API_PORT" &
+(exec "$VENV/bin/uvicorn" api.main:create_app --factory --host 127.0.0.1 --port "$API_PORT") &
 pids+=($!)
 
 echo "API      http://127.0.0.1:${API_PORT}  (docs: /docs)"
