@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import select
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -65,13 +68,31 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _drop_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    # A pooled connection is idle, so it has nothing to read unless the server ended it (a
+    # restart, pg_terminate_backend: an error message, then EOF). A zero-timeout poll of its
+    # socket finds that without pool_pre_ping's round trip on every checkout; raising
+    # DisconnectionError makes the pool replace it with a fresh connection.
+    # poll(), not select(): a busy process has descriptors past select's limit of 1024.
+    driver = dbapi_connection.driver_connection
+    poller = select.poll()
+    try:
+        poller.register(driver.pgconn.socket, select.POLLIN)
+    except (OSError, ValueError, psycopg.Error) as exc:
+        raise DisconnectionError("the pooled connection is closed") from exc
+    if poller.poll(0) or driver.closed:
+        raise DisconnectionError("the server ended the pooled connection")
+
+
 def build_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for the URL; SQLite gets foreign keys and WAL switched on."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    event.listen(engine.sync_engine.pool, "checkout", _drop_if_closed_by_server)
+    return engine
 
 
 def build_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -315,3 +315,27 @@ async def test_a_connection_killed_inside_the_finishing_transaction_is_retried(
     assert response.status_code == 201, response.text
     assert generation.status is GenerationStatus.succeeded
     assert stored is None
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="PostgreSQL only")
+async def test_a_pooled_connection_the_server_ended_is_replaced_at_checkout() -> None:
+    # No pool_pre_ping round trip: the checkout notices the ended connection by itself.
+    engine = build_engine(os.environ["TEST_DATABASE_URL"], pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            first = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert not engine.pool._pre_ping  # type: ignore[attr-defined]
+        admin = create_engine(os.environ["TEST_DATABASE_URL"], isolation_level="AUTOCOMMIT")
+        with admin.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"
+            for _ in range(100):
+                if not other.execute(text(gone), {"pid": first}).scalar_one():
+                    break
+                await asyncio.sleep(0.02)
+        admin.dispose()
+        async with engine.connect() as conn:
+            second = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert second != first
+    finally:
+        await engine.dispose()
