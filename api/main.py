@@ -165,6 +165,13 @@ async def handle_database_unavailable(_: Request, exc: Exception) -> JSONRespons
     return problem_response(UpstreamUnavailable("the database is unavailable", retry_after_s=5))
 
 
+async def handle_data_error(_: Request, exc: Exception) -> JSONResponse:
+    # A value the database refused (a NUL in text, out of range): the input's fault, not ours.
+    # No str(exc): SQLAlchemy's message carries the statement's parameters.
+    logger.warning("the database refused a value: %s", type(exc.__cause__ or exc).__name__)
+    return problem_response(InvalidRequest("a field holds a value that cannot be stored"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error, ours or the framework's, leaves as problem+json."""
     app.add_exception_handler(ApiError, handle_api_error)
@@ -172,6 +179,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     for db_unavailable in DATABASE_UNAVAILABLE:
         app.add_exception_handler(db_unavailable, handle_database_unavailable)
+    app.add_exception_handler(sa_exc.DataError, handle_data_error)
     app.add_exception_handler(Exception, handle_unexpected)
 
 

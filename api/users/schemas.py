@@ -8,8 +8,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-# Pragmatic, not RFC 5322: one @, a dotted domain, no spaces. Delivery is what proves an address.
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Pragmatic, not RFC 5322: one @, a dotted domain, no spaces and no control characters (a NUL
+# is refused by PostgreSQL's text type). Delivery is what proves an address.
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
 
 
 def _lower(value: str) -> str:

@@ -6,6 +6,7 @@ import pytest
 from api_testing import assert_problem, auth, client_for
 from asgi_lifespan import LifespanManager
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 
 from api.config import Settings
 from api.main import create_app
@@ -61,3 +62,17 @@ async def test_database_outage_is_503_not_500(settings_factory, tmp_path) -> Non
         response = await client.get("/v1/users/me", headers=auth("aa_some-key"))
     assert_problem(response, 503, "upstream_unavailable")
     assert response.headers["retry-after"] == "5"
+
+
+async def test_a_value_the_database_refuses_is_422_without_its_parameters(app_factory) -> None:
+    async with app_factory() as app:
+
+        @app.get("/refused")
+        async def refused() -> None:
+            orig = ValueError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+            raise sa_exc.DataError("INSERT ...", {"email": "secret@example.com"}, orig)
+
+        async with client_for(app, raise_app_exceptions=False) as client:
+            response = await client.get("/refused")
+    assert_problem(response, 422, "invalid_request")
+    assert "secret" not in response.text

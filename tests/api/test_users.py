@@ -120,3 +120,19 @@ async def test_admin_lists_every_user_once(client, admin_headers) -> None:
             break
     assert len(seen) == len(set(seen)) == 5
     assert set(seen) == created
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "nul", "email": "a\x00b@example.com"},
+        {"username": "tab", "email": "a@exa\tmple.com"},
+        {"username": "del", "email": "a\x7f@example.com"},
+        {"username": "nul\x00x", "email": "n@example.com"},
+        {"username": "bell\x07", "email": "b@example.com"},
+        {"username": "nl\nx", "email": "c@example.com"},
+    ],
+)
+async def test_control_characters_are_422_not_500(client, body) -> None:
+    # PostgreSQL refuses a NUL in text (psycopg DataError): it must never get that far.
+    assert_problem(await client.post("/v1/users", json=body), 422, "invalid_request")
