@@ -4,20 +4,18 @@ backends over a temporary storage folder, and real photographs (all offline)."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import functions_framework
 import pytest
 from flask.testing import FlaskClient
-from function_testing import MAIN_PY, MEDIA_BASE_URL, MEDIA_KEY, encode, load_photo
+from function_testing import MAIN_PY, MEDIA_BASE_URL, MEDIA_KEY, Post, encode, load_photo
 from PIL import Image
 from werkzeug.test import TestResponse
 
 from avatar.config import get_settings
-
-Post = Callable[..., TestResponse]
 
 
 @pytest.fixture(scope="session")

@@ -5,16 +5,20 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from werkzeug.test import TestResponse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAIN_PY = REPO_ROOT / "cloud_functions" / "main.py"
 MEDIA_KEY = "test-media-signing-key"
 MEDIA_BASE_URL = "http://media.test/media"
+
+# A POST helper of the fixtures (here, not in conftest: several test folders have a conftest).
+Post = Callable[..., TestResponse]
 
 
 def load_photo(name: str) -> Image.Image:

@@ -7,9 +7,8 @@ import io
 from pathlib import Path
 
 import pytest
-from conftest import Post
 from flask.testing import FlaskClient
-from function_testing import encode, jpeg_claiming, png_claiming
+from function_testing import Post, encode, jpeg_claiming, png_claiming
 
 
 def assert_error(response: object, status: int, code: str) -> None:

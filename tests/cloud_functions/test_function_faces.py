@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Post
 from function_testing import (
+    Post,
     box_of,
     encode,
     exif_rotated_jpeg,

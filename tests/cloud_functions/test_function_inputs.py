@@ -10,9 +10,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import Post
 from flask.testing import FlaskClient
-from function_testing import MEDIA_BASE_URL, MEDIA_KEY, encode, gps_jpeg, zip_with
+from function_testing import MEDIA_BASE_URL, MEDIA_KEY, Post, encode, gps_jpeg, zip_with
 from PIL import Image
 
 
