@@ -306,7 +306,10 @@ resource "google_cloud_run_v2_service" "api" {
           cpu    = var.api_cpu
           memory = "${var.api_memory_mb}Mi"
         }
-        cpu_idle = true
+        # Instance-based billing: CPU stays allocated between requests. The API works after its
+        # answer (202 async generations finish in the background; a recovery sweep runs every
+        # 60 s), and request-based billing would throttle the CPU and starve that work.
+        cpu_idle = false
       }
 
       dynamic "env" {

@@ -205,8 +205,13 @@ variable "api_concurrency" {
 
 variable "api_min_instances" {
   type        = number
-  description = "API instances kept warm."
-  default     = 0
+  description = "API instances kept running (at least 1: the recovery sweep of unfinished generations runs inside an instance)."
+  default     = 1
+
+  validation {
+    condition     = var.api_min_instances >= 1
+    error_message = "api_min_instances must be at least 1: the API's background work needs a running instance."
+  }
 }
 
 variable "api_max_instances" {

@@ -255,6 +255,19 @@ def test_cloud_run_api_calls_the_function_with_id_tokens(terraform: dict[str, An
     assert not {"DATABASE_URL", "ADMIN_API_KEY", "MEDIA_SIGNING_KEY"} & set(env)
 
 
+def test_cloud_run_api_keeps_its_cpu_between_requests(terraform: dict[str, Any]) -> None:
+    # 202 generations and the 60 s recovery sweep run after the response: a throttled CPU
+    # (cpu_idle = true, request-based billing) would starve them.
+    service = resources(terraform, "google_cloud_run_v2_service")["api"]
+    template = one_block(service, "template")
+    resources_block = one_block(one_block(template, "containers"), "resources")
+    assert resources_block["cpu_idle"] is False
+    assert one_block(template, "scaling")["min_instance_count"] == "${var.api_min_instances}"
+    minimum = terraform["variable"]["api_min_instances"]
+    assert minimum["default"] >= 1
+    assert ">= 1" in minimum["validation"][0]["condition"]
+
+
 # --- module conventions -------------------------------------------------------------------------
 
 
