@@ -40,8 +40,12 @@ CMD ["gcp-storage-emulator", "start", "--host=0.0.0.0", "--port=9023", "--in-mem
 # --- runtime (last, so a plain `docker build .` gives this) ----------------------------------------------------------------------------------
 FROM python:3.11.14-slim-bookworm AS runtime
 
+# ENVIRONMENT=production: the settings refuse the code's placeholder secrets (dev-only-...), so
+# a container started without real ADMIN_API_KEY / MEDIA_SIGNING_KEY stops instead of running on
+# publicly known keys. `make run` (no container) stays in development.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    ENVIRONMENT=production \
     PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app:/app/cloud_functions \
     MODEL_DIR=/opt/models \

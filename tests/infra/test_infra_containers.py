@@ -76,6 +76,14 @@ def test_image_has_a_healthcheck_and_serves_the_api(dockerfile: list[str]) -> No
     assert any("fetch_models.py" in line for line in dockerfile if line.startswith("RUN "))
 
 
+def test_image_runs_in_production_by_default(dockerfile: list[str]) -> None:
+    # In production the settings refuse the placeholder secrets that ship in the code.
+    runtime = dockerfile[max(i for i, line in enumerate(dockerfile) if line.startswith("FROM ")) :]
+    assert runtime[0].endswith(" AS runtime")
+    envs = " ".join(line for line in runtime if line.startswith("ENV "))
+    assert re.search(r"(^|\s)ENVIRONMENT=production(\s|$)", envs), envs
+
+
 def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     # Everything is excluded first; only the sources the image needs are let back in.
@@ -141,3 +149,11 @@ def test_secrets_must_be_provided(compose: dict[str, Any]) -> None:
     names = {REQUIRED_VAR.match(value)["name"] for value in secrets if REQUIRED_VAR.match(value)}
     assert names == {"POSTGRES_PASSWORD", "ADMIN_API_KEY", "MEDIA_SIGNING_KEY"}
     assert "${POSTGRES_PASSWORD:?" in services["api"]["environment"]["DATABASE_URL"]
+
+
+def test_api_and_function_run_in_production(compose: dict[str, Any]) -> None:
+    # Both refuse placeholder secrets in production; compose supplies the real ones.
+    for name in ("api", "function"):
+        environment = compose["services"][name]["environment"]
+        assert environment["ENVIRONMENT"] == "${ENVIRONMENT:-production}", name
+        assert REQUIRED_VAR.match(environment["MEDIA_SIGNING_KEY"]), name
