@@ -62,6 +62,7 @@ async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[N
     runner = GenerationRunner(
         lambda: app.state.sessionmaker(),
         forwarder,
+        app.state.store,
         max_concurrency=settings.function_max_connections,
         stale_after_s=settings.generation_stale_after_s,
     )

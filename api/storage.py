@@ -7,6 +7,7 @@ import contextlib
 import re
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
@@ -52,6 +53,18 @@ def check_object_name(name: str) -> str:
     if _UNSAFE_NAME.search(name):
         raise NotFound("no such object")
     return name
+
+
+def generation_prefix(user_id: uuid.UUID, generation_id: uuid.UUID) -> str:
+    """The name prefix of a generation's stored image, whatever its extension (.jpg, .png)."""
+    return f"avatars/{user_id}/{generation_id}."
+
+
+async def delete_generation_objects(
+    store: ObjectStore, user_id: uuid.UUID, generation_id: uuid.UUID
+) -> None:
+    """Delete whatever the function stored for a generation (the record may not name it)."""
+    await store.delete_prefix(generation_prefix(user_id, generation_id))
 
 
 class LocalFileStore:

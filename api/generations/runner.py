@@ -24,6 +24,7 @@ from api.db import utcnow
 from api.errors import ApiError
 from api.forwarding.client import FunctionRequest, FunctionResult
 from api.generations.models import Generation, GenerationInput, GenerationStatus
+from api.storage import ObjectStore, delete_generation_objects
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class GenerationRunner:
         self,
         session_factory: Callable[[], AsyncSession],
         forwarder: Forwarder,
+        store: ObjectStore,
         *,
         max_concurrency: int,
         stale_after_s: float,
@@ -84,6 +86,7 @@ class GenerationRunner:
         # A factory, not a sessionmaker: tests swap the app's sessionmaker after start-up.
         self._session_factory = session_factory
         self._forwarder = forwarder
+        self._store = store
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._stale_after_s = stale_after_s
         self._tasks: dict[uuid.UUID, asyncio.Task[Outcome | None]] = {}
@@ -159,7 +162,10 @@ class GenerationRunner:
                 if work is None:
                     return None
                 outcome = await self._forward(work)
-                return await with_db_retry(lambda: self._finish(job.generation_id, outcome))
+                written = await with_db_retry(lambda: self._finish(job.generation_id, outcome))
+                if written is None:
+                    await self._discard_objects(work)
+                return written
             except asyncio.CancelledError:
                 if work is not None:
                     # Shutting down: hand the record back so the next start resumes it at once.
@@ -169,6 +175,17 @@ class GenerationRunner:
                 # The record stays unfinished with its upload; recovery will try it again.
                 logger.exception("generation %s could not be recorded", job.generation_id)
                 return None
+
+    async def _discard_objects(self, request: FunctionRequest) -> None:
+        """Delete what the function stored for a record that is gone or failed (best effort).
+
+        A record deleted while its work ran, or failed on a timeout while the function still
+        finished, would otherwise leave an image nothing points to.
+        """
+        try:
+            await delete_generation_objects(self._store, request.user_id, request.generation_id)
+        except Exception:
+            logger.exception("the objects of generation %s were not deleted", request.generation_id)
 
     async def _release(self, generation_id: uuid.UUID) -> None:
         async with self._session_factory() as session, session.begin():
@@ -239,7 +256,8 @@ class GenerationRunner:
 
     async def _finish(
         self, generation_id: uuid.UUID, outcome: FunctionResult | ApiError
-    ) -> Outcome:
+    ) -> Outcome | None:
+        """Write the outcome; None when the record is gone (deleted while the work ran)."""
         async with self._session_factory() as session, session.begin():
             if isinstance(outcome, ApiError):
                 return await _fail(session, generation_id, outcome.code, outcome.detail)
@@ -254,11 +272,12 @@ class GenerationRunner:
                 "updated_at": now,
                 "completed_at": now,
             }
-            await _write(session, generation_id, values)
-            return values
+            return values if await _write(session, generation_id, values) else None
 
 
-async def _fail(session: AsyncSession, generation_id: uuid.UUID, code: str, detail: str) -> Outcome:
+async def _fail(
+    session: AsyncSession, generation_id: uuid.UUID, code: str, detail: str
+) -> Outcome | None:
     now = utcnow()
     values: Outcome = {
         "status": GenerationStatus.failed,
@@ -267,13 +286,16 @@ async def _fail(session: AsyncSession, generation_id: uuid.UUID, code: str, deta
         "updated_at": now,
         "completed_at": now,
     }
-    await _write(session, generation_id, values)
-    return values
+    return values if await _write(session, generation_id, values) else None
 
 
-async def _write(session: AsyncSession, generation_id: uuid.UUID, values: Outcome) -> None:
-    await session.execute(update(Generation).where(Generation.id == generation_id).values(values))
+async def _write(session: AsyncSession, generation_id: uuid.UUID, values: Outcome) -> bool:
+    """Finish the record; False when there is none any more (deleted while the work ran)."""
+    result = await session.execute(
+        update(Generation).where(Generation.id == generation_id).values(values)
+    )
     # The selfie is kept only while the work needs it.
     await session.execute(
         delete(GenerationInput).where(GenerationInput.generation_id == generation_id)
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -53,9 +53,13 @@ async def _taken(session: AsyncSession, data: UserCreate) -> str:
 async def delete_user(session: AsyncSession, store: ObjectStore, user: User) -> None:
     """Erase the user's stored images, then the user (history and keys cascade)."""
     # Images first: if that fails the user can retry, and no image is left without an owner.
-    await store.delete_prefix(user_prefix(user))
+    prefix = user_prefix(user)
+    await store.delete_prefix(prefix)
     await session.execute(delete(User).where(User.id == user.id))
     await session.commit()
+    # Work in flight may have stored an image between the two steps; any that finishes later
+    # finds its record gone and deletes its own image (see the runner).
+    await store.delete_prefix(prefix)
 
 
 async def list_users(

@@ -1,0 +1,86 @@
+"""No stored image outlives its record: deleted mid-work, failed on a timeout, erased users."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from api_testing import auth, client_for, create_user
+from fastapi import FastAPI
+from function_stub import FUNCTION_URL, FunctionStub, a_selfie, upload
+
+
+@dataclass
+class StoringStub(FunctionStub):
+    """Like the function: stores the image under the generation's name, then answers."""
+
+    app: FastAPI | None = None
+    fail_with: Exception | None = None
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        response = await super().__call__(request)
+        parts = self.received[-1]
+        name = f"avatars/{parts['user_id'][0].decode()}/{parts['generation_id'][0].decode()}.jpg"
+        assert self.app is not None
+        await self.app.state.store.put(name, b"\xff\xd8 an avatar", "image/jpeg")
+        if self.fail_with is not None:
+            raise self.fail_with
+        return response
+
+
+@pytest.fixture
+def stub() -> Any:
+    stub = StoringStub(gate=asyncio.Event())
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(FUNCTION_URL).mock(side_effect=stub)
+        yield stub
+
+
+def stored_files(app: FastAPI) -> list[Path]:
+    root: Path = app.state.settings.storage_dir
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+async def finish_work(app: FastAPI, generation_id: str) -> None:
+    task = app.state.runner.task_for(uuid.UUID(generation_id))
+    if task is not None:
+        await task
+
+
+async def test_deleting_a_generation_in_flight_leaves_no_image(app_factory, stub) -> None:
+    async with (
+        app_factory(function_url=FUNCTION_URL, isolated=False) as app,
+        client_for(app) as client,
+    ):
+        stub.app = app
+        _, key = await create_user(client)
+        accepted = await upload(client, key, a_selfie((300, 200)), prefer="respond-async")
+        generation_id = accepted.json()["id"]
+        await stub.arrived.wait()
+        deleted = await client.delete(f"/v1/generations/{generation_id}", headers=auth(key))
+        assert deleted.status_code == 204
+        stub.gate.set()  # the function now stores its image and answers
+        await finish_work(app, generation_id)
+        assert stub.received  # the function did run
+        assert stored_files(app) == []
+
+
+async def test_erasing_a_user_with_work_in_flight_leaves_no_image(app_factory, stub) -> None:
+    async with (
+        app_factory(function_url=FUNCTION_URL, isolated=False) as app,
+        client_for(app) as client,
+    ):
+        stub.app = app
+        _, key = await create_user(client)
+        accepted = await upload(client, key, a_selfie((300, 200)), prefer="respond-async")
+        await stub.arrived.wait()
+        assert (await client.delete("/v1/users/me", headers=auth(key))).status_code == 204
+        stub.gate.set()
+        await finish_work(app, accepted.json()["id"])
+        assert stored_files(app) == []
