@@ -83,6 +83,7 @@ resource "google_cloudfunctions2_function" "main" {
     service_account_email            = google_service_account.function.email
 
     environment_variables = {
+      ENVIRONMENT      = "production" # placeholder secrets are refused
       AVATAR_BACKEND   = "gcp"
       GCP_PROJECT      = var.project_id
       GCP_LOCATION     = var.vertex_location

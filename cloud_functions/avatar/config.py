@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # cloud_functions/avatar/config.py -> the repository root (only meaningful in a checkout).
@@ -14,11 +14,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 Backend = Literal["local", "gcp"]
 
+# The media key that ships in the code for a zero-config development run; refused elsewhere.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "dev-only-media-signing-key"})
+
 
 class Settings(BaseSettings):
     """Environment variables, named in upper case (`AVATAR_BACKEND`, `MAX_PIXELS`, ...)."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # Outside development the placeholder media key is refused (as the API does).
+    environment: Literal["development", "test", "production"] = "development"
 
     # Which backends run each stage; `avatar_backend` sets all three, the others override it.
     avatar_backend: Backend = "local"
@@ -48,6 +54,16 @@ class Settings(BaseSettings):
     vertex_api_endpoint: str | None = None
     gcp_deadline_s: float = 25.0  # must fit inside the function's timeout
     compose_fallback: Literal["local", "none"] = "local"
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Self:
+        # Only the local store signs with MEDIA_SIGNING_KEY; gcs signs V4 URLs with IAM.
+        if self.environment == "development" or self.store != "local":
+            return self
+        if self.media_signing_key.get_secret_value() in PLACEHOLDER_SECRETS:
+            msg = f"MEDIA_SIGNING_KEY must be a real secret when ENVIRONMENT={self.environment}"
+            raise ValueError(msg)
+        return self
 
     @property
     def detector(self) -> Backend:

@@ -182,6 +182,7 @@ def test_function_sizing_comes_from_variables(terraform: dict[str, Any]) -> None
 
 def test_function_is_configured_for_the_gcp_backends(terraform: dict[str, Any]) -> None:
     env = one_block(the_function(terraform), "service_config")["environment_variables"]
+    assert env["ENVIRONMENT"] == "production"
     assert env["AVATAR_BACKEND"] == "gcp"
     assert env["GCS_BUCKET"] == "${google_storage_bucket.results.name}"
     assert env["GCP_PROJECT"] == "${var.project_id}"
