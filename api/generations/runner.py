@@ -163,7 +163,7 @@ class GenerationRunner:
                     return None
                 outcome = await self._forward(work)
                 written = await with_db_retry(lambda: self._finish(job.generation_id, outcome))
-                if written is None:
+                if written is None or isinstance(outcome, ApiError):
                     await self._discard_objects(work)
                 return written
             except asyncio.CancelledError:

@@ -19,11 +19,11 @@ from api.db import utcnow
 from api.errors import ApiError, Conflict, NotFound
 from api.forwarding.client import DEFAULT_RETRY_AFTER_S, FunctionRequest
 from api.generations.models import Generation, GenerationInput, GenerationStatus
-from api.generations.runner import GenerationRunner, Job, Outcome
+from api.generations.runner import UNFINISHED, GenerationRunner, Job, Outcome
 from api.generations.schemas import GenerationError, GenerationPublic
 from api.pagination import keyset_page, split_page
 from api.ratelimit import check_generation_rate_limit
-from api.storage import ObjectStore
+from api.storage import ObjectStore, delete_generation_objects
 from api.uploads import NormalisedImage, Upload, normalise_upload, read_upload
 from api.users.models import User
 
@@ -81,11 +81,16 @@ async def delete_generation(
     session: AsyncSession, store: ObjectStore, generation: Generation
 ) -> None:
     """Delete the stored image, then the record."""
-    # Image first: if that fails the record stays, so the user can see it and retry.
-    if generation.object_name:
-        await store.delete(generation.object_name)
-    await session.execute(delete(Generation).where(Generation.id == generation.id))
+    # By prefix, not object_name: a failed or unfinished record does not name what the function
+    # may still have stored. Image first: if that fails the record stays, so the user can retry.
+    user_id, generation_id, status = generation.user_id, generation.id, generation.status
+    await delete_generation_objects(store, user_id, generation_id)
+    await session.execute(delete(Generation).where(Generation.id == generation_id))
     await session.commit()
+    if status in UNFINISHED:
+        # Work that finished between the two steps stored an image the runner no longer sees
+        # as orphaned (its record still existed): sweep once more.
+        await delete_generation_objects(store, user_id, generation_id)
 
 
 async def to_public(

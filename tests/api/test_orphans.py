@@ -11,9 +11,11 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from api_testing import auth, client_for, create_user
+from api_testing import add_generation, auth, client_for, create_user
 from fastapi import FastAPI
-from function_stub import FUNCTION_URL, FunctionStub, a_selfie, upload
+from function_stub import FUNCTION_URL, FunctionStub, a_selfie, assert_problem, upload
+
+from api.generations.models import GenerationStatus
 
 
 @dataclass
@@ -84,3 +86,36 @@ async def test_erasing_a_user_with_work_in_flight_leaves_no_image(app_factory, s
         stub.gate.set()
         await finish_work(app, accepted.json()["id"])
         assert stored_files(app) == []
+
+
+async def test_a_timed_out_generation_leaves_no_image(app_factory, stub) -> None:
+    # The function stored its result, but the answer never arrived in time.
+    stub.gate = None
+    stub.fail_with = httpx.ReadTimeout("too slow")
+    async with (
+        app_factory(function_url=FUNCTION_URL, isolated=False) as app,
+        client_for(app) as client,
+    ):
+        stub.app = app
+        _, key = await create_user(client)
+        response = await upload(client, key, a_selfie((300, 200)))
+        assert_problem(response, 504, "upstream_timeout")
+        assert len(stub.received) == 1
+        assert stored_files(app) == []
+
+
+async def test_deleting_a_failed_record_deletes_the_image_it_does_not_name(
+    client, make_user, db, app
+) -> None:
+    user, key = await make_user()
+    generation = await add_generation(
+        db, user["id"], status=GenerationStatus.failed, error_code="upstream_timeout"
+    )
+    for extension in ("jpg", "png"):
+        name = f"avatars/{user['id']}/{generation.id}.{extension}"
+        await app.state.store.put(name, b"late", "image/jpeg")
+    neighbour = f"avatars/{user['id']}/{uuid.uuid4()}.jpg"
+    await app.state.store.put(neighbour, b"keep", "image/jpeg")
+    response = await client.delete(f"/v1/generations/{generation.id}", headers=auth(key))
+    assert response.status_code == 204
+    assert stored_files(app) == [app.state.store.path(neighbour)]
