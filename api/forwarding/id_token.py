@@ -7,8 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+import google.auth.exceptions
+
+from api.errors import UpstreamUnavailable
+
 # Refresh this long before the token's `exp`, so a token never expires in flight.
 REFRESH_MARGIN_S = 300.0
+# What a client is told to wait when no token could be had (the metadata server hiccuped).
+TOKEN_RETRY_AFTER_S = 5
 
 
 class TokenProvider(Protocol):
@@ -80,6 +86,13 @@ class IdTokenProvider:
         return self._token is not None and self._clock() < self._expires_at - REFRESH_MARGIN_S
 
     async def _refresh(self) -> None:
-        token = await asyncio.to_thread(self._fetch, self._audience)
-        self._expires_at = token_expiry(token)
+        # google-auth's errors are translated here, like httpx's in the client: a token that
+        # cannot be had is the function being unreachable for now, worth a retry.
+        try:
+            token = await asyncio.to_thread(self._fetch, self._audience)
+            expires_at = token_expiry(token)
+        except (google.auth.exceptions.GoogleAuthError, ValueError, KeyError) as exc:
+            msg = "could not get an ID token to call the avatar function"
+            raise UpstreamUnavailable(msg, retry_after_s=TOKEN_RETRY_AFTER_S) from exc
+        self._expires_at = expires_at
         self._token = token

@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 from email.utils import format_datetime
 
+import google.auth.exceptions
 import httpx
 import pytest
 import respx
@@ -275,3 +276,33 @@ async def test_id_token_is_sent_and_a_401_makes_the_next_call_fetch_a_new_one() 
     assert route.calls.last.request.headers["authorization"] == f"Bearer {tokens[0]}"
     await client.generate(a_request())
     assert route.calls.last.request.headers["authorization"] == f"Bearer {tokens[1]}"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        google.auth.exceptions.RefreshError("metadata server said 500"),
+        google.auth.exceptions.DefaultCredentialsError("no credentials"),
+        google.auth.exceptions.TransportError("connection reset"),
+    ],
+)
+@respx.mock
+async def test_an_id_token_that_cannot_be_fetched_is_503_with_retry_after(failure) -> None:
+    route = respx.post(FUNCTION_URL).mock(return_value=httpx.Response(200, json=GOOD_ANSWER))
+
+    def fetch(audience: str) -> str:
+        raise failure
+
+    built = build_function_client(Settings(function_url=FUNCTION_URL))
+    client = FunctionClient(
+        built._pools,
+        FUNCTION_URL,
+        tokens=IdTokenProvider(FUNCTION_URL, fetch=fetch),
+        policy=RetryPolicy(3, 10.0),
+        sleep=FakeSleep(),
+    )
+    with pytest.raises(UpstreamUnavailable) as raised:
+        await client.generate(a_request())
+    assert raised.value.code == "upstream_unavailable"
+    assert raised.value.retry_after_s == 5
+    assert not route.called
