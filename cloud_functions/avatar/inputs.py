@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ def from_multipart(request: Request, settings: Settings) -> AvatarRequest:
 
 def from_json(request: Request, settings: Settings) -> AvatarRequest:
     """JSON: exactly one of `image_base64` or `gcs_uri`, plus the fields."""
-    body = request.get_json(silent=True)
+    body = parse_json(request.get_data())
     if not isinstance(body, dict):
         raise InvalidRequest("body is not a JSON object")
     fields = {**request.args.to_dict(), **body}
@@ -109,6 +110,14 @@ def from_json(request: Request, settings: Settings) -> AvatarRequest:
             raise InvalidRequest("`gcs_uri` must be a non-empty string")
         return from_fields(fields, settings, gcs_uri=uri)
     return from_fields(fields, settings, image=decode_base64(encoded))
+
+
+def parse_json(data: bytes) -> Any:
+    """The decoded JSON body; InvalidRequest when it is not JSON or nests too deeply."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:  # `[` x 100000 overflows the parser's stack
+        raise InvalidRequest("body is not valid JSON") from exc
 
 
 def decode_base64(value: Any) -> bytes:

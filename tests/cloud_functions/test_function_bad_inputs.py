@@ -131,6 +131,12 @@ def test_malformed_json_is_400(client: FlaskClient, body: bytes) -> None:
     assert_error(response, 400, "invalid_request")
 
 
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 100_000, b"[" * 5_000 + b"]" * 5_000])
+def test_deeply_nested_json_is_400_not_a_crash(client: FlaskClient, body: bytes) -> None:
+    response = client.post("/", data=body, content_type="application/json")
+    assert_error(response, 400, "invalid_request")
+
+
 def test_base64_of_text_is_415(client: FlaskClient) -> None:
     encoded = base64.b64encode(b"just some words").decode()
     assert_error(client.post("/", json={"image_base64": encoded}), 415, "unsupported_image")
