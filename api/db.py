@@ -85,12 +85,17 @@ def _drop_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) 
 
 
 def build_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An async engine for the URL; SQLite gets foreign keys and WAL switched on."""
+    """An async engine for the URL; SQLite gets foreign keys and WAL switched on.
+
+    hide_parameters: errors (and so logs) never carry the statement's values (emails, selfies).
+    """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
         return engine
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
+    )
     event.listen(engine.sync_engine.pool, "checkout", _drop_if_closed_by_server)
     return engine
 

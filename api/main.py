@@ -16,6 +16,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import animals, health, media
+from api.access_log import install_access_log_filter
 from api.config import Settings, get_settings
 from api.db import build_engine, build_sessionmaker
 from api.errors import (
@@ -108,6 +109,7 @@ def create_app(
     ):
         app.include_router(router)
     install_error_handlers(app)
+    install_access_log_filter()
     return app
 
 
