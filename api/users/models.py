@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base, utcnow
@@ -13,8 +13,12 @@ from api.db import Base, utcnow
 
 class User(Base):
     __tablename__ = "users"
-    # The admin list pages through users newest first, like a history.
-    __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
+    __table_args__ = (
+        # The admin list pages through users newest first, like a history.
+        Index("ix_users_created_at_id", "created_at", "id"),
+        # Usernames are shown as typed but unique whatever their case: bob, Bob and BOB are one.
+        Index("uq_users_username_lower", func.lower("username"), unique=True),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     username: Mapped[str] = mapped_column(String(32), unique=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,11 +41,12 @@ async def create_user(session: AsyncSession, data: UserCreate) -> tuple[User, st
 
 
 async def _taken(session: AsyncSession, data: UserCreate) -> str:
+    username = data.username.lower()
     stmt = select(User.username, User.email).where(
-        or_(User.username == data.username, User.email == data.email)
+        or_(func.lower(User.username) == username, User.email == data.email)
     )
     rows = (await session.execute(stmt)).all()
-    if any(row.username == data.username for row in rows):
+    if any(row.username.lower() == username for row in rows):
         return f"username {data.username!r} is taken"
     return "email is already registered"
 

@@ -136,3 +136,14 @@ async def test_admin_lists_every_user_once(client, admin_headers) -> None:
 async def test_control_characters_are_422_not_500(client, body) -> None:
     # PostgreSQL refuses a NUL in text (psycopg DataError): it must never get that far.
     assert_problem(await client.post("/v1/users", json=body), 422, "invalid_request")
+
+
+async def test_usernames_are_unique_whatever_their_case_and_shown_as_typed(client) -> None:
+    first, _ = await create_user(client, "Bob", "bob1@example.com")
+    assert first["username"] == "Bob"
+    for variant in ("bob", "BOB", "bOb"):
+        response = await client.post(
+            "/v1/users", json={"username": variant, "email": f"{variant}2@example.com"}
+        )
+        assert_problem(response, 409, "conflict")
+        assert "username" in response.json()["detail"]
