@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     max_request_bytes: int = 32 * 1024 * 1024  # Cloud Functions gen2 caps requests at 32 MB
     max_pixels: int = 50_000_000  # read from the header, checked before decoding
     working_size_px: int = 1600  # long side of the image the pipeline works on
-    default_animal: str = "cat"
 
     # Local backends.
     model_dir: Path = REPO_ROOT / ".cache" / "models"

@@ -136,7 +136,7 @@ def from_fields(
 ) -> AvatarRequest:
     """Validate the shared fields: animal, user_id, generation_id, faces."""
     return AvatarRequest(
-        animal=parse_animal(fields.get("animal"), settings.default_animal),
+        animal=parse_animal(fields.get("animal")),
         user_id=safe_token(fields.get("user_id"), "user_id") or "anonymous",
         generation_id=safe_token(fields.get("generation_id"), "generation_id") or uuid.uuid4().hex,
         all_faces=parse_faces(fields.get("faces")),
@@ -145,13 +145,13 @@ def from_fields(
     )
 
 
-def parse_animal(value: Any, default: str) -> str:
-    """A catalogue animal id; InvalidRequest naming the choices otherwise."""
+def parse_animal(value: Any) -> str:
+    """A catalogue animal id (required, as in the API); InvalidRequest naming the choices."""
+    choices = ", ".join(sorted(ANIMAL_IDS))
     if value is None or value == "":
-        value = default
+        raise InvalidRequest(f"animal is required (one of {choices})")
     animal = get_animal(value) if isinstance(value, str) else None
     if animal is None:
-        choices = ", ".join(sorted(ANIMAL_IDS))
         raise InvalidRequest(f"unknown animal {value!r}: choose one of {choices}")
     return animal.id
 

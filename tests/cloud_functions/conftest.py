@@ -45,10 +45,10 @@ def client(function_env: None) -> FlaskClient:
 
 @pytest.fixture
 def post_multipart(client: FlaskClient) -> Post:
-    """POST an image file as multipart with form fields."""
+    """POST an image file as multipart with form fields (animal=cat unless given)."""
 
     def post(data: bytes, filename: str = "selfie.jpg", **fields: Any) -> TestResponse:
-        form = {"image": (io.BytesIO(data), filename), **fields}
+        form = {"image": (io.BytesIO(data), filename), "animal": "cat", **fields}
         return client.post("/", data=form, content_type="multipart/form-data")
 
     return post

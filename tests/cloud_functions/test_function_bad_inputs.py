@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,8 @@ def test_same_corpus_as_raw_body(client: FlaskClient, astronaut_jpeg: bytes) -> 
     truncated = astronaut_jpeg[: len(astronaut_jpeg) // 2]
     response = client.post("/?animal=cat", data=truncated, content_type="image/jpeg")
     assert_error(response, 422, "invalid_image")
-    assert_error(client.post("/", data=b"", content_type="image/png"), 415, "unsupported_image")
+    empty = client.post("/?animal=cat", data=b"", content_type="image/png")
+    assert_error(empty, 415, "unsupported_image")
 
 
 def test_body_over_the_limit_is_413_before_reading(client: FlaskClient) -> None:
@@ -139,13 +141,37 @@ def test_deeply_nested_json_is_400_not_a_crash(client: FlaskClient, body: bytes)
 
 def test_base64_of_text_is_415(client: FlaskClient) -> None:
     encoded = base64.b64encode(b"just some words").decode()
-    assert_error(client.post("/", json={"image_base64": encoded}), 415, "unsupported_image")
+    response = client.post("/", json={"image_base64": encoded, "animal": "cat"})
+    assert_error(response, 415, "unsupported_image")
 
 
 def test_unknown_animal_is_400(post_multipart: Post, astronaut_jpeg: bytes) -> None:
     response = post_multipart(astronaut_jpeg, animal="unicorn")
     assert_error(response, 400, "invalid_request")
     assert "fox" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [
+        ("/", "image", "multipart/form-data"),
+        ("/", "raw", "image/jpeg"),
+        ("/?animal=", "raw", "image/jpeg"),
+        ("/", "json", "application/json"),
+    ],
+)
+def test_missing_animal_is_400(
+    client: FlaskClient, astronaut_jpeg: bytes, path: str, body: str, content_type: str
+) -> None:
+    data: object = {
+        "image": {"image": (io.BytesIO(astronaut_jpeg), "selfie.jpg")},
+        "raw": astronaut_jpeg,
+        "json": json.dumps({"image_base64": base64.b64encode(astronaut_jpeg).decode()}),
+    }[body]
+    response = client.post(path, data=data, content_type=content_type)
+    assert_error(response, 400, "invalid_request")
+    assert response.get_json()["detail"].startswith("animal is required (one of ")
+    assert "panda" in response.get_json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -169,7 +195,7 @@ def test_unsafe_fields_are_400(
     ["gs://bucket/../../../etc/passwd", "/etc/passwd", "gs://bucket/", "gs://bucket/missing.jpg"],
 )
 def test_bad_gcs_uri_is_400(client: FlaskClient, uri: str) -> None:
-    assert_error(client.post("/", json={"gcs_uri": uri}), 400, "invalid_request")
+    assert_error(client.post("/", json={"gcs_uri": uri, "animal": "cat"}), 400, "invalid_request")
 
 
 def test_stored_input_over_the_size_limit_is_413(
@@ -181,7 +207,7 @@ def test_stored_input_over_the_size_limit_is_413(
     from avatar.config import get_settings
 
     get_settings.cache_clear()
-    response = client.post("/", json={"gcs_uri": "gs://b/uploads/big.jpg"})
+    response = client.post("/", json={"gcs_uri": "gs://b/uploads/big.jpg", "animal": "cat"})
     assert_error(response, 413, "image_too_large")
 
 

@@ -112,7 +112,7 @@ def test_local_path_never_imports_google_clients(tmp_path: Path, astronaut_jpeg:
         "import sys, functions_framework\n"
         f"app = functions_framework.create_app('generate_animal_avatar', {str(MAIN_PY)!r})\n"
         f"data = open({str(tmp_path / 'in.jpg')!r}, 'rb').read()\n"
-        "answer = app.test_client().post('/', data=data, content_type='image/jpeg')\n"
+        "answer = app.test_client().post('/?animal=cat', data=data, content_type='image/jpeg')\n"
         "assert answer.status_code == 200, answer.get_json()\n"
         "own = ('google', 'google.cloud', 'google.cloud.functions', 'google.cloud.functions_v1')\n"
         "print(sorted(m for m in sys.modules if m.startswith('google')\n"

@@ -166,7 +166,7 @@ def test_safe_search_block_is_422_content_blocked(
     client: FlaskClient, vision: FakeServer, vertex: FakeServer, astronaut: Image.Image
 ) -> None:
     vision.script(Reply(vision_reply([ASTRONAUT_FACE], racy="VERY_LIKELY")))
-    response = client.post("/", data=png(astronaut), content_type="image/png")
+    response = client.post("/?animal=cat", data=png(astronaut), content_type="image/png")
     assert response.status_code == 422
     assert response.get_json()["error"] == "content_blocked"
     assert vertex.requests == []
@@ -176,7 +176,7 @@ def test_quota_to_the_end_is_503_with_retry_after(
     client: FlaskClient, vertex: FakeServer, astronaut: Image.Image
 ) -> None:
     vertex.script(Reply(google_error(429, "RESOURCE_EXHAUSTED"), 429, {"Retry-After": "42"}))
-    response = client.post("/", data=png(astronaut), content_type="image/png")
+    response = client.post("/?animal=cat", data=png(astronaut), content_type="image/png")
     assert response.status_code == 503
     assert response.get_json()["error"] == "upstream_unavailable"
     assert response.headers["Retry-After"] == "42"
@@ -186,14 +186,14 @@ def test_a_model_that_never_answers_is_504(
     client: FlaskClient, vertex: FakeServer, astronaut: Image.Image
 ) -> None:
     vertex.script(Reply(vertex_image_reply(Image.new("RGB", (8, 8))), delay_s=10))
-    response = client.post("/", data=png(astronaut), content_type="image/png")
+    response = client.post("/?animal=cat", data=png(astronaut), content_type="image/png")
     assert response.status_code == 504
     assert response.get_json()["error"] == "upstream_timeout"
 
 
 def test_no_face_is_422(client: FlaskClient, vision: FakeServer, astronaut: Image.Image) -> None:
     vision.script(Reply(vision_reply([])))
-    response = client.post("/", data=png(astronaut), content_type="image/png")
+    response = client.post("/?animal=cat", data=png(astronaut), content_type="image/png")
     assert response.status_code == 422
     assert response.get_json()["error"] == "no_face_detected"
 
@@ -206,7 +206,7 @@ def test_an_answer_without_an_image_falls_back_to_the_local_compositor(
     vertex.script(Reply(vertex_text_reply("No image this time.")))
     selfie = astronaut.convert("RGBA")
 
-    response = client.post("/", data=png(selfie), content_type="image/png")
+    response = client.post("/?animal=cat", data=png(selfie), content_type="image/png")
 
     assert response.status_code == 200, response.get_json()
     assert len(vertex.requests) == 1
