@@ -84,6 +84,8 @@ async def delete_generation(
     # By prefix, not object_name: a failed or unfinished record does not name what the function
     # may still have stored. Image first: if that fails the record stays, so the user can retry.
     user_id, generation_id, status = generation.user_id, generation.id, generation.status
+    if generation.object_name:
+        await store.delete(generation.object_name)  # the name the record holds, whatever it is
     await delete_generation_objects(store, user_id, generation_id)
     await session.execute(delete(Generation).where(Generation.id == generation_id))
     await session.commit()
