@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 class ObjectStore(Protocol):
     """Stored objects named like `avatars/{user_id}/{generation_id}.png`."""
 
+    # True when signing a link is a network round trip (GCS through IAM signBlob), so pages
+    # sign their links concurrently; False when it is a cheap local HMAC.
+    signs_remotely: bool
+
     async def signed_url(self, name: str, ttl_s: int) -> str:
         """A link to the object that stops working after `ttl_s` seconds."""
         ...
@@ -69,6 +73,8 @@ async def delete_generation_objects(
 
 class LocalFileStore:
     """Objects as files under one directory, served by the API's signed /media/ route."""
+
+    signs_remotely = False
 
     def __init__(self, root: Path, *, public_base_url: str, signing_key: str) -> None:
         self.root = root.resolve()

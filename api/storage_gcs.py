@@ -9,7 +9,9 @@ errors are translated into the API's family here.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from api.errors import ApiError, NotFound
@@ -22,12 +24,21 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# As many as a history page signs at once (api.generations.service.SIGNING_CONCURRENCY).
+SIGNING_THREADS = 50
+
 
 class GcsStore:
     """ObjectStore (api.storage) over one bucket; objects are private, links are V4 signed."""
 
+    # Without a private key (Cloud Run), each V4 signature is an IAM signBlob HTTP call.
+    signs_remotely = True
+
     def __init__(self, bucket: gcs.GcsStore) -> None:
         self._bucket = bucket
+        # Signing has threads of its own: a history page signs its links at once, and the
+        # default executor (a handful of threads on a small instance) would queue them.
+        self._signing = ThreadPoolExecutor(SIGNING_THREADS, thread_name_prefix="gcs-sign")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GcsStore:
@@ -39,7 +50,13 @@ class GcsStore:
 
     async def signed_url(self, name: str, ttl_s: int) -> str:
         """A V4 signed GET URL valid for `ttl_s` seconds."""
-        return await _off_loop(self._bucket.signed_url, check_object_name(name), ttl_s)
+        name = check_object_name(name)
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self._bucket.signed_url, name, ttl_s)
+        try:
+            return await loop.run_in_executor(self._signing, call)
+        except AvatarError as exc:
+            raise _translated(exc) from exc
 
     async def put(self, name: str, data: bytes, content_type: str) -> None:
         """Store bytes under a name, replacing any object of that name."""
@@ -67,4 +84,8 @@ async def _off_loop(call: Callable[..., T], *args: Any) -> T:
     try:
         return await asyncio.to_thread(call, *args)
     except AvatarError as exc:
-        raise ApiError.from_code(exc.code, exc.detail, retry_after_s=exc.retry_after_s) from exc
+        raise _translated(exc) from exc
+
+
+def _translated(exc: AvatarError) -> ApiError:
+    return ApiError.from_code(exc.code, exc.detail, retry_after_s=exc.retry_after_s)
