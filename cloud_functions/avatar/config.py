@@ -14,6 +14,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 Backend = Literal["local", "gcp"]
 
+# Images passed by reference (`gcs_uri`) must be uploaded under this prefix of the store: the
+# function reads nothing else (not other users' avatars), whatever the caller names.
+UPLOADS_PREFIX = "uploads/"
+
 # The media key that ships in the code for a zero-config development run; refused elsewhere.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "dev-only-media-signing-key"})
 

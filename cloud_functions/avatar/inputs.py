@@ -1,4 +1,9 @@
-"""Request parsing: multipart, raw image body, JSON base64 or JSON gcs_uri -> AvatarRequest."""
+"""Request parsing: multipart, raw image body, JSON base64 or JSON gcs_uri -> AvatarRequest.
+
+By convention a caller that passes an image by reference first uploads it under `uploads/` of
+the store (`gs://<GCS_BUCKET>/uploads/...`, or `uploads/...` for the local store); the stores
+read nothing else, so a `gcs_uri` can never fetch someone's stored avatar.
+"""
 
 from __future__ import annotations
 

@@ -192,9 +192,25 @@ def test_unsafe_fields_are_400(
 
 @pytest.mark.parametrize(
     "uri",
-    ["gs://bucket/../../../etc/passwd", "/etc/passwd", "gs://bucket/", "gs://bucket/missing.jpg"],
+    [
+        "gs://bucket/../../../etc/passwd",
+        "/etc/passwd",
+        "gs://bucket/",
+        "gs://bucket/missing.jpg",
+        "uploads/missing.jpg",
+        "uploads/../avatars/victim/g1.jpg",
+        "avatars/victim/g1.jpg",  # someone else's result: not an upload
+        "gs://other-bucket/uploads/in.jpg",
+    ],
 )
-def test_bad_gcs_uri_is_400(client: FlaskClient, uri: str) -> None:
+def test_bad_gcs_uri_is_400(
+    client: FlaskClient, storage_dir: Path, monkeypatch: pytest.MonkeyPatch, uri: str
+) -> None:
+    monkeypatch.setenv("GCS_BUCKET", "bucket")
+    (storage_dir / "avatars" / "victim").mkdir(parents=True, exist_ok=True)
+    (storage_dir / "avatars" / "victim" / "g1.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 99)
+    (storage_dir / "uploads").mkdir(exist_ok=True)
+    (storage_dir / "uploads" / "in.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 99)
     assert_error(client.post("/", json={"gcs_uri": uri, "animal": "cat"}), 400, "invalid_request")
 
 
@@ -207,7 +223,7 @@ def test_stored_input_over_the_size_limit_is_413(
     from avatar.config import get_settings
 
     get_settings.cache_clear()
-    response = client.post("/", json={"gcs_uri": "gs://b/uploads/big.jpg", "animal": "cat"})
+    response = client.post("/", json={"gcs_uri": "uploads/big.jpg", "animal": "cat"})
     assert_error(response, 413, "image_too_large")
 
 

@@ -44,10 +44,15 @@ def test_json_base64_data_url(client: FlaskClient, astronaut_jpeg: bytes) -> Non
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("uri", ["gs://any-bucket/uploads/u1/in.jpg", "uploads/u1/in.jpg"])
+@pytest.mark.parametrize("uri", ["gs://inputs-bucket/uploads/u1/in.jpg", "uploads/u1/in.jpg"])
 def test_json_gcs_uri_reads_from_the_store(
-    client: FlaskClient, storage_dir: Path, astronaut_jpeg: bytes, uri: str
+    client: FlaskClient,
+    storage_dir: Path,
+    astronaut_jpeg: bytes,
+    uri: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("GCS_BUCKET", "inputs-bucket")  # the bucket the files stand in for
     (storage_dir / "uploads" / "u1").mkdir(parents=True, exist_ok=True)
     (storage_dir / "uploads" / "u1" / "in.jpg").write_bytes(astronaut_jpeg)
 

@@ -16,17 +16,47 @@ from avatar.errors import InvalidRequest
 KEY = b"k"
 
 
-def store(root: Path) -> LocalFileStore:
-    return LocalFileStore(root, "http://api.test/media/", KEY, clock=lambda: 1_000_000.5)
+def store(root: Path, bucket: str | None = "inputs-bucket") -> LocalFileStore:
+    media = "http://api.test/media/"
+    return LocalFileStore(root, media, KEY, clock=lambda: 1_000_000.5, bucket=bucket)
 
 
-def test_put_then_get_by_name_or_gs_uri(tmp_path: Path) -> None:
+def test_put_then_get_an_upload_by_name_or_gs_uri(tmp_path: Path) -> None:
     files = store(tmp_path)
-    files.put("avatars/u/g.jpg", b"data", "image/jpeg")
+    files.put("uploads/u/in.jpg", b"data", "image/jpeg")
 
-    assert files.get("avatars/u/g.jpg") == b"data"
-    assert files.get("gs://whatever-bucket/avatars/u/g.jpg") == b"data"
-    assert [p.name for p in (tmp_path / "avatars" / "u").iterdir()] == ["g.jpg"]  # no temp left
+    assert files.get("uploads/u/in.jpg") == b"data"
+    assert files.get("gs://inputs-bucket/uploads/u/in.jpg") == b"data"
+    assert [p.name for p in (tmp_path / "uploads" / "u").iterdir()] == ["in.jpg"]  # no temp left
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "avatars/u/g.jpg",  # another user's result
+        "gs://inputs-bucket/avatars/u/g.jpg",
+        "gs://other-bucket/uploads/u/in.jpg",
+        "uploads/../avatars/u/g.jpg",
+        "uploads/",
+        "gs://inputs-bucket/",
+    ],
+)
+def test_get_reads_only_uploads_of_the_configured_bucket(tmp_path: Path, uri: str) -> None:
+    files = store(tmp_path)
+    files.put("avatars/u/g.jpg", b"someone's avatar", "image/jpeg")
+    files.put("uploads/u/in.jpg", b"data", "image/jpeg")
+
+    with pytest.raises(InvalidRequest):
+        files.get(uri)
+
+
+def test_without_a_bucket_only_bare_upload_names_are_read(tmp_path: Path) -> None:
+    files = store(tmp_path, bucket=None)
+    files.put("uploads/u/in.jpg", b"data", "image/jpeg")
+
+    assert files.get("uploads/u/in.jpg") == b"data"
+    with pytest.raises(InvalidRequest, match="GCS_BUCKET is unset"):
+        files.get("gs://any-bucket/uploads/u/in.jpg")
 
 
 def test_put_replaces_whole_files(tmp_path: Path) -> None:
@@ -37,7 +67,8 @@ def test_put_replaces_whole_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["../x", "a/../../x", "/etc/passwd", "", "a\\..\\x", "gs://b/../x"]
+    "name",
+    ["../x", "a/../../x", "/etc/passwd", "", "a\\..\\x", "gs://b/../x", "uploads/../../x"],
 )
 def test_names_cannot_escape_the_root(tmp_path: Path, name: str) -> None:
     files = store(tmp_path / "root")
@@ -51,8 +82,11 @@ def test_symlink_out_of_the_root_is_refused(tmp_path: Path) -> None:
     (tmp_path / "root").mkdir()
     (tmp_path / "secret.txt").write_text("s")
     (tmp_path / "root" / "link").symlink_to(tmp_path)
+    (tmp_path / "root" / "uploads").symlink_to(tmp_path)
     with pytest.raises(InvalidRequest):
-        store(tmp_path / "root").get("link/secret.txt")
+        store(tmp_path / "root").get("uploads/secret.txt")
+    with pytest.raises(InvalidRequest):
+        store(tmp_path / "root").signed_url("link/secret.txt", ttl_s=60)
 
 
 def test_signed_url_contract(tmp_path: Path) -> None:

@@ -112,4 +112,6 @@ def _store(settings: Settings) -> ObjectStore:
     from avatar.backends.local.store import LocalFileStore
 
     key = settings.media_signing_key.get_secret_value().encode()
-    return LocalFileStore(settings.storage_dir, settings.media_base_url, key)
+    return LocalFileStore(
+        settings.storage_dir, settings.media_base_url, key, bucket=settings.gcs_bucket
+    )

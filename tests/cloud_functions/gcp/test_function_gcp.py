@@ -144,13 +144,13 @@ def test_a_jpeg_referenced_by_gcs_uri(
     astronaut.save(buffer, format="JPEG", quality=92)
     upload = requests.post(
         f"{emulator}/upload/storage/v1/b/{BUCKET}/o",
-        params={"uploadType": "media", "name": "inputs/u2/selfie.jpg"},
+        params={"uploadType": "media", "name": "uploads/u2/selfie.jpg"},
         data=buffer.getvalue(), headers={"Content-Type": "image/jpeg"}, timeout=5,
     )  # fmt: skip
     assert upload.status_code == 200
 
     response = client.post(
-        "/", json={"gcs_uri": f"gs://{BUCKET}/inputs/u2/selfie.jpg", "animal": "fox",
+        "/", json={"gcs_uri": f"gs://{BUCKET}/uploads/u2/selfie.jpg", "animal": "fox",
                    "user_id": "u2", "generation_id": "g2"},
     )  # fmt: skip
 
@@ -160,6 +160,24 @@ def test_a_jpeg_referenced_by_gcs_uri(
     fetched = requests.get(body["image_url"], timeout=5)
     assert fetched.headers["Content-Type"] == "image/jpeg"
     assert Image.open(io.BytesIO(fetched.content)).size == astronaut.size
+
+
+@pytest.mark.parametrize("name", ["avatars/u1/g1.png", "inputs/u2/selfie.jpg"])
+def test_gcs_uri_outside_uploads_is_400(
+    client: FlaskClient, emulator: str, vision: FakeServer, name: str
+) -> None:
+    stored = requests.post(
+        f"{emulator}/upload/storage/v1/b/{BUCKET}/o",
+        params={"uploadType": "media", "name": name},
+        data=b"\xff\xd8\xff", headers={"Content-Type": "image/jpeg"}, timeout=5,
+    )  # fmt: skip
+    assert stored.status_code == 200
+
+    response = client.post("/", json={"gcs_uri": f"gs://{BUCKET}/{name}", "animal": "fox"})
+
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+    assert vision.requests == []
 
 
 def test_safe_search_block_is_422_content_blocked(

@@ -54,7 +54,7 @@ def test_put_writes_the_object_with_content_type_and_cache_control(
     meta = object_metadata(emulator, "avatars/u1/g1.jpg")
     assert meta["contentType"] == "image/jpeg"
     assert meta["cacheControl"] == CACHE_CONTROL
-    assert store.get(f"gs://{BUCKET}/avatars/u1/g1.jpg") == JPEG
+    assert store.read("avatars/u1/g1.jpg") == JPEG
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_a_503_upload_is_retried(
         try:
             store = GcsStore(BUCKET, signing_credentials=key_credentials, backoff=fast_backoff)
             store.put("avatars/retried.jpg", JPEG, "image/jpeg")
-            assert store.get(f"gs://{BUCKET}/avatars/retried.jpg") == JPEG
+            assert store.read("avatars/retried.jpg") == JPEG
         finally:
             server.stop()
     assert len(uploads(server)) == 2
@@ -126,11 +126,27 @@ def test_a_503_upload_is_retried(
 
 def test_get_refuses_other_buckets_and_reports_missing_objects(store: GcsStore) -> None:
     with pytest.raises(InvalidRequest):
-        store.get("gs://someone-elses-bucket/secret.jpg")
+        store.get("gs://someone-elses-bucket/uploads/secret.jpg")
     with pytest.raises(InvalidRequest):
         store.get("https://example.com/x.jpg")
     with pytest.raises(InvalidRequest, match="no readable object"):
-        store.get(f"gs://{BUCKET}/inputs/missing.jpg")
+        store.get(f"gs://{BUCKET}/uploads/missing.jpg")
+
+
+@pytest.mark.parametrize(
+    "name", ["avatars/u1/g1.jpg", "uploads/../avatars/u1/g1.jpg", "uploads/", "uploads//x.jpg"]
+)
+def test_get_reads_nothing_but_uploads(store: GcsStore, name: str) -> None:
+    store.put("avatars/u1/g1.jpg", JPEG, "image/jpeg")  # another user's result
+
+    with pytest.raises(InvalidRequest, match="uploads/"):
+        store.get(f"gs://{BUCKET}/{name}")
+
+
+def test_get_reads_an_upload(store: GcsStore) -> None:
+    store.put("uploads/u1/in.jpg", JPEG, "image/jpeg")
+
+    assert store.get(f"gs://{BUCKET}/uploads/u1/in.jpg") == JPEG
 
 
 def verify_v4(url: str, key: rsa.RSAPrivateKey, email: str) -> dict[str, list[str]]:
@@ -223,9 +239,8 @@ def test_delete_and_delete_prefix(store: GcsStore) -> None:
     store.delete("users/u9/a.jpg")
     store.delete("users/u9/a.jpg")  # already gone: fine
     assert store.delete_prefix("users/u9/") == 1
-    with pytest.raises(InvalidRequest):
-        store.get(f"gs://{BUCKET}/users/u9/b.png")
-    assert store.get(f"gs://{BUCKET}/users/u10/c.jpg") == JPEG
+    assert store.read("users/u9/b.png") is None
+    assert store.read("users/u10/c.jpg") == JPEG
     with pytest.raises(ValueError, match="empty prefix"):
         store.delete_prefix("")
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from avatar.backends.gcp import errors
 from avatar.backends.gcp.clients import Lazy
 from avatar.backends.gcp.retry import Backoff, call_with_retry, stage_deadline_s
+from avatar.config import UPLOADS_PREFIX
 from avatar.errors import AvatarError, InvalidRequest, UpstreamUnavailable
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class GcsStore:
         self._call(upload)
 
     def get(self, uri: str) -> bytes:
-        """The bytes of `gs://<this bucket>/<object>`; other buckets are refused."""
+        """The bytes of `gs://<this bucket>/uploads/<object>`; anything else is refused."""
         data = self.read(self._object_name(uri))
         if data is None:
             raise InvalidRequest(f"no readable object at {uri}")
@@ -170,10 +171,12 @@ class GcsStore:
         return self._client.get().bucket(self.bucket_name)
 
     def _object_name(self, uri: str) -> str:
-        prefix = f"gs://{self.bucket_name}/"
-        if not uri.startswith(prefix) or len(uri) == len(prefix):
-            raise InvalidRequest(f"gcs_uri must name an object in gs://{self.bucket_name}/")
-        return uri[len(prefix) :]
+        """The upload an input URI names: only under uploads/ of this bucket (not avatars/)."""
+        prefix = f"gs://{self.bucket_name}/{UPLOADS_PREFIX}"
+        parts = uri.removeprefix(prefix).split("/")
+        if not uri.startswith(prefix) or any(part in {"", ".", ".."} for part in parts):
+            raise InvalidRequest(f"gcs_uri must name an object under {prefix}")
+        return uri.removeprefix(f"gs://{self.bucket_name}/")
 
     def _signer(self, credentials: Any) -> Any:
         """Credentials that can sign: the given ones, else Application Default Credentials."""

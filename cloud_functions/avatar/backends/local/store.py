@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
+from avatar.config import UPLOADS_PREFIX
 from avatar.errors import InvalidRequest
 
 
@@ -20,12 +21,20 @@ def sign(key: bytes, object_name: str, expires: int) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def object_name_from_uri(uri: str) -> str:
-    """The object name in "gs://<bucket>/<name>" or a bare name (the bucket is not checked)."""
+def upload_name_from_uri(uri: str, bucket: str | None) -> str:
+    """The object an input URI names: "uploads/..." or "gs://<bucket>/uploads/...", nothing else.
+
+    Files stand in for the bucket, so a `gs://` URI must name the configured one (GCS_BUCKET).
+    """
+    name = uri
     if uri.startswith("gs://"):
-        _, _, rest = uri[len("gs://") :].partition("/")
-        return rest
-    return uri
+        named, _, name = uri.removeprefix("gs://").partition("/")
+        if bucket is None or named != bucket:
+            allowed = f"gs://{bucket}/" if bucket else "no bucket (GCS_BUCKET is unset)"
+            raise InvalidRequest(f"gcs_uri may only name objects of {allowed}")
+    if not name.startswith(UPLOADS_PREFIX) or name == UPLOADS_PREFIX:
+        raise InvalidRequest(f"gcs_uri must name an object under {UPLOADS_PREFIX}")
+    return name
 
 
 class LocalFileStore:
@@ -39,8 +48,11 @@ class LocalFileStore:
         media_base_url: str,
         signing_key: bytes,
         clock: Callable[[], float] = time.time,
+        *,
+        bucket: str | None = None,
     ) -> None:
         self.root = root
+        self.bucket = bucket  # the bucket these files stand in for, in `gs://` input URIs
         self.media_base_url = media_base_url.rstrip("/")
         self.signing_key = signing_key
         self.clock = clock
@@ -59,8 +71,8 @@ class LocalFileStore:
             raise
 
     def get(self, uri: str) -> bytes:
-        """The bytes of an object named by "gs://bucket/name" or "name"."""
-        path = self.path(object_name_from_uri(uri))
+        """The bytes of an upload named "uploads/..." or "gs://<bucket>/uploads/..."."""
+        path = self.path(upload_name_from_uri(uri, self.bucket))
         if not path.is_file():
             raise InvalidRequest(f"no stored object at {uri!r}")
         return path.read_bytes()
