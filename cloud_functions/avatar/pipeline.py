@@ -65,6 +65,8 @@ def generate_avatar(job: AvatarRequest, backends: Backends, settings: Settings) 
         "image_url": url,
         "object_name": object_name,
         "animal": job.animal,
+        "width": result.width,  # the stored image's size: the frame of the face coordinates
+        "height": result.height,
         "faces": [face.to_json() for face in faces],
         "backend": backend_label(backends),
         "timings_ms": timings.as_json(),

@@ -75,6 +75,21 @@ def test_object_named_by_user_and_generation(
     assert body["object_name"] == "avatars/user_42/gen-7.jpg"
     stored = Image.open(storage_dir / "avatars" / "user_42" / "gen-7.jpg")
     assert stored.format == "JPEG"
+    assert (body["width"], body["height"]) == stored.size
+
+
+def test_answer_has_every_field_and_the_stored_size(
+    post_multipart: Post, storage_dir: Path, astronaut_jpeg: bytes
+) -> None:
+    body = post_multipart(astronaut_jpeg).get_json()
+
+    assert set(body) == {
+        "image_url", "object_name", "animal", "width", "height", "faces", "backend", "timings_ms",
+    }  # fmt: skip
+    assert (body["width"], body["height"]) == Image.open(storage_dir / body["object_name"]).size
+    box = body["faces"][0]["box"]
+    assert box["x"] + box["width"] <= body["width"]
+    assert box["y"] + box["height"] <= body["height"]
 
 
 def test_default_names_are_anonymous_and_fresh(post_multipart: Post, astronaut_jpeg: bytes) -> None:
@@ -160,6 +175,7 @@ def test_large_photo_is_worked_at_most_1600px(
     body = post_multipart(encode(big)).get_json()
 
     assert Image.open(storage_dir / body["object_name"]).size == (1200, 1406)  # 1/2 JPEG draft
+    assert (body["width"], body["height"]) == (1200, 1406)
     assert body["faces"][0]["box"]["width"] > 350  # in the working (= stored) image's pixels
 
 

@@ -130,6 +130,7 @@ def test_selfie_in_object_stored_signed_url_out_and_only_the_face_changed(
     assert fetched.headers["Content-Type"] == "image/png"
     result = Image.open(io.BytesIO(fetched.content))
     assert (result.size, result.mode) == (selfie.size, "RGBA")
+    assert (body["width"], body["height"]) == result.size
 
     mask = np.asarray(ContourMasker().face_mask(astronaut, astronaut_face()))
     before, after = np.asarray(selfie), np.asarray(result)
