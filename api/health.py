@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import SessionDep, SettingsDep
 from api.errors import UpstreamUnavailable
+from api.problems import problem_responses
 
 router = APIRouter(tags=["health"])
 
@@ -21,7 +22,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=problem_responses(503))
 async def readyz(request: Request, session: SessionDep, settings: SettingsDep) -> dict[str, str]:
     """Readiness: the database answers and the function is reachable; 503 otherwise."""
     try:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
@@ -30,6 +31,7 @@ from api.errors import (
 from api.forwarding import build_function_client
 from api.generations.router import router as generations_router
 from api.generations.runner import ForwarderFactory, GenerationRunner
+from api.problems import add_problem_schema
 from api.storage import build_store
 from api.users.router import router as users_router
 
@@ -110,7 +112,19 @@ def create_app(
         app.include_router(router)
     install_error_handlers(app)
     install_access_log_filter()
+    install_openapi(app)
     return app
+
+
+def install_openapi(app: FastAPI) -> None:
+    """OpenAPI with the Problem schema the routes' error responses refer to."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_problem_schema(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def problem(status: int, code: str, title: str, detail: str) -> JSONResponse:

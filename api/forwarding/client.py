@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from pydantic import TypeAdapter
 
 from api.config import Settings
 from api.errors import ApiError, UpstreamTimeout, UpstreamUnavailable
 from api.forwarding.id_token import IdTokenProvider, NoAuth, TokenProvider
 from api.forwarding.retry import RetryPolicy, parse_retry_after
+from api.generations.schemas import Face
 
 # What a client is told to wait when the function gave no Retry-After of its own.
 DEFAULT_RETRY_AFTER_S = 5
@@ -40,6 +42,7 @@ PASS_THROUGH_CODES = frozenset(
 )
 
 RETRYABLE_STATUSES = frozenset({429, 503})
+FACES = TypeAdapter(list[Face])
 
 # httpcore's pool scans every connection for every queued request and release (quadratic: see
 # encode/httpcore#1035). At 500 requests in flight that scan was half the API's CPU, so the
@@ -186,6 +189,8 @@ def parse_success(response: httpx.Response) -> FunctionResult:
         timings = body.get("timings_ms") or {}
         if not isinstance(object_name, str) or not object_name or not isinstance(faces, list):
             raise TypeError(object_name)
+        # Checked here, once: history shows these as typed faces on every read.
+        faces = FACES.dump_python(FACES.validate_python(faces), exclude_none=True)
         timings_ms = {str(k): float(v) for k, v in timings.items()}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         msg = "the avatar function answered something unreadable"

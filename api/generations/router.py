@@ -12,6 +12,7 @@ from api.generations.models import GenerationStatus
 from api.generations.runner import GenerationRunner
 from api.generations.schemas import GenerationPublic
 from api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page
+from api.problems import problem_responses
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
 
@@ -69,7 +70,10 @@ def wants_async(prefer: str | None) -> bool:
     "",
     status_code=status.HTTP_201_CREATED,
     openapi_extra={"requestBody": UPLOAD_BODY},
-    responses={202: {"model": GenerationPublic, "description": "Accepted; poll `Location`."}},
+    responses={
+        202: {"model": GenerationPublic, "description": "Accepted; poll `Location`."},
+        **problem_responses(400, 401, 409, 413, 415, 422, 429, 503, 504),
+    },
 )
 async def create_generation(
     request: Request,
@@ -98,7 +102,7 @@ async def create_generation(
     return await service.to_public(generation, store, settings)
 
 
-@router.get("")
+@router.get("", responses=problem_responses(401, 422, 503))
 async def list_generations(
     user: CurrentUser,
     session: SessionDep,
@@ -113,7 +117,7 @@ async def list_generations(
     return Page(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{generation_id}")
+@router.get("/{generation_id}", responses=problem_responses(401, 404, 422, 503))
 async def read_generation(
     generation: OwnedGeneration, store: StorageDep, settings: SettingsDep
 ) -> GenerationPublic:
@@ -121,7 +125,11 @@ async def read_generation(
     return await service.to_public(generation, store, settings)
 
 
-@router.delete("/{generation_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{generation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404, 422, 503),
+)
 async def delete_generation(
     generation: OwnedGeneration, session: SessionDep, store: StorageDep
 ) -> None:

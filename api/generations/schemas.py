@@ -4,16 +4,41 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel
 
 from api.generations.models import GenerationStatus
+from api.problems import ProblemCode
 
 
 class GenerationError(BaseModel):
-    code: str
+    code: ProblemCode
     detail: str | None
+
+
+class Point(BaseModel):
+    """A point in the uploaded image's pixels."""
+
+    x: float
+    y: float
+
+
+class Box(BaseModel):
+    """A face's bounding box in the uploaded image's pixels."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+class Face(BaseModel):
+    """A face the function found: box, named landmarks (subject's left/right), confidence."""
+
+    box: Box
+    landmarks: dict[str, Point]
+    confidence: float
+    roll_deg: float | None = None
 
 
 class GenerationPublic(BaseModel):
@@ -24,6 +49,6 @@ class GenerationPublic(BaseModel):
     animal: str
     image_url: str | None
     error: GenerationError | None
-    faces: list[dict[str, Any]]
+    faces: list[Face]
     created_at: datetime
     completed_at: datetime | None

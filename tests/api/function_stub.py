@@ -60,7 +60,14 @@ class FunctionStub:
             "image_url": "http://elsewhere/ignored.png",
             "object_name": f"avatars/{user_id}/{generation_id}.png",
             "animal": parts["animal"][0].decode(),
-            "faces": [{"box": [10, 20, 30, 40], "landmarks": {}, "confidence": 0.97}],
+            "faces": [
+                {
+                    "box": {"x": 10, "y": 20, "width": 30, "height": 40},
+                    "landmarks": {"nose_tip": {"x": 25, "y": 40}},
+                    "confidence": 0.97,
+                    "roll_deg": 1.5,
+                }
+            ],
             "backend": "local",
             "timings_ms": {"decode": 1.5, "detect": 2.0, "total": 12.25},
         }

@@ -34,7 +34,9 @@ GOOD_ANSWER = {
     "image_url": "http://127.0.0.1:8000/media/x.png?sig=1",
     "object_name": "avatars/u/g.png",
     "animal": "cat",
-    "faces": [{"box": [1, 2, 3, 4], "landmarks": {}, "confidence": 0.9}],
+    "faces": [
+        {"box": {"x": 1, "y": 2, "width": 3, "height": 4}, "landmarks": {}, "confidence": 0.9}
+    ],
     "backend": "local",
     "timings_ms": {"decode": 1.0, "total": 9.5},
 }
@@ -191,6 +193,7 @@ async def test_function_errors_map_to_spec_codes(
         httpx.Response(200, json={"faces": []}),
         httpx.Response(200, json={"object_name": "", "faces": []}),
         httpx.Response(200, json={"object_name": "o", "faces": "nope"}),
+        httpx.Response(200, json={"object_name": "o", "faces": [{"box": [1, 2, 3, 4]}]}),
         httpx.Response(200, json={"object_name": "o", "faces": [], "timings_ms": {"a": "x"}}),
     ],
 )

@@ -12,6 +12,12 @@ from sqlalchemy import func, select
 from api.db import utcnow
 from api.generations.models import Generation, GenerationStatus
 
+FACE = {
+    "box": {"x": 1.0, "y": 2.0, "width": 3.0, "height": 4.0},
+    "landmarks": {"left_eye": {"x": 1.5, "y": 2.5}},
+    "confidence": 0.9,
+}
+
 
 async def test_own_record_is_readable(client, make_user, db) -> None:
     user, key = await make_user()
@@ -22,7 +28,7 @@ async def test_own_record_is_readable(client, make_user, db) -> None:
         animal="fox",
         status=GenerationStatus.succeeded,
         object_name=f"avatars/{user['id']}/g.png",
-        faces=[{"box": [1, 2, 3, 4], "confidence": 0.9}],
+        faces=[FACE],
         completed_at=done,
     )
     body = (await client.get(f"/v1/generations/{generation.id}", headers=auth(key))).json()
@@ -38,7 +44,7 @@ async def test_own_record_is_readable(client, make_user, db) -> None:
     }
     assert body["id"] == str(generation.id)
     assert (body["status"], body["animal"], body["error"]) == ("succeeded", "fox", None)
-    assert body["faces"] == [{"box": [1, 2, 3, 4], "confidence": 0.9}]
+    assert body["faces"] == [FACE | {"roll_deg": None}]
     assert body["image_url"].startswith(f"http://testserver/media/avatars/{user['id']}/g.png?")
 
 
