@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.config import Settings
@@ -53,11 +53,18 @@ def bearer_key(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
+# Built once: every request runs it, and a reused statement keeps its cache key.
+USER_BY_KEY_HASH = (
+    select(User)
+    .join(ApiKey, ApiKey.user_id == User.id)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
+
+
 async def user_for_key(session: AsyncSession, key: str) -> User | None:
     """The user owning a key, found by the key's hash (a unique index)."""
-    stmt = select(User).join(ApiKey, ApiKey.user_id == User.id)
-    stmt = stmt.where(ApiKey.key_hash == hash_api_key(key))
-    return (await session.execute(stmt)).scalar_one_or_none()
+    result = await session.execute(USER_BY_KEY_HASH, {"key_hash": hash_api_key(key)})
+    return result.scalar_one_or_none()
 
 
 async def get_current_user(session: SessionDep, credentials: BearerDep) -> User:

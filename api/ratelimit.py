@@ -6,13 +6,19 @@ import math
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.config import Settings
 from api.db import utcnow
 from api.errors import RateLimited
 from api.generations.models import Generation
+
+# Served by the (user_id, created_at, id) index; the oldest one in the window says when a slot
+# frees up. Built once: every upload runs it, and a reused statement keeps its cache key.
+RECENT_GENERATIONS = select(func.count(), func.min(Generation.created_at)).where(
+    Generation.user_id == bindparam("user_id"), Generation.created_at > bindparam("since")
+)
 
 
 async def check_generation_rate_limit(
@@ -21,12 +27,8 @@ async def check_generation_rate_limit(
     """Raise RateLimited (429, Retry-After) when the user started too many generations lately."""
     now = utcnow()
     window_start = now - timedelta(seconds=settings.rate_limit_window_s)
-    # Served by the (user_id, created_at, id) index; the oldest one in the window says when a
-    # slot frees up.
-    stmt = select(func.count(), func.min(Generation.created_at)).where(
-        Generation.user_id == user_id, Generation.created_at > window_start
-    )
-    count, oldest = (await session.execute(stmt)).one()
+    params = {"user_id": user_id, "since": window_start}
+    count, oldest = (await session.execute(RECENT_GENERATIONS, params)).one()
     if count < settings.rate_limit_generations:
         return
     frees_at = oldest + timedelta(seconds=settings.rate_limit_window_s) if oldest else now

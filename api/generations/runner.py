@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -289,13 +289,18 @@ async def _fail(
     return values if await _write(session, generation_id, values) else None
 
 
+GENERATIONS = cast(Table, Generation.__table__)
+INPUTS = cast(Table, GenerationInput.__table__)
+# Core statements built once (every generation runs them): the SET clause comes from the
+# values' keys, so one statement serves success and failure.
+FINISH_GENERATION = update(GENERATIONS).where(GENERATIONS.c.id == bindparam("generation_id"))
+DELETE_INPUT = delete(INPUTS).where(INPUTS.c.generation_id == bindparam("generation_id"))
+
+
 async def _write(session: AsyncSession, generation_id: uuid.UUID, values: Outcome) -> bool:
     """Finish the record; False when there is none any more (deleted while the work ran)."""
-    result = await session.execute(
-        update(Generation).where(Generation.id == generation_id).values(values)
-    )
+    connection = await session.connection()
+    result = await connection.execute(FINISH_GENERATION, {"generation_id": generation_id, **values})
     # The selfie is kept only while the work needs it.
-    await session.execute(
-        delete(GenerationInput).where(GenerationInput.generation_id == generation_id)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    await connection.execute(DELETE_INPUT, {"generation_id": generation_id})
+    return bool(result.rowcount)

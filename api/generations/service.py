@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -197,6 +197,10 @@ async def accept_generation(
     return Accepted(generation, work)
 
 
+INSERT_GENERATION = insert(cast(Table, Generation.__table__))
+INSERT_INPUT = insert(cast(Table, GenerationInput.__table__))
+
+
 async def record_generation(
     session: AsyncSession,
     user: User,
@@ -225,17 +229,18 @@ async def record_generation(
     # Unset columns are left out, so they are SQL NULL (not JSON null) or take their defaults.
     columns = (c.key for c in Generation.__table__.columns)
     row = {key: value for key in columns if (value := getattr(generation, key)) is not None}
+    upload_row = {
+        "generation_id": generation.id,
+        "image": image.data,
+        "content_type": image.content_type,
+        "created_at": now,
+    }
     try:
-        # Core inserts: the ORM's unit of work costs more CPU than the two statements.
-        await session.execute(insert(Generation).values(row))
-        await session.execute(
-            insert(GenerationInput).values(
-                generation_id=generation.id,
-                image=image.data,
-                content_type=image.content_type,
-                created_at=now,
-            )
-        )
+        # Core inserts on the session's connection: neither the ORM's unit of work nor its
+        # ORM-enabled INSERT handling, and the statements are built once.
+        connection = await session.connection()
+        await connection.execute(INSERT_GENERATION, row)
+        await connection.execute(INSERT_INPUT, upload_row)
         await session.commit()
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the unique index let one through.
