@@ -1,6 +1,7 @@
 """Fetch the four local .tflite models from the mediapipe wheel on PyPI (run by `make models`).
 
-Downloads `mediapipe==0.10.21` with `pip download --no-deps` (never installs it), extracts the
+Downloads one fixed wheel of `mediapipe==0.10.21` (CPython 3.11, manylinux_2_28_x86_64, whatever
+interpreter runs this) with `pip download --no-deps` (never installs it), extracts the
 model files, checks their sha256 pins and writes them to the model cache. Idempotent: does
 nothing when every model is already present with the right hash.
 """
@@ -20,11 +21,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cloud_functions"))
 from avatar.config import get_settings
 from avatar.models import MEDIAPIPE_WHEEL, MODELS, ModelFile, is_valid, sha256_of
 
+# The .tflite files are the same in every wheel of the release, so always fetch one fixed wheel
+# (mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl), whatever Python or OS runs this:
+# 0.10.21 has no wheel for Python 3.13 or for manylinux_2_17, and pip would otherwise look for
+# one matching the running interpreter.
+WHEEL_TARGET = (
+    "--only-binary=:all:",
+    "--implementation", "cp",
+    "--python-version", "3.11",
+    "--abi", "cp311",
+    "--platform", "manylinux_2_28_x86_64",
+)  # fmt: skip
+
+
+def download_command(dest: Path) -> list[str]:
+    """The `pip download` of the one pinned mediapipe wheel into `dest` (no dependencies)."""
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", MEDIAPIPE_WHEEL]
+    return [*pip, *WHEEL_TARGET, "--dest", str(dest)]
+
 
 def download_wheel(dest: Path) -> Path:
-    """`pip download` the mediapipe wheel for this platform into `dest` and return its path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", MEDIAPIPE_WHEEL]
-    if subprocess.run([*cmd, "--dest", str(dest)], check=False).returncode != 0:
+    """`pip download` the pinned mediapipe wheel into `dest` and return its path."""
+    if subprocess.run(download_command(dest), check=False).returncode != 0:
         sys.exit(f"could not download {MEDIAPIPE_WHEEL} from PyPI (is the network up?)")
     wheels = sorted(dest.glob("mediapipe-*.whl"))
     if not wheels:

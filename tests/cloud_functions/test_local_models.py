@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,7 +18,7 @@ from avatar.backends.local.segmenter import SegmentationMasker
 from avatar.config import get_settings
 from avatar.errors import ModelsMissing
 from avatar.masking import ContourMasker
-from avatar.models import MODELS, model_path
+from avatar.models import MODELS, is_valid, model_path
 
 
 def test_anchor_counts_match_the_models() -> None:
@@ -169,3 +170,45 @@ def test_fetch_refuses_a_model_with_the_wrong_hash(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="sha256 mismatch"):
         fetch_models.extract(wheel, model, tmp_path)
     assert list(tmp_path.glob("*.tflite")) == []
+
+
+def test_fetch_downloads_one_fixed_wheel_whatever_python_runs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip is asked for the cp311 manylinux_2_28 wheel (0.10.21 has none for Python 3.13), the
+    models come out with their pins, and a second run downloads nothing."""
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import fetch_models
+
+    cached = get_settings().model_dir
+    commands: list[list[str]] = []
+
+    def fake_pip(command: list[str], check: bool) -> subprocess.CompletedProcess[bytes]:
+        commands.append(command)
+        dest = Path(command[command.index("--dest") + 1])
+        name = "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl"
+        fake_wheel(
+            dest / name, {m.wheel_path: (cached / m.filename).read_bytes() for m in MODELS.values()}
+        )
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(fetch_models.subprocess, "run", fake_pip)
+    target = tmp_path / "models"
+    monkeypatch.setattr(sys, "argv", ["fetch_models.py", "--model-dir", str(target)])
+
+    fetch_models.main()
+    fetch_models.main()
+
+    [command] = commands
+    pinned = " ".join(command)
+    assert "mediapipe==0.10.21 " in pinned
+    for flag in (
+        "--no-deps",
+        "--only-binary=:all:",
+        "--implementation cp",
+        "--python-version 3.11",
+        "--abi cp311",
+        "--platform manylinux_2_28_x86_64",
+    ):
+        assert flag in pinned, flag
+    assert all(is_valid(m, target) for m in MODELS.values())
