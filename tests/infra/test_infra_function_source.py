@@ -34,7 +34,7 @@ from avatar.backends import build_backends
 from avatar.config import get_settings
 app = functions_framework.create_app(target="generate_animal_avatar", source="main.py")
 client = app.test_client()
-garbage = client.post("/", data=b"not an image", content_type="image/png")
+garbage = client.post("/?animal=cat", data=b"not an image", content_type="image/png")
 backends = build_backends(get_settings())
 print(json.dumps({
     "post": [garbage.status_code, garbage.get_json()],
