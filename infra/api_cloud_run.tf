@@ -287,7 +287,9 @@ resource "google_cloud_run_v2_service" "api" {
     }
 
     vpc_access {
-      egress = "PRIVATE_RANGES_ONLY"
+      # A call to an internal-ingress function counts as internal only if it leaves through the
+      # VPC: then all egress does (Google APIs and run.app via the subnet's Private Google Access).
+      egress = local.function_ingress == "ALLOW_ALL" ? "PRIVATE_RANGES_ONLY" : "ALL_TRAFFIC"
       network_interfaces {
         network    = google_compute_network.api[0].id
         subnetwork = google_compute_subnetwork.api[0].id

@@ -51,6 +51,13 @@ resource "google_storage_bucket_iam_member" "build_source" {
   member = google_service_account.build.member
 }
 
+locals {
+  # Internal ingress needs the caller inside the project's VPC: true of the API on Cloud Run
+  # (deploy_api), whose egress then goes through the VPC (api_cloud_run.tf). An API elsewhere
+  # (a VM outside Google Cloud, another project) must reach the URL: ALLOW_ALL, IAM still guards.
+  function_ingress = coalesce(var.function_ingress, var.deploy_api ? "ALLOW_INTERNAL_AND_GCLB" : "ALLOW_ALL")
+}
+
 resource "google_cloudfunctions2_function" "main" {
   name        = var.function_name
   location    = var.region
@@ -71,14 +78,14 @@ resource "google_cloudfunctions2_function" "main" {
   }
 
   service_config {
-    #checkov:skip=CKV_GCP_124:The API may run outside Google Cloud, so the URL must be reachable; only the API's identity holds run.invoker (iam.tf). Set function_ingress=ALLOW_INTERNAL_ONLY when the API egresses through the project's VPC.
+    #checkov:skip=CKV_GCP_124:Ingress is internal when the API runs on Cloud Run here (deploy_api); an API outside Google Cloud needs ALLOW_ALL, and only the API's identity holds run.invoker (iam.tf).
     available_memory                 = "${var.function_memory_mb}Mi"
     available_cpu                    = var.function_cpu
     timeout_seconds                  = var.function_timeout_s
     min_instance_count               = var.function_min_instances
     max_instance_count               = var.function_max_instances
     max_instance_request_concurrency = var.function_concurrency
-    ingress_settings                 = var.function_ingress
+    ingress_settings                 = local.function_ingress
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function.email
 

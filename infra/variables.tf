@@ -109,11 +109,11 @@ variable "function_max_instances" {
 
 variable "function_ingress" {
   type        = string
-  description = "Who may reach the function's URL at the network level; IAM still admits only the API's identity. ALLOW_INTERNAL_ONLY needs the API inside the project's VPC."
-  default     = "ALLOW_ALL"
+  description = "Who may reach the function's URL at the network level; IAM still admits only the API's identity. null picks ALLOW_INTERNAL_AND_GCLB with deploy_api (the API on Cloud Run egresses through the project's VPC) and ALLOW_ALL otherwise (an API outside Google Cloud must reach the URL). ALLOW_INTERNAL_* needs the API inside the project's VPC."
+  default     = null
 
   validation {
-    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.function_ingress)
+    condition     = var.function_ingress == null || contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.function_ingress)
     error_message = "function_ingress must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
   }
 }

@@ -177,7 +177,39 @@ def test_function_sizing_comes_from_variables(terraform: dict[str, Any]) -> None
     assert service["timeout_seconds"] == "${var.function_timeout_s}"
     assert service["max_instance_request_concurrency"] == "${var.function_concurrency}"
     assert service["max_instance_count"] == "${var.function_max_instances}"
-    assert service["ingress_settings"] == "${var.function_ingress}"
+    assert service["ingress_settings"] == "${local.function_ingress}"
+
+
+def test_function_ingress_is_internal_when_the_api_runs_on_cloud_run(
+    terraform: dict[str, Any],
+) -> None:
+    # Unset, it follows deploy_api: internal for the Cloud Run API of this project, else open
+    # (an API outside Google Cloud must reach the URL; IAM still admits only its identity).
+    variable = terraform["variable"]["function_ingress"]
+    assert variable["default"] is None
+    assert variable["validation"][0]["condition"].startswith("${var.function_ingress == null ||")
+    assert terraform["locals"]["function_ingress"] == (
+        "${coalesce(var.function_ingress, "
+        'var.deploy_api ? "ALLOW_INTERNAL_AND_GCLB" : "ALLOW_ALL")}'
+    )
+    # Calls to an internal function count as internal only through the VPC: the API's egress.
+    service = resources(terraform, "google_cloud_run_v2_service")["api"]
+    vpc_access = one_block(one_block(service, "template"), "vpc_access")
+    assert vpc_access["egress"] == (
+        '${local.function_ingress == "ALLOW_ALL" ? "PRIVATE_RANGES_ONLY" : "ALL_TRAFFIC"}'
+    )
+    subnet = resources(terraform, "google_compute_subnetwork")["api"]
+    assert subnet["private_ip_google_access"] is True  # Google APIs and run.app from the VPC
+
+
+def test_state_backend_example_and_its_secrets_are_documented() -> None:
+    versions = (INFRA / "versions.tf").read_text()
+    assert '# backend "gcs" {' in versions
+    readme = (INFRA / "README.md").read_text()
+    assert "random_password" in readme
+    assert "private state bucket" in readme
+    # Erased users live on in Cloud SQL backups until those age out: say so.
+    assert "an erased user's rows stay in them" in readme
 
 
 def test_function_is_configured_for_the_gcp_backends(terraform: dict[str, Any]) -> None:
