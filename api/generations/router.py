@@ -89,7 +89,13 @@ async def create_generation(
     """Turn a selfie into an animal character: 201 with the finished record, or 202 and poll."""
     respond_async = wants_async(prefer)
     accepted = await service.accept_generation(
-        session, runner, settings, user, request, idempotency_key=idempotency_key
+        session,
+        runner,
+        settings,
+        user,
+        request,
+        idempotency_key=idempotency_key,
+        respond_async=respond_async,
     )
     generation = await service.settle(session, accepted, wait=not respond_async)
     if generation.status is GenerationStatus.failed:

@@ -170,11 +170,14 @@ async def accept_generation(
     request: Request,
     *,
     idempotency_key: str | None,
+    respond_async: bool = False,
 ) -> Accepted:
-    """Read and check the upload, record it (with its input), and start the work."""
-    existing = None
-    if idempotency_key is not None:
-        existing = await find_by_idempotency_key(session, user.id, idempotency_key)
+    """Read and check the upload, record it (with its input), and start the work.
+
+    `respond_async`: the record starts `pending` and the work claims it; otherwise it is
+    inserted already claimed (`processing`): a claim of its own would cost a transaction.
+    """
+    existing = await find_existing(session, user.id, idempotency_key)
     if existing is None:
         await check_generation_rate_limit(session, user.id, settings)
     # Release the connection before the upload streams in: a slow phone must not hold the pool.
@@ -183,9 +186,27 @@ async def accept_generation(
     if existing is not None:
         return Accepted(replay(existing, upload), runner.task_for(existing.id))
     image = await normalise_upload(upload, settings)
-    generation, created = await record_generation(session, user, upload, image, idempotency_key)
+    generation, created = await record_generation(
+        session, user, upload, image, idempotency_key, pending=respond_async
+    )
     if not created:
         return Accepted(generation, runner.task_for(generation.id))
+    return Accepted(generation, start_work(runner, generation, image))
+
+
+async def find_existing(
+    session: AsyncSession, user_id: uuid.UUID, idempotency_key: str | None
+) -> Generation | None:
+    """The record an Idempotency-Key already names, if a key came and it does."""
+    if idempotency_key is None:
+        return None
+    return await find_by_idempotency_key(session, user_id, idempotency_key)
+
+
+def start_work(
+    runner: GenerationRunner, generation: Generation, image: NormalisedImage
+) -> asyncio.Task[Outcome | None]:
+    """Run the work on a record just written, with its upload in hand (no read back)."""
     forward = FunctionRequest(
         image=image.data,
         content_type=image.content_type,
@@ -193,8 +214,8 @@ async def accept_generation(
         generation_id=generation.id,
         user_id=generation.user_id,
     )
-    work = runner.submit(Job(generation.id, attempts=1), forward, claimed=True)
-    return Accepted(generation, work)
+    claimed = generation.status is GenerationStatus.processing
+    return runner.submit(Job(generation.id, generation.attempts), forward, claimed=claimed)
 
 
 INSERT_GENERATION = insert(cast(Table, Generation.__table__))
@@ -207,11 +228,13 @@ async def record_generation(
     upload: Upload,
     image: NormalisedImage,
     idempotency_key: str | None,
+    *,
+    pending: bool = False,
 ) -> tuple[Generation, bool]:
     """Insert the record and its input in one transaction; or the twin that won a race.
 
-    The work starts at once in this process, so the record is inserted already claimed
-    (`processing`, attempt 1): a claim of its own would cost a transaction per upload.
+    `pending`: left for the work to claim (async); otherwise inserted claimed (`processing`,
+    attempt 1), as the work starts at once in this process.
     """
     user_id = user.id  # read now: a rollback expires every loaded object, `user` included
     now = utcnow()
@@ -219,10 +242,10 @@ async def record_generation(
         id=uuid.uuid4(),
         user_id=user_id,
         animal=upload.animal,
-        status=GenerationStatus.processing,
+        status=GenerationStatus.pending if pending else GenerationStatus.processing,
         idempotency_key=idempotency_key,
         request_hash=upload.request_hash,
-        attempts=1,
+        attempts=0 if pending else 1,
         created_at=now,
         updated_at=now,
     )
@@ -257,6 +280,10 @@ async def record_generation(
 async def settle(session: AsyncSession, accepted: Accepted, *, wait: bool) -> Generation:
     """The record after its work ends (when `wait` and the work runs here)."""
     generation = accepted.generation
+    if not wait and generation not in session:
+        # A record just inserted, as it was accepted (async: pending), not however far its
+        # work got since; a replayed one is read afresh below.
+        return generation
     if wait and accepted.work is not None:
         # Shielded: a client that hangs up does not cancel the work; the record still finishes.
         outcome = await asyncio.shield(accepted.work)

@@ -109,16 +109,21 @@ async def test_async_upload_answers_202_at_once_and_finishes_in_the_background(
         body = response.json()
         assert response.headers["location"] == f"/v1/generations/{body['id']}"
         assert response.headers["preference-applied"] == "respond-async"
-        assert body["status"] in ("pending", "processing")
+        assert body["status"] == "pending"  # SPEC: 202 carries the pending record
         assert body["image_url"] is None
         async with app.state.sessionmaker() as session:
             assert await count(session, GenerationInput) == 1  # durable until finished
+        await stub.arrived.wait()  # the work claimed the record
+        claimed = await client.get(response.headers["location"], headers=auth(key))
+        assert claimed.json()["status"] == "processing"
         stub.gate.set()
         done = await wait_finished(client, key, response.headers["location"])
         assert done["status"] == "succeeded"
         assert done["image_url"]
         async with app.state.sessionmaker() as session:
             assert await count(session, GenerationInput) == 0
+            record = await session.get(Generation, uuid.UUID(body["id"]))
+            assert record.attempts == 1
 
 
 async def test_same_idempotency_key_and_body_gives_the_same_record_once(app_factory, stub) -> None:
