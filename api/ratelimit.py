@@ -6,19 +6,39 @@ import math
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.config import Settings
 from api.db import utcnow
 from api.errors import RateLimited
 from api.generations.models import Generation
+from api.users.models import User
 
 # Served by the (user_id, created_at, id) index; the oldest one in the window says when a slot
 # frees up. Built once: every upload runs it, and a reused statement keeps its cache key.
 RECENT_GENERATIONS = select(func.count(), func.min(Generation.created_at)).where(
     Generation.user_id == bindparam("user_id"), Generation.created_at > bindparam("since")
 )
+
+# PostgreSQL: a lock on the user's key held until the transaction ends; other users' uploads
+# do not wait for it.
+ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# SQLite has one writer at a time, taken at a transaction's first write: a write that changes
+# nothing takes it before the count (what BEGIN IMMEDIATE does), so the count sees every insert.
+TAKE_WRITE_LOCK = (
+    update(User).where(User.id == bindparam("user_id")).values(created_at=User.created_at)
+)
+
+
+async def lock_user_generations(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Serialise the user's new generations until this transaction ends (count, then insert)."""
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        key = int.from_bytes(user_id.bytes[:8], "big", signed=True)
+        await connection.execute(ADVISORY_LOCK, {"key": key})
+    else:
+        await connection.execute(TAKE_WRITE_LOCK, {"user_id": user_id})
 
 
 async def check_generation_rate_limit(

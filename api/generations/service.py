@@ -16,13 +16,13 @@ from starlette.requests import Request
 
 from api.config import Settings
 from api.db import utcnow
-from api.errors import ApiError, Conflict, NotFound
+from api.errors import ApiError, Conflict, NotFound, RateLimited
 from api.forwarding.client import DEFAULT_RETRY_AFTER_S, FunctionRequest
 from api.generations.models import Generation, GenerationInput, GenerationStatus
 from api.generations.runner import UNFINISHED, GenerationRunner, Job, Outcome
 from api.generations.schemas import GenerationError, GenerationPublic
 from api.pagination import keyset_page, split_page
-from api.ratelimit import check_generation_rate_limit
+from api.ratelimit import check_generation_rate_limit, lock_user_generations
 from api.storage import ObjectStore, delete_generation_objects
 from api.uploads import NormalisedImage, Upload, normalise_upload, read_upload
 from api.users.models import User
@@ -179,6 +179,7 @@ async def accept_generation(
     """
     existing = await find_existing(session, user.id, idempotency_key)
     if existing is None:
+        # Cheap, before the upload streams in; insert_within_limit counts again atomically.
         await check_generation_rate_limit(session, user.id, settings)
     # Release the connection before the upload streams in: a slow phone must not hold the pool.
     await session.commit()
@@ -187,7 +188,7 @@ async def accept_generation(
         return Accepted(replay(existing, upload), runner.task_for(existing.id))
     image = await normalise_upload(upload, settings)
     generation, created = await record_generation(
-        session, user, upload, image, idempotency_key, pending=respond_async
+        session, settings, user, upload, image, idempotency_key, pending=respond_async
     )
     if not created:
         return Accepted(generation, runner.task_for(generation.id))
@@ -224,6 +225,7 @@ INSERT_INPUT = insert(cast(Table, GenerationInput.__table__))
 
 async def record_generation(
     session: AsyncSession,
+    settings: Settings,
     user: User,
     upload: Upload,
     image: NormalisedImage,
@@ -231,40 +233,19 @@ async def record_generation(
     *,
     pending: bool = False,
 ) -> tuple[Generation, bool]:
-    """Insert the record and its input in one transaction; or the twin that won a race.
+    """Insert the record and its input in one transaction, within the user's rate limit; or
+    the twin that won a race for the same Idempotency-Key.
 
     `pending`: left for the work to claim (async); otherwise inserted claimed (`processing`,
     attempt 1), as the work starts at once in this process.
     """
     user_id = user.id  # read now: a rollback expires every loaded object, `user` included
-    now = utcnow()
-    generation = Generation(
-        id=uuid.uuid4(),
-        user_id=user_id,
-        animal=upload.animal,
-        status=GenerationStatus.pending if pending else GenerationStatus.processing,
-        idempotency_key=idempotency_key,
-        request_hash=upload.request_hash,
-        attempts=0 if pending else 1,
-        created_at=now,
-        updated_at=now,
-    )
-    # Unset columns are left out, so they are SQL NULL (not JSON null) or take their defaults.
-    columns = (c.key for c in Generation.__table__.columns)
-    row = {key: value for key in columns if (value := getattr(generation, key)) is not None}
-    upload_row = {
-        "generation_id": generation.id,
-        "image": image.data,
-        "content_type": image.content_type,
-        "created_at": now,
-    }
+    generation = new_generation(user_id, upload, idempotency_key, pending=pending)
     try:
-        # Core inserts on the session's connection: neither the ORM's unit of work nor its
-        # ORM-enabled INSERT handling, and the statements are built once.
-        connection = await session.connection()
-        await connection.execute(INSERT_GENERATION, row)
-        await connection.execute(INSERT_INPUT, upload_row)
-        await session.commit()
+        await insert_within_limit(session, settings, generation, image)
+    except RateLimited:
+        await session.rollback()
+        raise
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the unique index let one through.
         await session.rollback()
@@ -275,6 +256,47 @@ async def record_generation(
             raise
         return replay(twin, upload), False
     return generation, True
+
+
+def new_generation(
+    user_id: uuid.UUID, upload: Upload, idempotency_key: str | None, *, pending: bool
+) -> Generation:
+    """A record for a new upload (not yet added anywhere)."""
+    now = utcnow()
+    return Generation(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        animal=upload.animal,
+        status=GenerationStatus.pending if pending else GenerationStatus.processing,
+        idempotency_key=idempotency_key,
+        request_hash=upload.request_hash,
+        attempts=0 if pending else 1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def insert_within_limit(
+    session: AsyncSession, settings: Settings, generation: Generation, image: NormalisedImage
+) -> None:
+    """Count and insert under the user's lock, so N concurrent uploads cannot all pass."""
+    await lock_user_generations(session, generation.user_id)
+    await check_generation_rate_limit(session, generation.user_id, settings)
+    # Unset columns are left out, so they are SQL NULL (not JSON null) or take their defaults.
+    columns = (c.key for c in Generation.__table__.columns)
+    row = {key: value for key in columns if (value := getattr(generation, key)) is not None}
+    upload_row = {
+        "generation_id": generation.id,
+        "image": image.data,
+        "content_type": image.content_type,
+        "created_at": generation.created_at,
+    }
+    # Core inserts on the session's connection: neither the ORM's unit of work nor its
+    # ORM-enabled INSERT handling, and the statements are built once.
+    connection = await session.connection()
+    await connection.execute(INSERT_GENERATION, row)
+    await connection.execute(INSERT_INPUT, upload_row)
+    await session.commit()
 
 
 async def settle(session: AsyncSession, accepted: Accepted, *, wait: bool) -> Generation:

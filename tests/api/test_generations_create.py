@@ -205,6 +205,31 @@ async def test_the_rate_limit_answers_429_with_retry_after(app_factory, stub) ->
     assert len(stub.received) == 3
 
 
+async def test_concurrent_uploads_cannot_all_pass_the_rate_limit(app_factory, stub) -> None:
+    # Every request passes the early count before any has inserted: the count is taken again
+    # with the insert, under the user's lock.
+    async with (
+        app_factory(
+            function_url=FUNCTION_URL,
+            rate_limit_generations=3,
+            rate_limit_window_s=600,
+            isolated=False,
+        ) as app,
+        client_for(app) as client,
+    ):
+        _, key = await create_user(client)
+        image = a_selfie((100, 80))
+        answers = await asyncio.gather(
+            *(upload(client, key, image, prefer="respond-async") for _ in range(8))
+        )
+        assert sorted(a.status_code for a in answers) == [202] * 3 + [429] * 5
+        async with app.state.sessionmaker() as session:
+            assert await count(session, Generation) == 3
+        for answer in answers:
+            if answer.status_code == 202:
+                await wait_finished(client, key, answer.headers["location"])
+
+
 @pytest.mark.parametrize(
     ("image", "animal", "status", "code"),
     [
