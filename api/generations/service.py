@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, delete, insert, select
+from pydantic import TypeAdapter
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from starlette.requests import Request
 
 from api.config import Settings
@@ -20,7 +22,7 @@ from api.errors import ApiError, Conflict, NotFound, RateLimited
 from api.forwarding.client import DEFAULT_RETRY_AFTER_S, FunctionRequest
 from api.generations.models import Generation, GenerationInput, GenerationStatus
 from api.generations.runner import UNFINISHED, GenerationRunner, Job, Outcome
-from api.generations.schemas import GenerationError, GenerationPublic
+from api.generations.schemas import GenerationPublic
 from api.pagination import keyset_page, split_page
 from api.ratelimit import check_generation_rate_limit, lock_user_generations
 from api.storage import ObjectStore, delete_generation_objects
@@ -98,26 +100,42 @@ async def delete_generation(
         await delete_generation_objects(store, user_id, generation_id)
 
 
+async def image_url(
+    generation: GenerationView, store: ObjectStore, settings: Settings
+) -> str | None:
+    """A freshly signed link to the record's image; None until it succeeded."""
+    if generation.status is GenerationStatus.succeeded and generation.object_name:
+        return await store.signed_url(generation.object_name, settings.signed_url_ttl_s)
+    return None
+
+
+def public_fields(generation: GenerationView, url: str | None) -> dict[str, Any]:
+    """The fields of GenerationPublic, not yet validated."""
+    error = None
+    if generation.error_code:
+        error = {"code": generation.error_code, "detail": generation.error_detail}
+    return {
+        "id": generation.id,
+        "status": generation.status,
+        "animal": generation.animal,
+        "image_url": url,
+        "error": error,
+        "faces": generation.faces or [],
+        "created_at": generation.created_at,
+        "completed_at": generation.completed_at,
+    }
+
+
 async def to_public(
     generation: GenerationView, store: ObjectStore, settings: Settings
 ) -> GenerationPublic:
     """The record as the API shows it, with a freshly signed image link."""
-    image_url = None
-    if generation.status is GenerationStatus.succeeded and generation.object_name:
-        image_url = await store.signed_url(generation.object_name, settings.signed_url_ttl_s)
-    error = None
-    if generation.error_code:
-        error = GenerationError(code=generation.error_code, detail=generation.error_detail)
-    return GenerationPublic(
-        id=generation.id,
-        status=generation.status,
-        animal=generation.animal,
-        image_url=image_url,
-        error=error,
-        faces=generation.faces or [],
-        created_at=generation.created_at,
-        completed_at=generation.completed_at,
-    )
+    url = await image_url(generation, store, settings)
+    return GenerationPublic.model_validate(public_fields(generation, url))
+
+
+# A page validated in one call: one pass in pydantic-core instead of one per item.
+PUBLIC_LIST = TypeAdapter(list[GenerationPublic])
 
 
 async def to_public_many(
@@ -126,7 +144,8 @@ async def to_public_many(
     """Public forms of many records; links signed at once when signing is a network call."""
     if not store.signs_remotely:
         # In turn: local signing is a little CPU, and a task each would cost more.
-        return [await to_public(g, store, settings) for g in generations]
+        fields = [public_fields(g, await image_url(g, store, settings)) for g in generations]
+        return PUBLIC_LIST.validate_python(fields)
     limit = asyncio.Semaphore(SIGNING_CONCURRENCY)
 
     async def one(generation: GenerationView) -> GenerationPublic:
@@ -185,7 +204,7 @@ async def accept_generation(
     await session.commit()
     upload = await read_upload(request, settings)
     if existing is not None:
-        return Accepted(replay(existing, upload), runner.task_for(existing.id))
+        return await accept_replay(session, runner, settings, existing, upload, respond_async)
     image = await normalise_upload(upload, settings)
     generation, created = await record_generation(
         session, settings, user, upload, image, idempotency_key, pending=respond_async
@@ -204,6 +223,59 @@ async def find_existing(
     return await find_by_idempotency_key(session, user_id, idempotency_key)
 
 
+async def accept_replay(
+    session: AsyncSession,
+    runner: GenerationRunner,
+    settings: Settings,
+    existing: Generation,
+    upload: Upload,
+    respond_async: bool,
+) -> Accepted:
+    """A retried request gets its record; one that failed retryably (the function was down or
+    slow, not the photo's fault) runs again as a new attempt, not counted against the limit."""
+    generation = replay(existing, upload)
+    if not retryable(generation):
+        return Accepted(generation, runner.task_for(generation.id))
+    # The same body (request_hash matched), normalised again: nothing of the selfie was kept.
+    image = await normalise_upload(upload, settings)
+    if not await reset_for_retry(session, generation, image, pending=respond_async):
+        # Another retry of the same key reset it first: answer with that work.
+        return Accepted(generation, runner.task_for(generation.id))
+    return Accepted(generation, start_work(runner, generation, image))
+
+
+def retryable(generation: Generation) -> bool:
+    """Whether a record failed for a reason a new attempt may fix (an upstream outage)."""
+    failed = generation.status is GenerationStatus.failed
+    return failed and generation.error_code in RETRYABLE_CODES
+
+
+async def reset_for_retry(
+    session: AsyncSession, generation: Generation, image: NormalisedImage, *, pending: bool
+) -> bool:
+    """Put a retryably failed record back to work with its upload; False if one did already."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": GenerationStatus.pending if pending else GenerationStatus.processing,
+        "attempts": 0 if pending else 1,
+        "object_name": None,
+        "error_code": None,
+        "error_detail": None,
+        "completed_at": None,
+        "updated_at": now,
+    }
+    connection = await session.connection()
+    reset = await connection.execute(RESET_FAILED, {"generation_id": generation.id, **values})
+    if reset.rowcount != 1:
+        await session.rollback()
+        return False
+    await connection.execute(INSERT_INPUT, input_row(generation.id, image, now))
+    await session.commit()
+    for name, value in values.items():
+        set_committed_value(generation, name, value)
+    return True
+
+
 def start_work(
     runner: GenerationRunner, generation: Generation, image: NormalisedImage
 ) -> asyncio.Task[Outcome | None]:
@@ -219,8 +291,18 @@ def start_work(
     return runner.submit(Job(generation.id, generation.attempts), forward, claimed=claimed)
 
 
-INSERT_GENERATION = insert(cast(Table, Generation.__table__))
+GENERATIONS = cast(Table, Generation.__table__)
+INSERT_GENERATION = insert(GENERATIONS)
 INSERT_INPUT = insert(cast(Table, GenerationInput.__table__))
+# Failures of the function or its upstream, not of the photo: a retry with the same
+# Idempotency-Key runs the work again. Any other failure is the answer for that body.
+RETRYABLE_CODES = ("upstream_unavailable", "upstream_timeout")
+# Only a record still failed retryably is reset: of two racing retries, one wins.
+RESET_FAILED = update(GENERATIONS).where(
+    GENERATIONS.c.id == bindparam("generation_id"),
+    GENERATIONS.c.status == GenerationStatus.failed,
+    GENERATIONS.c.error_code.in_(RETRYABLE_CODES),
+)
 
 
 async def record_generation(
@@ -285,18 +367,23 @@ async def insert_within_limit(
     # Unset columns are left out, so they are SQL NULL (not JSON null) or take their defaults.
     columns = (c.key for c in Generation.__table__.columns)
     row = {key: value for key in columns if (value := getattr(generation, key)) is not None}
-    upload_row = {
-        "generation_id": generation.id,
-        "image": image.data,
-        "content_type": image.content_type,
-        "created_at": generation.created_at,
-    }
+    upload_row = input_row(generation.id, image, generation.created_at)
     # Core inserts on the session's connection: neither the ORM's unit of work nor its
     # ORM-enabled INSERT handling, and the statements are built once.
     connection = await session.connection()
     await connection.execute(INSERT_GENERATION, row)
     await connection.execute(INSERT_INPUT, upload_row)
     await session.commit()
+
+
+def input_row(generation_id: uuid.UUID, image: NormalisedImage, now: datetime) -> dict[str, Any]:
+    """The generation_inputs row that keeps an upload while its work is unfinished."""
+    return {
+        "generation_id": generation_id,
+        "image": image.data,
+        "content_type": image.content_type,
+        "created_at": now,
+    }
 
 
 async def settle(session: AsyncSession, accepted: Accepted, *, wait: bool) -> Generation:
