@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import secrets
 
+from avatar.backends.local.store import sign as sign_media_link
+
 API_KEY_PREFIX = "aa_"
 # token_urlsafe(32) draws 32 random bytes: 256 bits of entropy.
 API_KEY_BYTES = 32
@@ -32,22 +34,9 @@ def secrets_equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-class MediaSigner:
-    """Signs media links with one key; the HMAC's key schedule is computed once, not per link."""
-
-    def __init__(self, signing_key: str) -> None:
-        self._mac = hmac.new(signing_key.encode(), digestmod=hashlib.sha256)
-
-    def sign(self, object_name: str, expires: int) -> str:
-        """HMAC-SHA256 hex of `object_name\\nexpires`: the contract the function signs with too."""
-        mac = self._mac.copy()
-        mac.update(f"{object_name}\n{expires}".encode())
-        return mac.hexdigest()
-
-
 def media_signature(signing_key: str, object_name: str, expires: int) -> str:
-    """The signature of one link (see MediaSigner.sign)."""
-    return MediaSigner(signing_key).sign(object_name, expires)
+    """HMAC-SHA256 hex of `object_name\\nexpires`: the function's own signer, one contract."""
+    return sign_media_link(signing_key.encode(), object_name, expires)
 
 
 def media_signature_valid(

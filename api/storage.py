@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 from api.errors import NotFound
-from api.security import MediaSigner
+from avatar.backends.local.store import sign as sign_media_link
 
 if TYPE_CHECKING:
     from api.config import Settings
@@ -79,7 +79,7 @@ class LocalFileStore:
     def __init__(self, root: Path, *, public_base_url: str, signing_key: str) -> None:
         self.root = root.resolve()
         self.public_base_url = public_base_url.rstrip("/")
-        self._signer = MediaSigner(signing_key)
+        self._signing_key = signing_key.encode()
 
     def path(self, name: str) -> Path:
         """The file of an object name, refusing names that resolve outside the root."""
@@ -92,7 +92,7 @@ class LocalFileStore:
         """`{base}/media/{name}?expires=..&signature=..` (HMAC-SHA256 of `name\\nexpires`)."""
         check_object_name(name)
         expires = int(time.time()) + ttl_s
-        signature = self._signer.sign(name, expires)
+        signature = sign_media_link(self._signing_key, name, expires)
         # Plain formatting: this runs for every item of every history page.
         query = f"expires={expires}&signature={signature}"
         return f"{self.public_base_url}/media/{quote(name, safe='/')}?{query}"

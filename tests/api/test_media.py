@@ -10,6 +10,7 @@ import pytest
 from api_testing import MEDIA_KEY, assert_problem
 
 from api.storage import LocalFileStore
+from avatar.backends.local.store import LocalFileStore as FunctionStore
 
 NAME = "avatars/u1/g1.png"
 
@@ -88,3 +89,14 @@ async def test_delete_prefix_spares_other_users(tmp_path) -> None:
     await store.delete("avatars/u10/c.png")
     await store.delete("avatars/u10/c.png")  # a missing object is not an error
     assert not (tmp_path / "avatars/u10/c.png").exists()
+
+
+async def test_a_link_the_function_signed_is_served_by_the_api(
+    client, app, stored, tmp_path
+) -> None:
+    # One signer for both: the function's local store signs, the API's /media verifies.
+    function_store = FunctionStore(tmp_path, "http://testserver/media", MEDIA_KEY.encode())
+    url = function_store.signed_url(NAME, 60)
+    response = await client.get(url.removeprefix("http://testserver"))
+    assert response.status_code == 200
+    assert response.content == stored
