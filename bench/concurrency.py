@@ -43,6 +43,14 @@ BIN = Path(sys.executable).parent
 # --- the stub function (runs in its own process: `concurrency.py --stub PORT DELAY`) ---------
 
 
+# A face as the real function reports it (box and landmarks in the upload's pixels).
+FACE = {
+    "box": {"x": 210.0, "y": 120.0, "width": 220.0, "height": 240.0},
+    "landmarks": {"left_eye": {"x": 360.0, "y": 210.0}, "right_eye": {"x": 280.0, "y": 210.0}},
+    "confidence": 0.97,
+}
+
+
 def stub_answer(body: bytes) -> bytes:
     """A valid function answer naming the object after the form's user and generation ids."""
     fields = dict(re.findall(rb'name="(user_id|generation_id)"\r\n\r\n([^\r]*)', body))
@@ -53,7 +61,7 @@ def stub_answer(body: bytes) -> bytes:
             "image_url": "http://stub/ignored.jpg",
             "object_name": f"avatars/{user}/{generation}.jpg",
             "animal": "cat",
-            "faces": [{"box": [1, 2, 3, 4], "landmarks": {}, "confidence": 0.9}],
+            "faces": [FACE],
             "backend": "stub",
             "timings_ms": {"total": 1.0},
         }

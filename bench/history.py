@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -45,6 +46,19 @@ from api.security import generate_api_key, hash_api_key, key_prefix
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LIMIT = 50
 TIES = 10  # rows sharing one created_at, so the id tie-break is exercised too
+# One face as the function reports it, stored with every row (the list shows it).
+FACES_JSON = json.dumps(
+    [
+        {
+            "box": {"x": 210.0, "y": 120.0, "width": 220.0, "height": 240.0},
+            "landmarks": {
+                "left_eye": {"x": 360.0, "y": 210.0},
+                "right_eye": {"x": 280.0, "y": 210.0},
+            },
+            "confidence": 0.98,
+        }
+    ]
+)
 
 
 def base_url() -> str:
@@ -100,12 +114,12 @@ def seed(engine: Engine, rows: int) -> tuple[uuid.UUID, str]:
                                      attempts, created_at, updated_at, completed_at)
             SELECT gen_random_uuid(), CAST(:u AS uuid), 'succeeded', 'fox',
                    'avatars/' || :u || '/' || g || '.png',
-                   '[{{"box": [10, 20, 100, 120], "confidence": 0.98}}]'::json, 1,
+                   CAST(:faces AS json), 1,
                    t, t, t
             FROM generate_series(1, :rows) AS g,
                  LATERAL (SELECT now() - (g / {TIES}) * interval '1 second' AS t) AS ts
             """),
-            {"u": str(user_id), "rows": rows},
+            {"u": str(user_id), "rows": rows, "faces": FACES_JSON},
         )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE generations"))
