@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +22,8 @@ from starlette.requests import ClientDisconnect, Request
 
 from api.config import Settings
 from api.errors import BadRequest, ImageTooLarge, InvalidImage, InvalidRequest, UnsupportedImage
+from avatar import imaging
+from avatar.errors import UnsupportedImage as NotAnImage
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -37,8 +38,12 @@ SNIFF_BYTES = 12
 # at 500 uploads in flight cost a third of the API's CPU. Larger images go to a thread.
 INLINE_MAX_PIXELS = 500_000
 NOT_AN_IMAGE = "the image is not JPEG, PNG, WebP or HEIC"
-# Major brands of the ISO base media files that carry HEIF/HEIC images.
-HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+MIME_TYPES: dict[imaging.ImageKind, str] = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "heif": "image/heic",
+}
 
 
 @dataclass(frozen=True)
@@ -62,16 +67,11 @@ class NormalisedImage:
 
 
 def sniff_image_type(head: bytes) -> str | None:
-    """The image's MIME type from its magic bytes (JPEG, PNG, WebP, HEIC), or None."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
-        return "image/heic"
-    return None
+    """The image's MIME type from its magic bytes (the function's own sniffing), or None."""
+    try:
+        return MIME_TYPES[imaging.sniff(head)]
+    except NotAnImage:
+        return None
 
 
 def request_hash(animal: str, image_digest: bytes) -> str:
@@ -228,72 +228,34 @@ def _upload_from(form: _FormCollector) -> Upload:
     return Upload(image, animal.id, request_hash(animal.id, form.image_digest.digest()))
 
 
-_heif_registered = False
-
-
-def _register_heif() -> None:
-    # pillow-heif teaches Pillow to open HEIC; done on first use, not at import.
-    global _heif_registered
-    if not _heif_registered:
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
-        _heif_registered = True
-
-
 def normalise_image(data: bytes, *, max_side_px: int, max_pixels: int) -> NormalisedImage:
-    """Upright, at most `max_side_px` long, metadata-free JPEG (PNG when it has alpha)."""
-    _register_heif()
+    """Upright, at most `max_side_px` long, metadata-free JPEG (PNG when it has alpha).
+
+    The function's own steps (avatar.imaging), so both sides shrink and strip alike.
+    """
+    imaging.register_heif()
     try:
         with Image.open(io.BytesIO(data)) as opened:
             if opened.width * opened.height > max_pixels:
                 msg = f"the image has {opened.width}x{opened.height} pixels, over {max_pixels}"
                 raise ImageTooLarge(msg)
             if opened.format == "JPEG":
-                opened.draft("RGB", draft_size(opened.size, max_side_px))
+                opened.draft("RGB", imaging.draft_request(opened.size, max_side_px))
             opened.load()
             # In place: the copy exif_transpose makes otherwise is a whole decoded frame.
             ImageOps.exif_transpose(opened, in_place=True)
-            icc_profile = opened.info.get("icc_profile")
-            return _encode(_shrink(_flatten(opened), max_side_px), icc_profile)
+            # RGB (RGBA with alpha), shrunk by a whole factor, only the ICC profile kept.
+            return _encode(imaging.working_copy(opened, max_side_px))
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge("the image has too many pixels") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InvalidImage("the image cannot be decoded (truncated or corrupt)") from exc
 
 
-def draft_size(size: tuple[int, int], max_side_px: int) -> tuple[int, int]:
-    """The size to ask JPEG draft for: the largest DCT scale (1/1..1/8) that fits the limit.
-
-    libjpeg then decodes straight to a size within the limit and no resize follows: a
-    4032x3024 photo becomes 1008x756 (the 1/2 draft, 2016 px, would need a resize costing
-    more than the decode). As in the function's `imaging.draft_request`.
-    """
-    scale = next((s for s in (1, 2, 4) if math.ceil(max(size) / s) <= max_side_px), 8)
-    return max(1, size[0] // scale), max(1, size[1] // scale)
-
-
-def _shrink(image: Image.Image, max_side_px: int) -> Image.Image:
-    # The smallest whole factor that fits: a block average, like the JPEG draft's DCT
-    # scaling, and several times cheaper than a fractional resize of a 12 MP PNG or HEIC.
-    factor = math.ceil(max(image.size) / max_side_px)
-    return image.reduce(factor) if factor > 1 else image
-
-
-def _has_alpha(image: Image.Image) -> bool:
-    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode == "P" and "transparency" in image.info
-    )
-
-
-def _flatten(image: Image.Image) -> Image.Image:
-    mode = "RGBA" if _has_alpha(image) else "RGB"
-    return image if image.mode == mode else image.convert(mode)
-
-
-def _encode(image: Image.Image, icc_profile: bytes | None) -> NormalisedImage:
+def _encode(image: Image.Image) -> NormalisedImage:
     # A new file with no exif= argument: EXIF (GPS included) and XMP are left behind; the ICC
     # profile is kept so colours stay right.
+    icc_profile = image.info.get("icc_profile")
     out = io.BytesIO()
     if image.mode == "RGBA":
         image.save(out, format="PNG", icc_profile=icc_profile)
@@ -321,7 +283,7 @@ async def normalise_upload(upload: Upload, settings: Settings) -> NormalisedImag
 def _pixels(data: bytes) -> int:
     # The header only (no decode). An unreadable one counts as small: normalise_image then
     # fails at once with the right error.
-    _register_heif()
+    imaging.register_heif()
     try:
         with Image.open(io.BytesIO(data)) as opened:
             return int(opened.width * opened.height)
