@@ -5,7 +5,8 @@ through the real app in-process, times GET /v1/generations?limit=50 at page 1 an
 (10,000 by default) by cursor, beside the same pages served with OFFSET by a bench-only route that
 shares everything else (auth, session, serialisation, signed links). Drops the schema at the end.
 
-    .venv/bin/python bench/history.py [--rows 1000000] [--page 10000] [--repeat 200]
+    .venv/bin/python bench/history.py [--rows 1000000] [--page 10000] [--repeat 1000]
+        [--offset-repeat 100]
 """
 
 from __future__ import annotations
@@ -174,14 +175,16 @@ class Samples:
     cpu_ms: list[float] = field(default_factory=list)  # this process only: blind to contention
 
 
-async def timed(calls: dict[Case, Call], repeat: int) -> dict[Case, Samples]:
+async def timed(calls: dict[Case, Call], repeats: dict[Case, int]) -> dict[Case, Samples]:
     """Per-call times; the cases take turns, so a burst of load hits them alike."""
     for call in calls.values():
         for _ in range(5):
             (await call()).raise_for_status()
     samples = {case: Samples() for case in calls}
-    for _ in range(repeat):
+    for turn in range(max(repeats.values())):
         for case, call in calls.items():
+            if turn >= repeats[case]:
+                continue
             wall, cpu = time.perf_counter(), time.process_time()
             response = await call()
             samples[case].cpu_ms.append((time.process_time() - cpu) * 1000)
@@ -227,7 +230,7 @@ def p99(samples: list[float]) -> float:
 
 
 async def measure(
-    url: str, key: str, cursors: dict[int, str | None], repeat: int
+    url: str, key: str, cursors: dict[int, str | None], repeat: int, offset_repeat: int
 ) -> dict[Case, Samples]:
     """Time both pagination styles at each page through one in-process app."""
     with tempfile.TemporaryDirectory() as media:
@@ -245,7 +248,8 @@ async def measure(
                 params = {"limit": LIMIT} | ({"cursor": cursor} if cursor else {})
                 calls["keyset", page] = partial(client.get, "/v1/generations", params=params)
                 calls["offset", page] = partial(client.get, "/bench/offset", params={"page": page})
-            return await timed(calls, repeat)
+            repeats = {case: repeat if case[0] == "keyset" else offset_repeat for case in calls}
+            return await timed(calls, repeats)
 
 
 def report(rows: int, results: dict[Case, Samples], server: dict[int, tuple[float, float]]) -> None:
@@ -253,13 +257,17 @@ def report(rows: int, results: dict[Case, Samples], server: dict[int, tuple[floa
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nGET /v1/generations?limit={LIMIT}, {rows:,} rows for one user, PostgreSQL")
     print(f"in-process app via httpx.ASGITransport; load average {load} on {os.cpu_count()} CPUs")
-    print(f"{'page':>6} {'method':>7} {'median ms':>10} {'p99 ms':>8} {'CPU ms':>7} {'SQL ms':>7}")
+    print(
+        f"{'page':>6} {'method':>7} {'n':>5} {'median ms':>10} {'p99 ms':>8} {'CPU ms':>7}"
+        f" {'SQL ms':>7}"
+    )
     for page in sorted(server):
         for method, sql_ms in zip(("keyset", "offset"), server[page], strict=True):
             wall, cpu = results[method, page].wall_ms, results[method, page].cpu_ms
             median, tail, cpu_ms = statistics.median(wall), p99(wall), statistics.median(cpu)
             print(
-                f"{page:>6} {method:>7} {median:>10.2f} {tail:>8.2f} {cpu_ms:>7.2f} {sql_ms:>7.3f}"
+                f"{page:>6} {method:>7} {len(wall):>5} {median:>10.2f} {tail:>8.2f}"
+                f" {cpu_ms:>7.2f} {sql_ms:>7.3f}"
             )
     for page in sorted(server):
         k, o = results["keyset", page].wall_ms, results["offset", page].wall_ms
@@ -281,7 +289,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--page", type=int, default=10_000, help="the deep page to time")
-    parser.add_argument("--repeat", type=int, default=200, help="timed requests per case")
+    # p99 of 1000 keyset requests is the 10th slowest; deep OFFSET pages are slow, so fewer.
+    parser.add_argument("--repeat", type=int, default=1000, help="timed keyset requests per page")
+    parser.add_argument("--offset-repeat", type=int, default=100, help="timed OFFSET requests")
     args = parser.parse_args()
     deep = max(2, min(args.page, args.rows // LIMIT))
     with private_schema(base_url()) as url:
@@ -294,7 +304,7 @@ def main() -> None:
         cursors = {1: None, deep: cursor_before_page(engine, user_id, deep)}
         server = {page: server_ms(engine, user_id, c, page) for page, c in cursors.items()}
         engine.dispose()
-        results = asyncio.run(measure(url, key, cursors, args.repeat))
+        results = asyncio.run(measure(url, key, cursors, args.repeat, args.offset_repeat))
     report(args.rows, results, server)
 
 
