@@ -350,12 +350,20 @@ async def overhead(api_url: str, function_url: str, repeat: int) -> dict[str, fl
     return result | {"bytes": len(photo), "normalise": statistics.median(normalise)}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_burst(label: str, database_url: str, function_url: str, factory: str, n: int) -> None:
     with api_server(database_url, function_url, factory) as (api_url, pid):
+        api_cpu, own_cpu = cpu_seconds(pid), time.process_time()
         wall, ok, counts = asyncio.run(burst(api_url, n))
+        api_cpu, own_cpu = cpu_seconds(pid) - api_cpu, time.process_time() - own_cpu
         rss = peak_rss_mb(pid)
     print(f"{label:<26} wall {wall:6.2f} s   succeeded {ok:4d}/{n}   peak RSS {rss:6.1f} MB   "
-          f"statuses {counts}")  # fmt: skip
+          f"CPU: API {api_cpu:5.2f} s, load generator {own_cpu:4.2f} s   {counts}")  # fmt: skip
 
 
 def main() -> None:
@@ -378,7 +386,9 @@ def main() -> None:
     ):
         slow_url, fast_url = f"http://127.0.0.1:{slow_port}/", f"http://127.0.0.1:{fast_port}/"
         db = "SQLite" if args.sqlite else "PostgreSQL"
-        print(f"{db}; stub answers after {args.delay:g} s; one uvicorn worker; {args.n} at once")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"{db}; stub answers after {args.delay:g} s; one uvicorn worker; {args.n} at once;"
+              f" load average {load} on {os.cpu_count()} CPUs")  # fmt: skip
         run_burst("shared pooled client", database_url, slow_url, "api.main:create_app", args.n)
         run_burst("baseline: client/request", database_url, slow_url, "concurrency:baseline_app",
                   args.n)  # fmt: skip
