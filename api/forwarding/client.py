@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -222,14 +223,23 @@ def _error_body(response: httpx.Response) -> tuple[str | None, str]:
     return body["error"], str(body.get("detail") or body["error"])
 
 
+def pool_sizes(total: int, per_pool: int) -> list[int]:
+    """`total` connections over the fewest pools of at most `per_pool`, as evenly as possible.
+
+    Requests take the pools in turn, so a small remainder pool (1000 = 31 x 32 + 8) would make
+    every 32nd request wait for one of its 8 connections while the others had room.
+    """
+    count = max(1, math.ceil(total / per_pool))
+    base, extra = divmod(total, count)
+    return [base + 1] * extra + [base] * (count - extra)
+
+
 def build_function_client(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> FunctionClient:
     """The process's one client, pooled and timed out as configured (built in lifespan)."""
     total = settings.function_max_connections
-    sizes = [CONNECTIONS_PER_POOL] * (total // CONNECTIONS_PER_POOL)
-    if total % CONNECTIONS_PER_POOL:
-        sizes.append(total % CONNECTIONS_PER_POOL)
+    sizes = pool_sizes(total, CONNECTIONS_PER_POOL)
     timeout = httpx.Timeout(
         settings.function_timeout_s,
         connect=settings.function_connect_timeout_s,
