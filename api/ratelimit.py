@@ -42,14 +42,17 @@ async def lock_user_generations(session: AsyncSession, user_id: uuid.UUID) -> No
 
 
 async def check_generation_rate_limit(
-    session: AsyncSession, user_id: uuid.UUID, settings: Settings
+    session: AsyncSession, user_id: uuid.UUID, settings: Settings, *, counting_own: bool = False
 ) -> None:
-    """Raise RateLimited (429, Retry-After) when the user started too many generations lately."""
+    """Raise RateLimited (429, Retry-After) when the user started too many generations lately.
+
+    `counting_own`: the new record is already inserted (in this transaction) and counted.
+    """
     now = utcnow()
     window_start = now - timedelta(seconds=settings.rate_limit_window_s)
     params = {"user_id": user_id, "since": window_start}
     count, oldest = (await session.execute(RECENT_GENERATIONS, params)).one()
-    if count < settings.rate_limit_generations:
+    if count - counting_own < settings.rate_limit_generations:
         return
     frees_at = oldest + timedelta(seconds=settings.rate_limit_window_s) if oldest else now
     retry_after_s = max(1, math.ceil((frees_at - now).total_seconds()))

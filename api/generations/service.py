@@ -361,9 +361,12 @@ def new_generation(
 async def insert_within_limit(
     session: AsyncSession, settings: Settings, generation: Generation, image: NormalisedImage
 ) -> None:
-    """Count and insert under the user's lock, so N concurrent uploads cannot all pass."""
-    await lock_user_generations(session, generation.user_id)
-    await check_generation_rate_limit(session, generation.user_id, settings)
+    """Insert, then count under the user's lock, so N concurrent uploads cannot all pass.
+
+    The lock comes after the inserts: it is held for the count and the commit only, as every
+    upload of one user waits for it. The count then sees each upload that held it before
+    (committed) and this one (its own row); one over the limit rolls back (the caller).
+    """
     # Unset columns are left out, so they are SQL NULL (not JSON null) or take their defaults.
     columns = (c.key for c in Generation.__table__.columns)
     row = {key: value for key in columns if (value := getattr(generation, key)) is not None}
@@ -373,6 +376,8 @@ async def insert_within_limit(
     connection = await session.connection()
     await connection.execute(INSERT_GENERATION, row)
     await connection.execute(INSERT_INPUT, upload_row)
+    await lock_user_generations(session, generation.user_id)
+    await check_generation_rate_limit(session, generation.user_id, settings, counting_own=True)
     await session.commit()
 
 
