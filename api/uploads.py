@@ -33,10 +33,6 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 1024
 JPEG_QUALITY = 90
 SNIFF_BYTES = 12
-# Up to this many pixels (a 640x480 selfie is 0.3 MP) decoding and re-encoding take a
-# millisecond or two: less than handing the work to a thread and the GIL back and forth, which
-# at 500 uploads in flight cost a third of the API's CPU. Larger images go to a thread.
-INLINE_MAX_PIXELS = 500_000
 NOT_AN_IMAGE = "the image is not JPEG, PNG, WebP or HEIC"
 MIME_TYPES: dict[imaging.ImageKind, str] = {
     "jpeg": "image/jpeg",
@@ -267,25 +263,10 @@ def _encode(image: Image.Image) -> NormalisedImage:
 
 
 async def normalise_upload(upload: Upload, settings: Settings) -> NormalisedImage:
-    """`normalise_image`: inline for a small image, else in a worker thread (the loop serves on)."""
-    if _pixels(upload.image) <= INLINE_MAX_PIXELS:
-        return normalise_image(
-            upload.image, max_side_px=settings.forward_max_side_px, max_pixels=settings.max_pixels
-        )
+    """`normalise_image` in a worker thread, so the event loop keeps serving."""
     return await asyncio.to_thread(
         normalise_image,
         upload.image,
         max_side_px=settings.forward_max_side_px,
         max_pixels=settings.max_pixels,
     )
-
-
-def _pixels(data: bytes) -> int:
-    # The header only (no decode). An unreadable one counts as small: normalise_image then
-    # fails at once with the right error.
-    imaging.register_heif()
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            return int(opened.width * opened.height)
-    except Exception:
-        return 0
