@@ -31,7 +31,8 @@ from api.errors import (
 from api.forwarding import build_function_client
 from api.generations.router import router as generations_router
 from api.generations.runner import ForwarderFactory, GenerationRunner
-from api.problems import add_problem_schema
+from api.problems import PROBLEM_TYPE_PREFIX, add_problem_schema
+from api.problems import router as problems_router
 from api.storage import build_store
 from api.users.router import router as users_router
 
@@ -108,6 +109,7 @@ def create_app(
         animals.router,
         health.router,
         media.router,
+        problems_router,
     ):
         app.include_router(router)
     install_error_handlers(app)
@@ -130,7 +132,7 @@ def install_openapi(app: FastAPI) -> None:
 def problem(status: int, code: str, title: str, detail: str) -> JSONResponse:
     """An RFC 9457 problem+json response."""
     body = {
-        "type": f"https://animal-avatar.dev/problems/{code}",
+        "type": f"{PROBLEM_TYPE_PREFIX}{code}",
         "title": title,
         "status": status,
         "detail": detail,

@@ -9,9 +9,15 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any, Literal
 
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from api.errors import ApiError, NotFound
+
 PROBLEM_JSON = "application/problem+json"
+# A problem's `type` is a relative reference to the page below, so it resolves against whichever
+# origin the API is served from.
+PROBLEM_TYPE_PREFIX = "/problems/"
 
 ProblemCode = Literal[
     "invalid_request",
@@ -49,15 +55,27 @@ MEANINGS = {
 }
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
-
-class Problem(BaseModel):
-    """An RFC 9457 problem: every error the API answers with."""
-
-    type: str = Field(examples=["https://animal-avatar.dev/problems/not_found"])
-    title: str
-    status: int
-    detail: str
-    code: ProblemCode
+# When each code is answered: what GET /problems/{code} explains.
+DESCRIPTIONS: dict[str, str] = {
+    "invalid_request": "The body or a field is malformed or missing (400/422). Fix the request.",
+    "unauthorized": "The Authorization: Bearer key is missing or unknown (401).",
+    "forbidden": "The route is for the admin key only (403).",
+    "not_found": "No such route or id, or the record belongs to another user (404).",
+    "method_not_allowed": "The route exists but not with this method; see Allow (405).",
+    "conflict": "The username or email is taken, or an Idempotency-Key was reused with a "
+    "different body (409).",
+    "image_too_large": "The upload's bytes or its pixel count are over the limit (413).",
+    "unsupported_image": "The file is not JPEG, PNG, WebP or HEIC by its magic bytes (415).",
+    "invalid_image": "The image is truncated or cannot be decoded (422).",
+    "no_face_detected": "No face was found in the photo (422). Try a clearer, front-facing photo.",
+    "content_blocked": "Moderation or the model's safety filter refused the photo (422).",
+    "rate_limited": "The per-user limit on generations is reached (429); wait Retry-After seconds.",
+    "upstream_unavailable": "The avatar function or the database is unavailable, overloaded or "
+    "out of quota (503); retry after Retry-After seconds (with the same Idempotency-Key).",
+    "upstream_timeout": "The avatar function took too long (504); retry with the same "
+    "Idempotency-Key.",
+    "internal_error": "An unexpected error on our side (500).",
+}
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -84,3 +102,39 @@ def add_problem_schema(openapi: dict[str, Any]) -> dict[str, Any]:
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     return openapi
+
+
+class ProblemType(BaseModel):
+    """What a problem `code` means: the page a problem's `type` points at."""
+
+    code: ProblemCode
+    status: int
+    title: str
+    description: str
+
+
+router = APIRouter(tags=["problems"])
+
+
+@router.get("/problems/{code}", response_model=ProblemType, responses=problem_responses(404, 422))
+async def describe_problem(code: str) -> ProblemType:
+    """What a problem code means and what a client should do about it."""
+    error_cls = ApiError if code == ApiError.code else ApiError.registry.get(code)
+    if error_cls is None or code not in DESCRIPTIONS:
+        raise NotFound(f"no problem type {code!r}")
+    return ProblemType(
+        code=error_cls.code,
+        status=error_cls.status,
+        title=error_cls.title,
+        description=DESCRIPTIONS[code],
+    )
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: every error the API answers with."""
+
+    type: str = Field(examples=["/problems/not_found"])
+    title: str
+    status: int
+    detail: str
+    code: ProblemCode

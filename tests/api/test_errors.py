@@ -76,3 +76,29 @@ async def test_a_value_the_database_refuses_is_422_without_its_parameters(app_fa
             response = await client.get("/refused")
     assert_problem(response, 422, "invalid_request")
     assert "secret" not in response.text
+
+
+async def test_problem_type_resolves_to_a_page_that_explains_the_code(client) -> None:
+    problem = (await client.get("/v1/nothing-here")).json()
+    assert problem["type"] == "/problems/not_found"
+
+    page = await client.get(problem["type"])
+
+    assert page.status_code == 200
+    assert page.json()["code"] == "not_found"
+    assert page.json()["status"] == 404
+    assert "another user" in page.json()["description"]
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["invalid_request", "rate_limited", "upstream_unavailable", "internal_error", "conflict"],
+)
+async def test_every_problem_code_has_a_page(client, code: str) -> None:
+    page = await client.get(f"/problems/{code}")
+    assert page.status_code == 200
+    assert page.json()["code"] == code
+
+
+async def test_unknown_problem_type_is_404(client) -> None:
+    assert_problem(await client.get("/problems/no_such_code"), 404, "not_found")
