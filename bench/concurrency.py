@@ -170,16 +170,7 @@ def process(
 @contextmanager
 def database(use_sqlite: bool) -> Iterator[str]:
     """A migrated database of the bench's own: a PostgreSQL schema (dropped after) or a file."""
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    def migrate(url: str) -> None:
-        config = Config(str(REPO_ROOT / "api" / "alembic.ini"))
-        config.attributes["database_url"] = url
-        config.attributes["configure_logger"] = False
-        command.upgrade(config, "head")
+    from benchdb import migrate, private_schema
 
     if use_sqlite:
         with tempfile.TemporaryDirectory() as tmp:
@@ -188,19 +179,8 @@ def database(use_sqlite: bool) -> Iterator[str]:
             yield url
         return
     base = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
-    schema = f"bench_concurrency_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-        rendered = url.render_as_string(hide_password=False)
-        migrate(rendered)
-        yield rendered
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with private_schema(base, "bench_concurrency") as url:
+        yield url
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -20,22 +20,19 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
-from alembic import command
-from alembic.config import Config
 from asgi_lifespan import LifespanManager
+from benchdb import private_schema
 from fastapi import FastAPI
 from sqlalchemy import Engine, Select, create_engine, select, text
-from sqlalchemy.engine import make_url
 
-from api.config import REPO_ROOT, Settings
+from api.config import Settings
 from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
 from api.generations import service
 from api.generations.models import Generation
@@ -69,26 +66,6 @@ def base_url() -> str:
         if url.startswith("postgresql"):
             return url
     return DEFAULT_URL
-
-
-@contextmanager
-def private_schema(url: str) -> Iterator[str]:
-    """A schema of the bench's own (migrated), dropped afterwards; yields a URL that uses it."""
-    schema = f"bench_history_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-        scoped_url = scoped.render_as_string(hide_password=False)
-        config = Config(str(REPO_ROOT / "api" / "alembic.ini"))
-        config.attributes.update(database_url=scoped_url, configure_logger=False)
-        command.upgrade(config, "head")
-        yield scoped_url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def seed(engine: Engine, rows: int) -> tuple[uuid.UUID, str]:
@@ -294,7 +271,7 @@ def main() -> None:
     parser.add_argument("--offset-repeat", type=int, default=100, help="timed OFFSET requests")
     args = parser.parse_args()
     deep = max(2, min(args.page, args.rows // LIMIT))
-    with private_schema(base_url()) as url:
+    with private_schema(base_url(), "bench_history") as url:
         engine = create_engine(url)
         started = time.perf_counter()
         user_id, key = seed(engine, args.rows)
