@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # Uploads.
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 50_000_000
+    # JPEG, PNG and WebP are forwarded at their size (the function downscales); a HEIC, which
+    # the API decodes and re-encodes, is shrunk to this long side on the way.
     forward_max_side_px: int = 1600
 
     # Per-user limit on generations.
@@ -61,6 +63,8 @@ class Settings(BaseSettings):
     media_signing_key: SecretStr = SecretStr("dev-only-media-signing-key")
     signed_url_ttl_s: int = 3600
     gcs_bucket: str | None = None
+    # Each bucket call (retries included) and each signBlob request gives up after this long.
+    gcs_timeout_s: float = 10.0
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:

@@ -12,14 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.errors import Conflict
 from api.pagination import keyset_page, split_page
 from api.security import generate_api_key, hash_api_key, key_prefix
-from api.storage import ObjectStore
+from api.storage import ObjectStore, user_prefix
 from api.users.models import ApiKey, User
 from api.users.schemas import UserCreate
-
-
-def user_prefix(user: User) -> str:
-    """Where every stored image of the user lives."""
-    return f"avatars/{user.id}/"
 
 
 async def create_user(session: AsyncSession, data: UserCreate) -> tuple[User, str]:
@@ -54,7 +49,7 @@ async def _taken(session: AsyncSession, data: UserCreate) -> str:
 async def delete_user(session: AsyncSession, store: ObjectStore, user: User) -> None:
     """Erase the user's stored images, then the user (history and keys cascade)."""
     # Images first: if that fails the user can retry, and no image is left without an owner.
-    prefix = user_prefix(user)
+    prefix = user_prefix(user.id)
     await store.delete_prefix(prefix)
     await session.execute(delete(User).where(User.id == user.id))
     await session.commit()

@@ -114,3 +114,10 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> None:
     assert body["code"] == code
     assert body["status"] == status
     assert {"type", "title", "detail"} <= body.keys()
+
+
+def put_object(store: Any, name: str, data: bytes) -> None:
+    """Write an object into a local store's folder, as the function's local store does."""
+    path = store.path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)

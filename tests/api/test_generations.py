@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from api_testing import add_generation, assert_problem, auth
+from api_testing import add_generation, assert_problem, auth, put_object
 from sqlalchemy import func, select
 
 from api.db import utcnow
@@ -66,7 +66,7 @@ async def test_failed_record_shows_its_error_and_no_link(client, make_user, db) 
 async def test_links_are_signed_afresh_on_each_read(client, make_user, db, app) -> None:
     user, key = await make_user()
     name = f"avatars/{user['id']}/a.png"
-    await app.state.store.put(name, b"\x89PNG image", "image/png")
+    put_object(app.state.store, name, b"\x89PNG image")
     generation = await add_generation(
         db, user["id"], status=GenerationStatus.succeeded, object_name=name
     )
@@ -103,7 +103,7 @@ async def test_unknown_id_is_404_and_malformed_id_is_422(client, make_user) -> N
 async def test_delete_removes_record_and_image(client, make_user, db, app) -> None:
     user, key = await make_user()
     name = f"avatars/{user['id']}/gone.png"
-    await app.state.store.put(name, b"png", "image/png")
+    put_object(app.state.store, name, b"png")
     generation = await add_generation(
         db, user["id"], status=GenerationStatus.succeeded, object_name=name
     )

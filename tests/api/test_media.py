@@ -7,9 +7,9 @@ import hmac
 import time
 
 import pytest
-from api_testing import MEDIA_KEY, assert_problem
+from api_testing import MEDIA_KEY, assert_problem, put_object
 
-from api.storage import LocalFileStore
+from api.storage.local import LocalFileStore
 from avatar.backends.local.store import LocalFileStore as FunctionStore
 
 NAME = "avatars/u1/g1.png"
@@ -24,7 +24,7 @@ def contract_url(name: str, expires: int, key: str = MEDIA_KEY) -> str:
 @pytest.fixture
 async def stored(app) -> bytes:
     data = b"\x89PNG\r\n\x1a\n fake png"
-    await app.state.store.put(NAME, data, "image/png")
+    put_object(app.state.store, NAME, data)
     return data
 
 
@@ -82,7 +82,7 @@ async def test_store_refuses_names_outside_its_root(tmp_path, name) -> None:
 async def test_delete_prefix_spares_other_users(tmp_path) -> None:
     store = LocalFileStore(tmp_path, public_base_url="http://x", signing_key="k")
     for name in ("avatars/u1/a.png", "avatars/u1/b.png", "avatars/u10/c.png"):
-        await store.put(name, b"x", "image/png")
+        put_object(store, name, b"x")
     await store.delete_prefix("avatars/u1/")
     assert not (tmp_path / "avatars/u1").exists()
     assert (tmp_path / "avatars/u10/c.png").exists()

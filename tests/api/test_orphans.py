@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from api_testing import add_generation, auth, client_for, create_user
+from api_testing import add_generation, auth, client_for, create_user, put_object
 from fastapi import FastAPI
 from function_stub import FUNCTION_URL, FunctionStub, a_selfie, assert_problem, upload
 
@@ -30,7 +30,7 @@ class StoringStub(FunctionStub):
         parts = self.received[-1]
         name = f"avatars/{parts['user_id'][0].decode()}/{parts['generation_id'][0].decode()}.jpg"
         assert self.app is not None
-        await self.app.state.store.put(name, b"\xff\xd8 an avatar", "image/jpeg")
+        put_object(self.app.state.store, name, b"\xff\xd8 an avatar")
         if self.fail_with is not None:
             raise self.fail_with
         return response
@@ -113,9 +113,9 @@ async def test_deleting_a_failed_record_deletes_the_image_it_does_not_name(
     )
     for extension in ("jpg", "png"):
         name = f"avatars/{user['id']}/{generation.id}.{extension}"
-        await app.state.store.put(name, b"late", "image/jpeg")
+        put_object(app.state.store, name, b"late")
     neighbour = f"avatars/{user['id']}/{uuid.uuid4()}.jpg"
-    await app.state.store.put(neighbour, b"keep", "image/jpeg")
+    put_object(app.state.store, neighbour, b"keep")
     response = await client.delete(f"/v1/generations/{generation.id}", headers=auth(key))
     assert response.status_code == 204
     assert stored_files(app) == [app.state.store.path(neighbour)]

@@ -9,10 +9,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import google.auth.crypt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from google.oauth2 import service_account
+
 from api.db import utcnow
 from api.generations.models import GenerationStatus
-from api.generations.service import to_public_many
-from api.storage_gcs import GcsStore
+from api.generations.presenter import to_public_many
+from api.storage.gcs import GcsStore
 
 ROUND_TRIP_S = 0.2
 
@@ -65,17 +70,33 @@ async def test_a_page_of_50_takes_about_one_round_trip_not_50(settings) -> None:
     assert store.most_in_flight == 50
 
 
-class SlowBucket:
-    """The function's bucket adapter, signing through a blocking IAM call."""
+class SlowSigner(google.auth.crypt.Signer):
+    """Signs with a real key after a pause, like an IAM signBlob round trip."""
 
-    def signed_url(self, name: str, ttl_s: int) -> str:
+    def __init__(self, inner: google.auth.crypt.Signer) -> None:
+        self._inner = inner
+
+    @property
+    def key_id(self) -> str | None:
+        return None
+
+    def sign(self, message: bytes | str) -> bytes:
         time.sleep(ROUND_TRIP_S)
-        return f"https://storage.test/{name}"
+        return self._inner.sign(message)
 
 
-async def test_the_gcs_store_signs_on_threads_of_its_own() -> None:
-    store = GcsStore(SlowBucket())  # type: ignore[arg-type]
+async def test_the_gcs_store_signs_on_threads_of_its_own(monkeypatch) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # no request is made
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    signer = SlowSigner(google.auth.crypt.RSASigner.from_string(pem))
+    credentials = service_account.Credentials(
+        signer, "signer@test.iam.gserviceaccount.com", "http://127.0.0.1:9/token"
+    )
+    store = GcsStore("bucket", signing_credentials=credentials)
     started = time.monotonic()
     urls = await asyncio.gather(*(store.signed_url(f"avatars/u/{i}.png", 60) for i in range(50)))
-    assert time.monotonic() - started < 3 * ROUND_TRIP_S
-    assert urls[7] == "https://storage.test/avatars/u/7.png"
+    assert time.monotonic() - started < 4 * ROUND_TRIP_S  # 50 in turn would take 10 s
+    assert "/bucket/avatars/u/7.png?X-Goog-Algorithm=GOOG4-RSA-SHA256" in urls[7]

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 import pytest
-from api_testing import add_generation, assert_problem, auth, client_for, create_user
+from api_testing import add_generation, assert_problem, auth, client_for, create_user, put_object
 from sqlalchemy import func, select
 
 from api.generations.models import Generation, GenerationStatus
@@ -97,7 +97,7 @@ async def make_user_with_history(client, app, db):
     user, key = await create_user(client)
     for n in range(2):
         name = f"avatars/{user['id']}/{n}.png"
-        await app.state.store.put(name, b"\x89PNG fake", "image/png")
+        put_object(app.state.store, name, b"\x89PNG fake")
         await add_generation(db, user["id"], status=GenerationStatus.succeeded, object_name=name)
     return user, key
 
