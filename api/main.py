@@ -6,39 +6,25 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from http import HTTPStatus
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy import exc as sa_exc
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from api import animals, health, media
 from api.access_log import install_access_log_filter
 from api.config import Settings, get_settings
 from api.db import build_engine, build_sessionmaker
-from api.errors import (
-    ApiError,
-    InvalidRequest,
-    MethodNotAllowed,
-    NotFound,
-    Unauthorized,
-    UpstreamUnavailable,
-)
+from api.error_handlers import install_error_handlers
 from api.forwarding import build_function_client
 from api.generations.router import router as generations_router
 from api.generations.runner import ForwarderFactory, GenerationRunner
-from api.problems import PROBLEM_TYPE_PREFIX, add_problem_schema
+from api.problems import add_problem_schema
 from api.problems import router as problems_router
 from api.storage import build_store
 from api.users.router import router as users_router
 
 logger = logging.getLogger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
 
 
 @asynccontextmanager
@@ -127,96 +113,3 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def problem(status: int, code: str, title: str, detail: str) -> JSONResponse:
-    """An RFC 9457 problem+json response."""
-    body = {
-        "type": f"{PROBLEM_TYPE_PREFIX}{code}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
-
-
-def problem_response(error: ApiError) -> JSONResponse:
-    """The problem+json for an error of the family, with its Retry-After / WWW-Authenticate."""
-    response = problem(error.status, error.code, error.title, error.detail)
-    if error.retry_after_s is not None:
-        response.headers["Retry-After"] = str(error.retry_after_s)
-    if isinstance(error, Unauthorized):
-        response.headers["WWW-Authenticate"] = "Bearer"
-    return response
-
-
-async def handle_api_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return problem_response(exc)
-
-
-async def handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return problem_response(InvalidRequest(validation_detail(exc)))
-
-
-async def handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    response = http_exception_problem(exc)
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
-
-
-async def handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
-    # Starlette re-raises after this response, so the server logs the traceback once;
-    # the client sees a generic problem, never the stack.
-    return problem_response(ApiError("the server hit an unexpected error"))
-
-
-# Connection refused or lost, too many clients, pool timeout, deadlock: worth a retry, not a 500.
-DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
-
-
-async def handle_database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    logger.warning("database unavailable: %s", exc)
-    return problem_response(UpstreamUnavailable("the database is unavailable", retry_after_s=5))
-
-
-async def handle_data_error(_: Request, exc: Exception) -> JSONResponse:
-    # A value the database refused (a NUL in text, out of range): the input's fault, not ours.
-    # No str(exc): SQLAlchemy's message carries the statement's parameters.
-    logger.warning("the database refused a value: %s", type(exc.__cause__ or exc).__name__)
-    return problem_response(InvalidRequest("a field holds a value that cannot be stored"))
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Every error, ours or the framework's, leaves as problem+json."""
-    app.add_exception_handler(ApiError, handle_api_error)
-    app.add_exception_handler(RequestValidationError, handle_validation_error)
-    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
-    for db_unavailable in DATABASE_UNAVAILABLE:
-        app.add_exception_handler(db_unavailable, handle_database_unavailable)
-    app.add_exception_handler(sa_exc.DataError, handle_data_error)
-    app.add_exception_handler(Exception, handle_unexpected)
-
-
-def validation_detail(exc: RequestValidationError) -> str:
-    """`field: message` for each error FastAPI found, joined."""
-    parts = []
-    for error in exc.errors():
-        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-        parts.append(f"{location}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "the request is invalid"
-
-
-def http_exception_problem(exc: StarletteHTTPException) -> JSONResponse:
-    """A framework HTTP error (unknown route, wrong method, ...) as problem+json."""
-    if exc.status_code == HTTPStatus.NOT_FOUND:
-        return problem_response(NotFound("no such resource"))
-    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
-        return problem_response(MethodNotAllowed("method not allowed on this resource"))
-    status = HTTPStatus(exc.status_code)
-    code = "invalid_request" if status < HTTPStatus.INTERNAL_SERVER_ERROR else "internal_error"
-    return problem(status, code, status.phrase, str(exc.detail))

@@ -7,75 +7,44 @@ error as RFC 9457 problem+json, so each route names the statuses it can answer w
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
-from api.errors import ApiError, NotFound
+from api.errors import PROBLEM_CODES, ApiError, NotFound, error_class
 
 PROBLEM_JSON = "application/problem+json"
 # A problem's `type` is a relative reference to the page below, so it resolves against whichever
 # origin the API is served from.
 PROBLEM_TYPE_PREFIX = "/problems/"
 
-ProblemCode = Literal[
-    "invalid_request",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "method_not_allowed",
-    "conflict",
-    "image_too_large",
-    "unsupported_image",
-    "invalid_image",
-    "no_face_detected",
-    "content_blocked",
-    "rate_limited",
-    "upstream_unavailable",
-    "upstream_timeout",
-    "internal_error",
-]
-
-# What each status means on this API (the codes a client can switch on are in `code`).
-MEANINGS = {
-    400: "Malformed request (invalid_request).",
-    401: "Missing or bad API key (unauthorized).",
-    403: "Admin only (forbidden).",
-    404: "Unknown id, or another user's (not_found).",
-    409: "Taken username/email, or an Idempotency-Key reused with another body (conflict).",
-    413: "Bytes or pixels over the limit (image_too_large).",
-    415: "Not JPEG, PNG, WebP or HEIC by its magic bytes (unsupported_image).",
-    422: "Invalid fields (invalid_request), or the image: invalid_image, no_face_detected, "
-    "content_blocked.",
-    429: "Per-user limit reached (rate_limited); wait Retry-After seconds.",
-    503: "The function or the database is unavailable (upstream_unavailable); retry after "
-    "Retry-After seconds.",
-    504: "The function was too slow (upstream_timeout).",
-}
+# The `code` of a problem: a string from the error family's closed set (an enum in OpenAPI).
+ProblemCode = Annotated[str, WithJsonSchema({"type": "string", "enum": list(PROBLEM_CODES)})]
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
-# When each code is answered: what GET /problems/{code} explains.
-DESCRIPTIONS: dict[str, str] = {
-    "invalid_request": "The body or a field is malformed or missing (400/422). Fix the request.",
-    "unauthorized": "The Authorization: Bearer key is missing or unknown (401).",
-    "forbidden": "The route is for the admin key only (403).",
-    "not_found": "No such route or id, or the record belongs to another user (404).",
-    "method_not_allowed": "The route exists but not with this method; see Allow (405).",
-    "conflict": "The username or email is taken, or an Idempotency-Key was reused with a "
-    "different body (409).",
-    "image_too_large": "The upload's bytes or its pixel count are over the limit (413).",
-    "unsupported_image": "The file is not JPEG, PNG, WebP or HEIC by its magic bytes (415).",
-    "invalid_image": "The image is truncated or cannot be decoded (422).",
-    "no_face_detected": "No face was found in the photo (422). Try a clearer, front-facing photo.",
-    "content_blocked": "Moderation or the model's safety filter refused the photo (422).",
-    "rate_limited": "The per-user limit on generations is reached (429); wait Retry-After seconds.",
-    "upstream_unavailable": "The avatar function or the database is unavailable, overloaded or "
-    "out of quota (503); retry after Retry-After seconds (with the same Idempotency-Key).",
-    "upstream_timeout": "The avatar function took too long (504); retry with the same "
-    "Idempotency-Key.",
-    "internal_error": "An unexpected error on our side (500).",
-}
+
+def _error_classes() -> list[type[ApiError]]:
+    """Every class of the family (subclasses like BadRequest included), base first."""
+    found, pending = [ApiError], [ApiError]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            found.append(sub)
+            pending.append(sub)
+    return found
+
+
+def _meanings() -> dict[int, str]:
+    """What each status means on this API: the titles and codes answered with it."""
+    by_status: dict[int, list[str]] = {}
+    for cls in _error_classes():
+        entry = f"{cls.title} ({cls.code})"
+        if entry not in by_status.setdefault(cls.status, []):
+            by_status[cls.status].append(entry)
+    return {status: "; ".join(entries) + "." for status, entries in by_status.items()}
+
+
+MEANINGS = _meanings()
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -89,6 +58,7 @@ def _problem_response(status: int) -> dict[str, Any]:
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
     if status in RETRY_AFTER_STATUSES:
+        response["description"] += " Retry after Retry-After seconds."
         retry_after = {
             "description": "Seconds to wait before retrying.",
             "schema": {"type": "integer"},
@@ -119,14 +89,14 @@ router = APIRouter(tags=["problems"])
 @router.get("/problems/{code}", response_model=ProblemType, responses=problem_responses(404, 422))
 async def describe_problem(code: str) -> ProblemType:
     """What a problem code means and what a client should do about it."""
-    error_cls = ApiError if code == ApiError.code else ApiError.registry.get(code)
-    if error_cls is None or code not in DESCRIPTIONS:
+    error_cls = error_class(code)
+    if error_cls is None:
         raise NotFound(f"no problem type {code!r}")
     return ProblemType(
         code=error_cls.code,
         status=error_cls.status,
         title=error_cls.title,
-        description=DESCRIPTIONS[code],
+        description=error_cls.description,
     )
 
 

@@ -19,28 +19,13 @@ import httpx
 from pydantic import TypeAdapter
 
 from api.config import Settings
-from api.errors import ApiError, UpstreamTimeout, UpstreamUnavailable
+from api.errors import FUNCTION_CODES, ApiError, UpstreamTimeout, UpstreamUnavailable
 from api.forwarding.id_token import IdTokenProvider, NoAuth, TokenProvider
 from api.forwarding.retry import RetryPolicy, parse_retry_after
 from api.generations.schemas import Face
 
 # What a client is told to wait when the function gave no Retry-After of its own.
 DEFAULT_RETRY_AFTER_S = 5
-
-# Codes the function may answer that describe the user's input or the function's own upstream;
-# anything else (a 401 from the platform, an unknown code) is the API's problem, not the user's.
-PASS_THROUGH_CODES = frozenset(
-    {
-        "invalid_request",
-        "image_too_large",
-        "unsupported_image",
-        "invalid_image",
-        "no_face_detected",
-        "content_blocked",
-        "upstream_unavailable",
-        "upstream_timeout",
-    }
-)
 
 RETRYABLE_STATUSES = frozenset({429, 503})
 FACES = TypeAdapter(list[Face])
@@ -203,7 +188,7 @@ def parse_failure(response: httpx.Response, retry_after_s: float | None) -> ApiE
     """The API error for a non-200 answer: the function's own code when it is one we pass on."""
     retry_after = int(retry_after_s) if retry_after_s is not None else DEFAULT_RETRY_AFTER_S
     code, detail = _error_body(response)
-    if code in PASS_THROUGH_CODES and response.status_code not in RETRYABLE_STATUSES:
+    if code in FUNCTION_CODES and response.status_code not in RETRYABLE_STATUSES:
         return ApiError.from_code(code, detail, retry_after_s=retry_after)
     if response.status_code == 504:
         return UpstreamTimeout("the avatar function timed out")
