@@ -7,7 +7,6 @@ nowhere else.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import time
 import uuid
@@ -38,7 +37,7 @@ CONNECTIONS_PER_POOL = 32
 
 @dataclass(frozen=True)
 class FunctionRequest:
-    """One normalised upload to send to the function."""
+    """One prepared upload (metadata stripped) to send to the function."""
 
     image: bytes
     content_type: str
@@ -77,7 +76,8 @@ class FunctionClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pools = list(pools)
-        self._turn = itertools.cycle(range(len(self._pools)))
+        # Requests in flight per pool (queued for a connection included).
+        self._in_flight = [0] * len(self._pools)
         self._url = url
         self._tokens = tokens or NoAuth()
         self._policy = policy
@@ -128,7 +128,22 @@ class FunctionClient:
         authorization = await self._tokens.authorization()
         if authorization:
             headers["Authorization"] = authorization
-        return await self._pools[next(self._turn)].post(self._url, headers=headers, content=body)
+        pool = self._least_busy_pool()
+        self._in_flight[pool] += 1
+        try:
+            return await self._pools[pool].post(self._url, headers=headers, content=body)
+        finally:
+            self._in_flight[pool] -= 1
+
+    def _least_busy_pool(self) -> int:
+        """The pool with the fewest requests in flight, the first one on a tie.
+
+        Under light load every request takes the first pool and reuses its warm connections
+        (taking the pools in turn opened a new connection for nearly every request, ~2 ms
+        each); under a burst the requests spread evenly over all of them.
+        """
+        in_flight = self._in_flight
+        return in_flight.index(min(in_flight))
 
     def _read(self, response: httpx.Response) -> FunctionResult:
         if response.status_code == 200:
@@ -211,8 +226,8 @@ def _error_body(response: httpx.Response) -> tuple[str | None, str]:
 def pool_sizes(total: int, per_pool: int) -> list[int]:
     """`total` connections over the fewest pools of at most `per_pool`, as evenly as possible.
 
-    Requests take the pools in turn, so a small remainder pool (1000 = 31 x 32 + 8) would make
-    every 32nd request wait for one of its 8 connections while the others had room.
+    A burst fills the pools evenly, so a small remainder pool (1000 = 31 x 32 + 8) would run
+    out of connections while the others still had room.
     """
     count = max(1, math.ceil(total / per_pool))
     base, extra = divmod(total, count)

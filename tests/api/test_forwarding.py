@@ -224,7 +224,38 @@ def test_shared_client_takes_limits_and_timeouts_from_settings() -> None:
 def test_many_connections_are_spread_over_small_pools() -> None:
     client = build_function_client(Settings(function_url=FUNCTION_URL, function_max_connections=70))
     sizes = [p._transport._pool._max_connections for p in client._pools]  # type: ignore[attr-defined]
-    assert sizes == [24, 23, 23]  # near-equal: requests take the pools in turn
+    assert sizes == [24, 23, 23]  # near-equal: a burst fills them evenly
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """One pool's transport: counts what it was sent, holds answers until released."""
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        self.gate = gate
+        self.requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        await self.gate.wait()
+        return httpx.Response(200, json=GOOD_ANSWER)
+
+
+async def test_light_load_reuses_the_first_pool_and_a_burst_spreads_over_all() -> None:
+    gate = asyncio.Event()
+    gate.set()
+    transports = [CountingTransport(gate) for _ in range(3)]
+    pools = [httpx.AsyncClient(transport=t) for t in transports]
+    client = FunctionClient(pools, FUNCTION_URL, policy=RetryPolicy(1, 1.0))
+    for _ in range(4):  # one at a time: the first pool's warm connections every time
+        await client.generate(a_request())
+    assert [t.requests for t in transports] == [4, 0, 0]
+    gate.clear()
+    burst = [asyncio.create_task(client.generate(a_request())) for _ in range(6)]
+    await asyncio.sleep(0.05)
+    assert [t.requests for t in transports] == [6, 2, 2]  # 2 each on top of the first 4
+    gate.set()
+    await asyncio.gather(*burst)
+    assert client._in_flight == [0, 0, 0]
 
 
 def test_retry_after_parses_seconds_and_http_dates() -> None:
