@@ -1,29 +1,26 @@
-"""Uploads: the multipart body read as a stream under a size limit, then the image normalised.
+"""Uploads: the multipart body of a generation request, read as a stream under a size limit.
 
 The body is never held whole before its size is known to be acceptable: a Content-Length over the
-limit is refused at once, and a body without one is counted as it streams. Normalisation (EXIF
-orientation applied, downscaled, metadata stripped, re-encoded) runs in a worker thread.
+limit is refused at once, and a body without one is counted as it streams. A non-image is refused
+as soon as its first bytes are in. What is done to the image's bytes is api.images' business.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps, UnidentifiedImageError
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from api.animals import ANIMAL_IDS, animal_id
 from api.config import Settings
 from api.errors import BadRequest, ImageTooLarge, InvalidImage, InvalidRequest, UnsupportedImage
-from avatar import imaging
-from avatar.errors import UnsupportedImage as NotAnImage
+from api.images import sniff
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -31,15 +28,8 @@ if TYPE_CHECKING:
 # Room in the body for the boundaries, part headers and the `animal` field around the image.
 FORM_OVERHEAD_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 1024
-JPEG_QUALITY = 90
 SNIFF_BYTES = 12
 NOT_AN_IMAGE = "the image is not JPEG, PNG, WebP or HEIC"
-MIME_TYPES: dict[imaging.ImageKind, str] = {
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "webp": "image/webp",
-    "heif": "image/heic",
-}
 
 
 @dataclass(frozen=True)
@@ -48,26 +38,9 @@ class Upload:
 
     image: bytes
     animal: str
-    # SHA-256 over the animal and the raw image bytes: tells a retry from a reused key.
-    request_hash: str
-
-
-@dataclass(frozen=True)
-class NormalisedImage:
-    """The image as it is forwarded: upright, at most `forward_max_side_px`, no metadata."""
-
-    data: bytes
-    content_type: str
-    width: int
-    height: int
-
-
-def sniff_image_type(head: bytes) -> str | None:
-    """The image's MIME type from its magic bytes (the function's own sniffing), or None."""
-    try:
-        return MIME_TYPES[imaging.sniff(head)]
-    except NotAnImage:
-        return None
+    # SHA-256 over the animal and the raw image bytes: tells a retry from a reused
+    # Idempotency-Key; None when not asked for (no key came, nothing to compare it with).
+    request_hash: str | None
 
 
 def request_hash(animal: str, image_digest: bytes) -> str:
@@ -76,20 +49,26 @@ def request_hash(animal: str, image_digest: bytes) -> str:
 
 
 class _FormCollector:
-    """Callbacks for python-multipart: keeps the `image` part (capped) and the `animal` field."""
+    """Callbacks for python-multipart: keeps the `image` part (capped) and the `animal` field.
 
-    def __init__(self, max_image_bytes: int) -> None:
+    The image is kept as the chunks it arrived in (a full-chunk slice is the chunk itself, no
+    copy) and joined once at the end; it is hashed as it streams when `fingerprint` is asked.
+    """
+
+    def __init__(self, max_image_bytes: int, *, fingerprint: bool) -> None:
         self.max_image_bytes = max_image_bytes
-        self.image: bytearray | None = None
-        self.image_digest = hashlib.sha256()
+        self.image: list[bytes] | None = None
+        self.image_bytes = 0
+        self.image_digest = hashlib.sha256() if fingerprint else None
         self.fields: dict[str, bytearray] = {}
         self.ended = False
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._disposition = b""
-        self._target: bytearray | None = None
+        self._field: bytearray | None = None
+        self._in_image = False
         self._part_name = ""
-        self._sniffed = False
+        self._head = b""
 
     def callbacks(self) -> MultipartCallbacks:
         return {
@@ -105,7 +84,8 @@ class _FormCollector:
 
     def _on_part_begin(self) -> None:
         self._disposition = b""
-        self._target = None
+        self._field = None
+        self._in_image = False
 
     def _on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_field += data[start:end]
@@ -125,33 +105,36 @@ class _FormCollector:
         if self._part_name == "image":
             if self.image is not None:
                 raise InvalidRequest("send one `image` file, not several")
-            self.image = self._target = bytearray()
+            self.image, self._in_image = [], True
         elif self._part_name == "animal":
-            self._target = self.fields.setdefault(self._part_name, bytearray())
+            self._field = self.fields.setdefault(self._part_name, bytearray())
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._target is None:
-            return
-        self._target += data[start:end]
-        if self._target is self.image:
-            self.image_digest.update(data[start:end])
-            self._check_image_so_far()
-        elif len(self._target) > MAX_FIELD_BYTES:
-            raise InvalidRequest(f"the `{self._part_name}` field is too long")
+        if self._in_image:
+            self._on_image_data(data[start:end])
+        elif self._field is not None:
+            self._field += data[start:end]
+            if len(self._field) > MAX_FIELD_BYTES:
+                raise InvalidRequest(f"the `{self._part_name}` field is too long")
 
-    def _check_image_so_far(self) -> None:
+    def _on_image_data(self, chunk: bytes) -> None:
         assert self.image is not None
-        if len(self.image) > self.max_image_bytes:
+        self.image.append(chunk)
+        self.image_bytes += len(chunk)
+        if self.image_bytes > self.max_image_bytes:
             msg = f"the image is over {self.max_image_bytes} bytes"
             raise ImageTooLarge(msg)
+        if self.image_digest is not None:
+            self.image_digest.update(chunk)
         # Refuse a non-image as soon as its first bytes are in, not after reading it all.
-        if not self._sniffed and len(self.image) >= SNIFF_BYTES:
-            self._sniffed = True
-            if sniff_image_type(bytes(self.image[:SNIFF_BYTES])) is None:
+        if len(self._head) < SNIFF_BYTES:
+            self._head += chunk[: SNIFF_BYTES - len(self._head)]
+            if len(self._head) == SNIFF_BYTES and sniff(self._head) is None:
                 raise UnsupportedImage(NOT_AN_IMAGE)
 
     def _on_part_end(self) -> None:
-        self._target = None
+        self._field = None
+        self._in_image = False
 
     def _on_end(self) -> None:
         self.ended = True
@@ -187,11 +170,14 @@ async def _feed(parser: MultipartParser, chunks: AsyncIterator[bytes], max_body_
     parser.finalize()
 
 
-async def read_upload(request: Request, settings: Settings) -> Upload:
-    """The `image` and `animal` of a multipart request, read as a stream under the size limit."""
+async def read_upload(request: Request, settings: Settings, *, fingerprint: bool) -> Upload:
+    """The `image` and `animal` of a multipart request, read as a stream under the size limit.
+
+    `fingerprint`: also compute the request's hash (for an Idempotency-Key to compare).
+    """
     max_body_bytes = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     _check_declared_length(request, max_body_bytes)
-    form = _FormCollector(settings.max_upload_bytes)
+    form = _FormCollector(settings.max_upload_bytes, fingerprint=fingerprint)
     try:
         parser = MultipartParser(_boundary(request), form.callbacks())
         await _feed(parser, request.stream(), max_body_bytes)
@@ -205,68 +191,19 @@ async def read_upload(request: Request, settings: Settings) -> Upload:
 
 
 def _upload_from(form: _FormCollector) -> Upload:
-    from avatar.catalogue import ANIMAL_IDS, get_animal
-
     if form.image is None:
         raise InvalidRequest("the `image` file is required")
     raw_animal = form.fields.get("animal")
     if raw_animal is None:
         raise InvalidRequest("the `animal` field is required")
-    animal = get_animal(raw_animal.decode("utf-8", "replace"))
+    animal = animal_id(raw_animal.decode("utf-8", "replace"))
     if animal is None:
         msg = f"unknown animal; choose one of: {', '.join(sorted(ANIMAL_IDS))}"
         raise InvalidRequest(msg)
-    image = bytes(form.image)
+    image = b"".join(form.image)
     if not image:
         raise InvalidImage("the image is empty")
-    if sniff_image_type(image[:SNIFF_BYTES]) is None:
+    if sniff(image[:SNIFF_BYTES]) is None:
         raise UnsupportedImage(NOT_AN_IMAGE)
-    return Upload(image, animal.id, request_hash(animal.id, form.image_digest.digest()))
-
-
-def normalise_image(data: bytes, *, max_side_px: int, max_pixels: int) -> NormalisedImage:
-    """Upright, at most `max_side_px` long, metadata-free JPEG (PNG when it has alpha).
-
-    The function's own steps (avatar.imaging), so both sides shrink and strip alike.
-    """
-    imaging.register_heif()
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            if opened.width * opened.height > max_pixels:
-                msg = f"the image has {opened.width}x{opened.height} pixels, over {max_pixels}"
-                raise ImageTooLarge(msg)
-            if opened.format == "JPEG":
-                opened.draft("RGB", imaging.draft_request(opened.size, max_side_px))
-            opened.load()
-            # In place: the copy exif_transpose makes otherwise is a whole decoded frame.
-            ImageOps.exif_transpose(opened, in_place=True)
-            # RGB (RGBA with alpha), shrunk by a whole factor, only the ICC profile kept.
-            return _encode(imaging.working_copy(opened, max_side_px))
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge("the image has too many pixels") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InvalidImage("the image cannot be decoded (truncated or corrupt)") from exc
-
-
-def _encode(image: Image.Image) -> NormalisedImage:
-    # A new file with no exif= argument: EXIF (GPS included) and XMP are left behind; the ICC
-    # profile is kept so colours stay right.
-    icc_profile = image.info.get("icc_profile")
-    out = io.BytesIO()
-    if image.mode == "RGBA":
-        image.save(out, format="PNG", icc_profile=icc_profile)
-        content_type = "image/png"
-    else:
-        image.save(out, format="JPEG", quality=JPEG_QUALITY, icc_profile=icc_profile)
-        content_type = "image/jpeg"
-    return NormalisedImage(out.getvalue(), content_type, image.width, image.height)
-
-
-async def normalise_upload(upload: Upload, settings: Settings) -> NormalisedImage:
-    """`normalise_image` in a worker thread, so the event loop keeps serving."""
-    return await asyncio.to_thread(
-        normalise_image,
-        upload.image,
-        max_side_px=settings.forward_max_side_px,
-        max_pixels=settings.max_pixels,
-    )
+    digest = form.image_digest
+    return Upload(image, animal, request_hash(animal, digest.digest()) if digest else None)

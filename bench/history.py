@@ -34,8 +34,8 @@ from sqlalchemy import Engine, Select, create_engine, select, text
 
 from api.config import Settings
 from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
-from api.generations import service
 from api.generations.models import Generation
+from api.generations.presenter import to_public_many
 from api.generations.schemas import GenerationPublic
 from api.main import create_app
 from api.pagination import Page, encode_cursor, keyset_page
@@ -139,7 +139,7 @@ def add_offset_route(app: FastAPI) -> None:
             .limit(LIMIT)
         )
         rows = (await session.execute(stmt)).scalars().all()
-        return Page(items=await service.to_public_many(rows, store, settings), next_cursor=None)
+        return Page(items=await to_public_many(rows, store, settings), next_cursor=None)
 
 
 Call = Callable[[], Awaitable[httpx.Response]]

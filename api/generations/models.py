@@ -68,7 +68,7 @@ class Generation(Base):
 
 
 class GenerationInput(Base):
-    """The normalised upload of a generation not yet finished; deleted as soon as it is."""
+    """The prepared upload of an async generation not yet finished; deleted as soon as it is."""
 
     __tablename__ = "generation_inputs"
 

@@ -9,10 +9,12 @@ from fastapi import APIRouter, Depends, Header, Request, Response, status
 from api.deps import CurrentUser, OwnedGeneration, SessionDep, SettingsDep, StorageDep
 from api.generations import service
 from api.generations.models import GenerationStatus
+from api.generations.presenter import to_public, to_public_many
 from api.generations.runner import GenerationRunner
 from api.generations.schemas import GenerationPublic
 from api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page
 from api.problems import problem_responses
+from api.uploads import read_upload
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
 
@@ -88,24 +90,21 @@ async def create_generation(
 ) -> GenerationPublic:
     """Turn a selfie into an animal character: 201 with the finished record, or 202 and poll."""
     respond_async = wants_async(prefer)
-    accepted = await service.accept_generation(
+    generation = await service.create_generation(
         session,
         runner,
         settings,
-        user,
-        request,
+        user.id,
+        lambda fingerprint: read_upload(request, settings, fingerprint=fingerprint),
         idempotency_key=idempotency_key,
         respond_async=respond_async,
     )
-    generation = await service.settle(session, accepted, wait=not respond_async)
-    if generation.status is GenerationStatus.failed:
-        raise service.failure_of(generation)
     if generation.status is not GenerationStatus.succeeded:
         response.status_code = status.HTTP_202_ACCEPTED
         response.headers["Location"] = f"{router.prefix}/{generation.id}"
         if respond_async:
             response.headers["Preference-Applied"] = "respond-async"
-    return await service.to_public(generation, store, settings)
+    return await to_public(generation, store, settings)
 
 
 @router.get("", responses=problem_responses(401, 422, 503))
@@ -119,7 +118,7 @@ async def list_generations(
 ) -> Page[GenerationPublic]:
     """The caller's generations, newest first; follow `next_cursor` for older ones."""
     rows, next_cursor = await service.list_generations(session, user.id, cursor=cursor, limit=limit)
-    items = await service.to_public_many(rows, store, settings)
+    items = await to_public_many(rows, store, settings)
     return Page(items=items, next_cursor=next_cursor)
 
 
@@ -128,7 +127,7 @@ async def read_generation(
     generation: OwnedGeneration, store: StorageDep, settings: SettingsDep
 ) -> GenerationPublic:
     """One of the caller's generations."""
-    return await service.to_public(generation, store, settings)
+    return await to_public(generation, store, settings)
 
 
 @router.delete(

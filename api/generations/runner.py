@@ -1,8 +1,9 @@
-"""The generation work: claim a record, call the function, write the outcome; and recovery.
+"""The in-process work on generations: claim a record, call the function, finish the record.
 
-The database is the durable state: a record is `pending` with its upload in `generation_inputs`
-until the work claims it (`processing`), and the outcome and the deletion of the upload are one
-transaction. A process that dies mid-way leaves a record that start-up recovery resumes or fails.
+Every status change goes through api.generations.lifecycle; this module decides when. The
+database is the durable state: a pending record keeps its upload until the work finishes it, and
+a process that dies mid-way leaves a record that start-up recovery (or the sweep, in another
+process) resumes or fails.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Table, bindparam, delete, or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +24,8 @@ from api.config import Settings
 from api.db import utcnow
 from api.errors import ApiError
 from api.forwarding.client import FunctionRequest, FunctionResult
-from api.generations.models import Generation, GenerationInput, GenerationStatus
+from api.generations import lifecycle
+from api.generations.models import Generation, GenerationInput
 from api.storage import ObjectStore, delete_generation_objects
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,6 @@ logger = logging.getLogger(__name__)
 MAX_RUNS = 3
 DB_RETRIES = 3
 DB_RETRY_DELAY_S = 0.2
-UNFINISHED = (GenerationStatus.pending, GenerationStatus.processing)
 
 T = TypeVar("T")
 # The columns a finished generation was given, as written (the caller can answer without a read).
@@ -52,10 +53,18 @@ ForwarderFactory = Callable[[Settings], Forwarder]
 
 @dataclass(frozen=True)
 class Job:
-    """A record to work on, as its claim saw it."""
+    """A record to work on, as it was seen (its attempts count guards the claim)."""
 
     generation_id: uuid.UUID
     attempts: int
+
+
+@dataclass(frozen=True)
+class Work:
+    """One attempt in hand: what to send the function, and whether the record kept its upload."""
+
+    request: FunctionRequest
+    kept_input: bool
 
 
 async def with_db_retry(operation: Callable[[], Awaitable[T]]) -> T:
@@ -92,16 +101,17 @@ class GenerationRunner:
         self._tasks: dict[uuid.UUID, asyncio.Task[Outcome | None]] = {}
 
     def submit(
-        self, job: Job, request: FunctionRequest | None = None, *, claimed: bool = False
+        self, job: Job, work: Work | None = None, *, claimed: bool = False
     ) -> asyncio.Task[Outcome | None]:
         """Start the work on a record (or return the task already on it).
 
-        `claimed`: the caller inserted the record as processing with `request` as its input.
+        `work`: the upload in hand (no read back); `claimed`: the record is already processing
+        for this attempt (a sync upload), so the work starts without a claim of its own.
         """
         task = self._tasks.get(job.generation_id)
         if task is None:
             task = asyncio.create_task(
-                self._run(job, request, claimed=claimed), name=f"generation-{job.generation_id}"
+                self._run(job, work, claimed=claimed), name=f"generation-{job.generation_id}"
             )
             self._tasks[job.generation_id] = task
             task.add_done_callback(lambda _: self._tasks.pop(job.generation_id, None))
@@ -143,60 +153,41 @@ class GenerationRunner:
     async def _unfinished(self, *, on_start: bool) -> list[Job]:
         cutoff = utcnow() - timedelta(seconds=self._stale_after_s)
         stale = Generation.updated_at < cutoff
-        condition = or_(Generation.status == GenerationStatus.pending, stale) if on_start else stale
+        condition = or_(Generation.status == lifecycle.PENDING, stale) if on_start else stale
         stmt = select(Generation.id, Generation.attempts).where(
-            Generation.status.in_(UNFINISHED), condition
+            Generation.status.in_(lifecycle.UNFINISHED), condition
         )
         async with self._session_factory() as session:
             rows = (await session.execute(stmt)).all()
         return [Job(row.id, row.attempts) for row in rows]
 
-    async def _run(
-        self, job: Job, request: FunctionRequest | None, *, claimed: bool
-    ) -> Outcome | None:
+    async def _run(self, job: Job, given: Work | None, *, claimed: bool) -> Outcome | None:
         async with self._semaphore:
-            work: FunctionRequest | None = request if claimed else None
+            work = given if claimed else None
             try:
                 if work is None:
-                    work = await with_db_retry(lambda: self._claim(job, request))
+                    work = await with_db_retry(lambda: self._claim(job, given))
                 if work is None:
                     return None
-                outcome = await self._forward(work)
-                written = await with_db_retry(lambda: self._finish(job.generation_id, outcome))
-                if written is None or isinstance(outcome, ApiError):
-                    await self._discard_objects(work)
-                return written
+                return await self._attempt(job.generation_id, work)
             except asyncio.CancelledError:
                 if work is not None:
-                    # Shutting down: hand the record back so the next start resumes it at once.
-                    await asyncio.shield(self._release(job.generation_id))
+                    await asyncio.shield(self._interrupted(job.generation_id, work))
                 raise
             except Exception:
-                # The record stays unfinished with its upload; recovery will try it again.
+                # The record stays unfinished; recovery will try it again.
                 logger.exception("generation %s could not be recorded", job.generation_id)
                 return None
 
-    async def _discard_objects(self, request: FunctionRequest) -> None:
-        """Delete what the function stored for a record that is gone or failed (best effort).
-
-        A record deleted while its work ran, or failed on a timeout while the function still
-        finished, would otherwise leave an image nothing points to.
-        """
-        try:
-            await delete_generation_objects(self._store, request.user_id, request.generation_id)
-        except Exception:
-            logger.exception("the objects of generation %s were not deleted", request.generation_id)
-
-    async def _release(self, generation_id: uuid.UUID) -> None:
-        async with self._session_factory() as session, session.begin():
-            await session.execute(
-                update(Generation)
-                .where(
-                    Generation.id == generation_id,
-                    Generation.status == GenerationStatus.processing,
-                )
-                .values(status=GenerationStatus.pending, updated_at=utcnow())
-            )
+    async def _attempt(self, generation_id: uuid.UUID, work: Work) -> Outcome | None:
+        """Call the function, finish the record, and drop what no record points to."""
+        outcome = await self._forward(work.request)
+        final = await with_db_retry(lambda: self._finish(generation_id, outcome, work))
+        if not final.keeps_objects:
+            # The record failed (a timeout while the function still stored), is gone (deleted
+            # while the work ran), or failed before: what the function stored is an orphan.
+            await self._discard_objects(work.request)
+        return final.values if final.written else None
 
     async def _forward(self, request: FunctionRequest) -> FunctionResult | ApiError:
         try:
@@ -207,100 +198,83 @@ class GenerationRunner:
             logger.exception("generation %s failed unexpectedly", request.generation_id)
             return ApiError("the generation failed unexpectedly")
 
-    async def _claim(self, job: Job, request: FunctionRequest | None) -> FunctionRequest | None:
-        """Mark the record processing if nobody else did since `job` was read; load its upload."""
-        async with self._session_factory() as session, session.begin():
-            if request is None:
-                request = await self._load_request(session, job)
-                if request is None:
-                    return None
-            if job.attempts >= MAX_RUNS:
-                await _fail(session, job.generation_id, "upstream_timeout", "gave up after retries")
-                return None
-            claimed = await session.execute(
-                update(Generation)
-                .where(
-                    Generation.id == job.generation_id,
-                    Generation.attempts == job.attempts,
-                    Generation.status.in_(UNFINISHED),
-                )
-                .values(
-                    status=GenerationStatus.processing,
-                    attempts=job.attempts + 1,
-                    updated_at=utcnow(),
-                )
-            )
-            return request if claimed.rowcount == 1 else None  # type: ignore[attr-defined]
-
-    async def _load_request(self, session: AsyncSession, job: Job) -> FunctionRequest | None:
-        stmt = (
-            select(Generation, GenerationInput)
-            .outerjoin(GenerationInput, GenerationInput.generation_id == Generation.id)
-            .where(Generation.id == job.generation_id, Generation.status.in_(UNFINISHED))
-        )
-        row = (await session.execute(stmt)).one_or_none()
-        if row is None:
-            return None
-        generation, upload = row
-        if upload is None:
-            detail = "the work was interrupted and its upload is gone; please try again"
-            await _fail(session, job.generation_id, "upstream_timeout", detail)
-            return None
-        return FunctionRequest(
-            image=upload.image,
-            content_type=upload.content_type,
-            animal=generation.animal,
-            generation_id=generation.id,
-            user_id=generation.user_id,
-        )
-
     async def _finish(
-        self, generation_id: uuid.UUID, outcome: FunctionResult | ApiError
-    ) -> Outcome | None:
-        """Write the outcome; None when the record is gone (deleted while the work ran)."""
+        self, generation_id: uuid.UUID, outcome: FunctionResult | ApiError, work: Work
+    ) -> lifecycle.Final:
         async with self._session_factory() as session, session.begin():
             if isinstance(outcome, ApiError):
-                return await _fail(session, generation_id, outcome.code, outcome.detail)
-            now = utcnow()
-            values: Outcome = {
-                "status": GenerationStatus.succeeded,
-                "object_name": outcome.object_name,
-                "faces": outcome.faces,
-                "timings_ms": outcome.timings_ms,
-                "error_code": None,
-                "error_detail": None,
-                "updated_at": now,
-                "completed_at": now,
-            }
-            return values if await _write(session, generation_id, values) else None
+                return await lifecycle.fail(
+                    session, generation_id, outcome.code, outcome.detail, kept_input=work.kept_input
+                )
+            return await lifecycle.succeed(
+                session,
+                generation_id,
+                object_name=outcome.object_name,
+                faces=outcome.faces,
+                timings_ms=outcome.timings_ms,
+                kept_input=work.kept_input,
+            )
+
+    async def _discard_objects(self, request: FunctionRequest) -> None:
+        """Delete what the function stored for a record that is gone or failed (best effort)."""
+        try:
+            await delete_generation_objects(self._store, request.user_id, request.generation_id)
+        except Exception:
+            logger.exception("the objects of generation %s were not deleted", request.generation_id)
+
+    async def _interrupted(self, generation_id: uuid.UUID, work: Work) -> None:
+        """Shutting down mid-attempt: a kept upload goes back to pending, for the next start to
+        resume at once; a sync upload, which nothing kept, fails retryably (its client retries
+        with the same Idempotency-Key)."""
+        async with self._session_factory() as session, session.begin():
+            if work.kept_input:
+                await lifecycle.release(session, generation_id)
+                return
+            detail = "the service restarted before the work finished; please try again"
+            await lifecycle.fail(
+                session, generation_id, "upstream_unavailable", detail, kept_input=False
+            )
+
+    async def _claim(self, job: Job, given: Work | None) -> Work | None:
+        """Start an attempt on a pending (or stalled) record, loading its upload if not given."""
+        async with self._session_factory() as session, session.begin():
+            if job.attempts >= MAX_RUNS:
+                await lifecycle.fail(session, job.generation_id, "upstream_timeout", GAVE_UP)
+                return None
+            work = given or await _load_work(session, job.generation_id)
+            if work is None or not await lifecycle.claim(session, job.generation_id, job.attempts):
+                return None
+            return work
 
 
-async def _fail(
-    session: AsyncSession, generation_id: uuid.UUID, code: str, detail: str
-) -> Outcome | None:
-    now = utcnow()
-    values: Outcome = {
-        "status": GenerationStatus.failed,
-        "error_code": code,
-        "error_detail": detail,
-        "updated_at": now,
-        "completed_at": now,
-    }
-    return values if await _write(session, generation_id, values) else None
+GAVE_UP = "the work was started several times without finishing; please try again"
+INPUT_GONE = "the work was interrupted and its upload is gone; please try again"
 
 
-GENERATIONS = cast(Table, Generation.__table__)
-INPUTS = cast(Table, GenerationInput.__table__)
-# Core statements built once (every generation runs them): the SET clause comes from the
-# values' keys, so one statement serves success and failure.
-FINISH_GENERATION = update(GENERATIONS).where(GENERATIONS.c.id == bindparam("generation_id"))
-DELETE_INPUT = delete(INPUTS).where(INPUTS.c.generation_id == bindparam("generation_id"))
-
-
-async def _write(session: AsyncSession, generation_id: uuid.UUID, values: Outcome) -> bool:
-    """Finish the record; False when there is none any more (deleted while the work ran)."""
-    connection = await session.connection()
-    result = await connection.execute(FINISH_GENERATION, {"generation_id": generation_id, **values})
-    # The selfie is kept only while the work needs it.
-    await connection.execute(DELETE_INPUT, {"generation_id": generation_id})
-    return bool(result.rowcount)
+async def _load_work(session: AsyncSession, generation_id: uuid.UUID) -> Work | None:
+    """The kept upload of an unfinished record; None (and the record failed) when there is none."""
+    stmt = (
+        select(
+            Generation.user_id,
+            Generation.animal,
+            GenerationInput.image,
+            GenerationInput.content_type,
+        )
+        .outerjoin(GenerationInput, GenerationInput.generation_id == Generation.id)
+        .where(Generation.id == generation_id, Generation.status.in_(lifecycle.UNFINISHED))
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        return None  # finished, or deleted, since it was seen
+    if row.image is None:
+        # A sync upload (held only by its request) whose process died: nothing to resume.
+        await lifecycle.fail(session, generation_id, "upstream_timeout", INPUT_GONE)
+        return None
+    request = FunctionRequest(
+        image=row.image,
+        content_type=row.content_type,
+        animal=row.animal,
+        generation_id=generation_id,
+        user_id=row.user_id,
+    )
+    return Work(request, kept_input=True)

@@ -98,6 +98,37 @@ async def test_a_selfie_goes_through_the_real_function_and_back(contract_app, db
     assert inputs == 0
 
 
+def sideways_photo(name: str) -> tuple[bytes, tuple[int, int]]:
+    """A photo stored sideways, as a phone held upright writes it (EXIF Orientation 6), with a
+    GPS tag; and the upright size."""
+    from skimage import data
+
+    upright = Image.fromarray(getattr(data, name)()).convert("RGB").crop((0, 0, 512, 400))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the pixels are turned: rotate 90° clockwise to display
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)}
+    out = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(out, "JPEG", quality=92, exif=exif)
+    return out.getvalue(), upright.size
+
+
+async def test_a_sideways_phone_photo_comes_back_upright(contract_app, media_dir):
+    image, upright_size = sideways_photo("astronaut")
+    async with contract_app() as app, client_for(app) as client:
+        user, key = await create_user(client)
+        response = await upload(client, key, image, "fox")
+        assert response.status_code == 201, response.text
+        body = response.json()
+    # The API forwarded the pixels as they came with only the orientation tag; the function
+    # turned the photo upright before looking for the face (a sideways one finds none).
+    assert body["faces"]
+    (stored,) = (media_dir / "avatars" / user["id"]).glob(f"{body['id']}.*")
+    result = Image.open(stored)
+    assert result.size == upright_size == (512, 400)  # stored sideways as 400x512
+    assert dict(result.getexif()) == {}
+    assert b"GPS" not in stored.read_bytes()
+
+
 async def test_the_functions_refusal_reaches_the_user_as_its_spec_code(contract_app):
     async with contract_app() as app, client_for(app) as client:
         _, key = await create_user(client)

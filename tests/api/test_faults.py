@@ -211,6 +211,38 @@ async def test_async_work_in_flight_survives_an_api_restart(settings_factory, ap
     assert len(fresh.received) == 1
 
 
+async def test_sync_work_keeps_nothing_and_a_restart_mid_way_fails_it_retryably(
+    settings_factory, app_factory
+) -> None:
+    held = FunctionStub(gate=asyncio.Event())  # never released: the process stops first
+    image = a_selfie((200, 150))
+    with respx.mock:
+        respx.post(FUNCTION_URL).mock(side_effect=held)
+        first = settings_factory(function_url=FUNCTION_URL, shutdown_grace_s=0.1)
+        async with running(first) as app, client_for(app) as client:
+            _, key = await create_user(client)
+            waiting = asyncio.create_task(upload(client, key, image, idempotency_key="k1"))
+            await asyncio.wait_for(held.arrived.wait(), 10)
+            generation, stored = await only_record(app)
+            # The selfie is held by the request only: nothing of it is in the database.
+            assert (generation.status, stored) == (GenerationStatus.processing, None)
+            waiting.cancel()
+    generation, stored = await only_record_in(first.database_url)
+    assert (generation.status, generation.error_code) == ("failed", "upstream_unavailable")
+    assert stored is None
+    fresh = FunctionStub()
+    with respx.mock:
+        respx.post(FUNCTION_URL).mock(side_effect=fresh)
+        async with (
+            app_factory(function_url=FUNCTION_URL, isolated=False) as app,
+            client_for(app) as client,
+        ):
+            retried = await upload(client, key, image, idempotency_key="k1")
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["id"] == str(generation.id)
+    assert len(fresh.received) == 1
+
+
 async def seed(app: FastAPI, user_id: str, **fields: Any) -> uuid.UUID:
     async with app.state.sessionmaker() as session, session.begin():
         generation = Generation(user_id=uuid.UUID(user_id), animal="cat", **fields)

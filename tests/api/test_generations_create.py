@@ -43,13 +43,14 @@ async def count(session: Any, model: Any) -> int:
     return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
 
 
-async def test_sync_upload_is_normalised_forwarded_and_recorded(app_factory, db, stub) -> None:
+async def test_sync_upload_is_stripped_forwarded_and_recorded(app_factory, db, stub) -> None:
+    selfie = a_selfie((4000, 3000), gps=True)
     async with (
         app_factory(function_url=FUNCTION_URL, forward_max_side_px=1600) as app,
         client_for(app) as client,
     ):
         user, key = await create_user(client)
-        response = await upload(client, key, a_selfie((4000, 3000), gps=True), "Fox")
+        response = await upload(client, key, selfie, "Fox")
         assert response.status_code == 201, response.text
         body = response.json()
         assert body["status"] == "succeeded"
@@ -69,10 +70,11 @@ async def test_sync_upload_is_normalised_forwarded_and_recorded(app_factory, db,
     image_bytes, content_type = sent["image"]
     assert content_type == "image/jpeg"
     forwarded = Image.open(io.BytesIO(image_bytes))
-    # At most 1600 px: JPEG draft decodes the 4000x3000 photo at 1/4 scale, with no resize.
-    assert forwarded.size == (1000, 750)
+    # Not decoded nor resized by the API (the function downscales): the same pixels, no EXIF.
+    assert forwarded.size == (4000, 3000)
     assert dict(forwarded.getexif()) == {}
-    assert len(image_bytes) < 600_000
+    assert forwarded.tobytes() == Image.open(io.BytesIO(selfie)).tobytes()
+    assert len(image_bytes) < len(selfie)
     record = await db.get(Generation, uuid.UUID(body["id"]))
     assert record.timings_ms == {"decode": 1.5, "detect": 2.0, "total": 12.25}
     assert record.attempts == 1
@@ -269,3 +271,47 @@ async def test_the_upload_form_is_documented_in_openapi(client) -> None:
     form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert set(form["required"]) == {"image", "animal"}
     assert {"201", "202"} <= operation["responses"].keys()
+
+
+def private_photo(fmt: str) -> bytes:
+    """A photo in `fmt` whose EXIF holds GPS, a description and the orientation 6."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010E] = "SecretPlace"  # ImageDescription
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)}
+    out = io.BytesIO()
+    image = Image.new("RGB", (120, 80), (180, 140, 120))
+    image.save(out, fmt, exif=exif.tobytes() if fmt == "HEIF" else exif)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "HEIF"])
+async def test_no_exif_but_the_orientation_leaves_the_api(app_factory, stub, fmt) -> None:
+    """Checked on the bytes that leave the API: forwarded, and kept for async work."""
+    photo = private_photo(fmt)
+    assert b"SecretPlace" in photo
+    stub.gate = asyncio.Event()
+    async with (
+        app_factory(function_url=FUNCTION_URL, isolated=False) as app,
+        client_for(app) as client,
+    ):
+        _, key = await create_user(client)
+        response = await upload(client, key, photo, prefer="respond-async")
+        assert response.status_code == 202, response.text
+        await stub.arrived.wait()
+        async with app.state.sessionmaker() as session:
+            (kept,) = (await session.execute(select(GenerationInput))).scalars().all()
+        stub.gate.set()
+        await wait_finished(client, key, response.headers["location"])
+    (sent,) = stub.received
+    forwarded, _ = sent["image"]
+    assert kept.image == forwarded
+    for data in (forwarded, kept.image):
+        assert b"SecretPlace" not in data
+        exif = dict(Image.open(io.BytesIO(data)).getexif())
+        # HEIC is decoded and turned upright by the API; the others keep the tag for the function.
+        assert exif == ({} if fmt == "HEIF" else {0x0112: 6})
+        assert 0x8825 not in exif

@@ -1,4 +1,5 @@
-"""The upload path alone: streaming multipart under a size limit, magic bytes, normalisation."""
+"""The upload path alone: streaming multipart under a size limit, magic bytes, then the image
+checked and stripped (api.images; its own tests are in test_images.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from fastapi import FastAPI, Request
 from PIL import Image
 
 from api.config import Settings
-from api.main import install_error_handlers
-from api.uploads import normalise_upload, read_upload, sniff_image_type
+from api.error_handlers import install_error_handlers
+from api.generations.service import prepare_upload
+from api.images import sniff
+from api.uploads import read_upload
 
 LIMIT = 200_000
 
@@ -26,8 +29,8 @@ def an_app(settings: Settings) -> FastAPI:
 
     @app.post("/upload")
     async def upload(request: Request) -> dict[str, object]:
-        received = await read_upload(request, settings)
-        image = await normalise_upload(received, settings)
+        received = await read_upload(request, settings, fingerprint=True)
+        image = await prepare_upload(received, settings)
         return {
             "animal": received.animal,
             "request_hash": received.request_hash,
@@ -86,70 +89,47 @@ async def post(
     return await client.post("/upload", files=files, data=data)
 
 
-async def test_a_photo_is_turned_upright_downscaled_and_stripped(client: httpx.AsyncClient) -> None:
+async def test_a_phone_photo_is_forwarded_as_it_is_less_its_metadata(
+    client: httpx.AsyncClient,
+) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
     exif[0x010F] = "PhoneMaker"
     exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0)}  # GPS
-    response = await post(client, jpeg_bytes((1200, 600), exif=exif), animal=" Fox ")
+    photo = jpeg_bytes((1200, 600), exif=exif)
+    response = await post(client, photo, animal=" Fox ")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["animal"] == "fox"
     assert body["content_type"] == "image/jpeg"
-    # Upright portrait; JPEG draft decodes 1200x600 at 1/4 scale, within the 400 px limit.
-    assert body["size"] == [150, 300]
-    out = Image.open(io.BytesIO(bytes.fromhex(body["data"])))
-    assert out.format == "JPEG"
-    assert dict(out.getexif()) == {}
-    assert b"PhoneMaker" not in bytes.fromhex(body["data"])
-    # The blue corner was top-left; after a clockwise turn it is top-right.
-    assert out.getpixel((140, 10))[2] > 150  # type: ignore[index]
+    assert body["size"] == [1200, 600]  # not decoded, not resized: the function downscales
+    data = bytes.fromhex(body["data"])
+    out = Image.open(io.BytesIO(data))
+    assert dict(out.getexif()) == {0x0112: 6}  # only the orientation, for the function
+    assert b"PhoneMaker" not in data
+    assert out.tobytes() == Image.open(io.BytesIO(photo)).tobytes()
 
 
-async def test_alpha_survives_as_png(client: httpx.AsyncClient) -> None:
-    out = io.BytesIO()
-    Image.new("RGBA", (50, 40), (1, 2, 3, 100)).save(out, "PNG")
-    body = (await post(client, out.getvalue())).json()
-    assert body["content_type"] == "image/png"
-    assert Image.open(io.BytesIO(bytes.fromhex(body["data"]))).mode == "RGBA"
+async def test_png_and_webp_are_forwarded_in_their_own_format(client: httpx.AsyncClient) -> None:
+    for fmt, content_type in (("PNG", "image/png"), ("WEBP", "image/webp")):
+        out = io.BytesIO()
+        Image.new("RGBA", (50, 40), (1, 2, 3, 100)).save(out, fmt)
+        body = (await post(client, out.getvalue())).json()
+        assert (body["content_type"], body["size"]) == (content_type, [50, 40])
 
 
-@pytest.mark.parametrize(
-    ("mode", "size", "expected_size", "content_type"),
-    [
-        ("P", (1000, 500), (334, 167), "image/jpeg"),  # 1/3: the smallest whole factor
-        ("RGBA", (900, 300), (300, 100), "image/png"),
-        ("RGB", (401, 100), (201, 50), "image/jpeg"),  # just over: halved
-    ],
-)
-async def test_other_formats_shrink_by_a_whole_factor_within_the_limit(
+async def test_heic_is_decoded_and_forwarded_as_jpeg_within_the_size(
     client: httpx.AsyncClient,
-    mode: str,
-    size: tuple[int, int],
-    expected_size: tuple[int, int],
-    content_type: str,
-) -> None:
-    out = io.BytesIO()
-    Image.new(mode, size, 7 if mode == "P" else (1, 2, 3, 200)[: len(mode)]).save(out, "PNG")
-    body = (await post(client, out.getvalue())).json()
-    assert body["content_type"] == content_type
-    assert tuple(body["size"]) == expected_size
-    assert Image.open(io.BytesIO(bytes.fromhex(body["data"]))).size == expected_size
-
-
-@pytest.mark.parametrize("fmt", ["WEBP", "HEIF"])
-async def test_webp_and_heic_are_accepted_and_forwarded_as_jpeg(
-    client: httpx.AsyncClient, fmt: str
 ) -> None:
     import pillow_heif
 
     pillow_heif.register_heif_opener()
     out = io.BytesIO()
-    Image.new("RGB", (64, 48), (10, 200, 10)).save(out, fmt)
+    Image.new("RGB", (900, 600), (10, 200, 10)).save(out, "HEIF")
     response = await post(client, out.getvalue())
     assert response.status_code == 200, response.text
     assert response.json()["content_type"] == "image/jpeg"
-    assert response.json()["size"] == [64, 48]
+    assert response.json()["size"] == [300, 200]  # reduced by a whole factor to <= 400 px
 
 
 async def test_the_request_hash_covers_the_animal_and_the_raw_bytes(
@@ -252,11 +232,11 @@ async def test_a_chunked_oversized_body_is_refused_as_soon_as_it_passes_the_limi
 
 
 def test_magic_bytes_agree_with_the_spec() -> None:
-    assert sniff_image_type(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00") == "image/jpeg"
-    assert sniff_image_type(b"\x89PNG\r\n\x1a\n\x00\x00\x00\r") == "image/png"
-    assert sniff_image_type(b"RIFF\x00\x00\x00\x00WEBP") == "image/webp"
-    assert sniff_image_type(b"\x00\x00\x00\x18ftypheic") == "image/heic"
-    assert sniff_image_type(b"\x00\x00\x00\x18ftypmif1") == "image/heic"
-    assert sniff_image_type(b"\x00\x00\x00\x18ftypisom") is None  # an MP4
-    assert sniff_image_type(b"GIF89a\x00\x00\x00\x00\x00\x00") is None
-    assert sniff_image_type(b"") is None
+    assert sniff(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00") == "jpeg"
+    assert sniff(b"\x89PNG\r\n\x1a\n\x00\x00\x00\r") == "png"
+    assert sniff(b"RIFF\x00\x00\x00\x00WEBP") == "webp"
+    assert sniff(b"\x00\x00\x00\x18ftypheic") == "heif"
+    assert sniff(b"\x00\x00\x00\x18ftypmif1") == "heif"
+    assert sniff(b"\x00\x00\x00\x18ftypisom") is None  # an MP4
+    assert sniff(b"GIF89a\x00\x00\x00\x00\x00\x00") is None
+    assert sniff(b"") is None

@@ -1,0 +1,265 @@
+"""A generation's life: the one module that writes a record's status.
+
+    born ──▶ pending ──claim──▶ processing ──succeed──▶ succeeded
+                │  ◀──release──────┘  │
+                └───────fail──────────┴──fail──▶ failed ──retry──▶ pending | processing
+
+A record is born `pending` (async: the work claims it later) or already `processing` (sync: the
+work starts at once in this process). Every write below is guarded by the states it may leave,
+so two workers on one record (a slow one, and recovery's) cannot both finish it, and a finished
+record is never rewritten. Everyone else asks this module; nothing else updates `status`.
+
+The upload a pending record needs to survive a restart lives in `generation_inputs` until the
+record finishes, in the same transaction; a sync upload is held by its request only (if the API
+dies, its client retries with the same Idempotency-Key).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, NamedTuple, cast
+
+from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.db import utcnow
+from api.generations.models import Generation, GenerationInput, GenerationStatus
+
+PENDING = GenerationStatus.pending
+PROCESSING = GenerationStatus.processing
+SUCCEEDED = GenerationStatus.succeeded
+FAILED = GenerationStatus.failed
+UNFINISHED = (PENDING, PROCESSING)
+
+# Failures of the function or its upstream, not of the photo: a retry with the same
+# Idempotency-Key runs the work again. Any other failure is the answer for that body.
+RETRYABLE_CODES = ("upstream_unavailable", "upstream_timeout")
+
+
+class Transition(NamedTuple):
+    """A move of the state machine: the states it may leave, and the one it enters."""
+
+    sources: tuple[GenerationStatus, ...]
+    target: GenerationStatus
+
+
+# Processing -> processing is recovery claiming work whose worker went quiet.
+CLAIM = Transition(UNFINISHED, PROCESSING)
+SUCCEED = Transition((PROCESSING,), SUCCEEDED)
+FAIL = Transition(UNFINISHED, FAILED)
+RELEASE = Transition((PROCESSING,), PENDING)
+RETRY_ASYNC = Transition((FAILED,), PENDING)
+RETRY_SYNC = Transition((FAILED,), PROCESSING)
+TRANSITIONS = {
+    "claim": CLAIM,
+    "succeed": SUCCEED,
+    "fail": FAIL,
+    "release": RELEASE,
+    "retry_async": RETRY_ASYNC,
+    "retry_sync": RETRY_SYNC,
+}
+
+GENERATIONS = cast(Table, Generation.__table__)
+INPUTS = cast(Table, GenerationInput.__table__)
+# Core statements built once (every generation runs them); the SET clause comes from the
+# values' keys, so one statement serves every transition.
+INSERT_GENERATION = insert(GENERATIONS)
+INSERT_INPUT = insert(INPUTS)
+DELETE_INPUT = delete(INPUTS).where(INPUTS.c.generation_id == bindparam("generation_id"))
+STATUS_OF = select(GENERATIONS.c.status).where(GENERATIONS.c.id == bindparam("generation_id"))
+
+
+def _move(transition: Transition) -> Any:
+    """UPDATE of one record, only while it is in one of the transition's source states."""
+    return update(GENERATIONS).where(
+        GENERATIONS.c.id == bindparam("generation_id"),
+        GENERATIONS.c.status.in_(transition.sources),
+    )
+
+
+MOVES = {transition: _move(transition) for transition in TRANSITIONS.values()}
+# A retry resets only a record that failed for a retryable reason: of two racing retries,
+# one wins.
+RETRY_MOVES = {
+    transition: MOVES[transition].where(GENERATIONS.c.error_code.in_(RETRYABLE_CODES))
+    for transition in (RETRY_ASYNC, RETRY_SYNC)
+}
+# A claim names the attempt it saw, so two claims of one sighting cannot both win.
+CLAIM_MOVE = MOVES[CLAIM].where(GENERATIONS.c.attempts == bindparam("seen_attempts"))
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    """The upload a pending record keeps until it finishes."""
+
+    image: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Final:
+    """How a finish went: `written` by this call, or the record's status as found (None: gone)."""
+
+    written: bool
+    status: GenerationStatus | None
+    values: dict[str, Any]
+
+    @property
+    def keeps_objects(self) -> bool:
+        """Whether what the function stored for the record is its result (else an orphan)."""
+        return self.status is SUCCEEDED
+
+
+def born(
+    user_id: uuid.UUID,
+    animal: str,
+    *,
+    idempotency_key: str | None,
+    request_hash: str | None,
+    claimed: bool,
+) -> Generation:
+    """A new record (not yet written): `processing` at attempt 1 when claimed, else pending."""
+    now = utcnow()
+    return Generation(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        animal=animal,
+        status=PROCESSING if claimed else PENDING,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        attempts=1 if claimed else 0,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def insert_new(
+    session: AsyncSession, generation: Generation, stored: StoredInput | None
+) -> None:
+    """Write a born record (and the upload it keeps) in the session's transaction."""
+    # Unset columns are left out, so they are SQL NULL (not JSON null) or take their defaults.
+    columns = (column.key for column in GENERATIONS.columns)
+    row = {key: value for key in columns if (value := getattr(generation, key)) is not None}
+    connection = await session.connection()
+    await connection.execute(INSERT_GENERATION, row)
+    if stored is not None:
+        await connection.execute(INSERT_INPUT, _input_row(generation.id, stored))
+
+
+async def claim(session: AsyncSession, generation_id: uuid.UUID, seen_attempts: int) -> bool:
+    """Start an attempt on an unfinished record, if nobody did since `seen_attempts` was read."""
+    values = {"status": PROCESSING, "attempts": seen_attempts + 1, "updated_at": utcnow()}
+    params = {"generation_id": generation_id, "seen_attempts": seen_attempts, **values}
+    result = await (await session.connection()).execute(CLAIM_MOVE, params)
+    return bool(result.rowcount)
+
+
+async def succeed(
+    session: AsyncSession,
+    generation_id: uuid.UUID,
+    *,
+    object_name: str,
+    faces: list[dict[str, Any]],
+    timings_ms: dict[str, float],
+    kept_input: bool = True,
+) -> Final:
+    """Record the function's result and drop the kept upload.
+
+    `kept_input=False`: the record never kept one (a sync upload), so there is none to drop.
+    """
+    now = utcnow()
+    values = {
+        "status": SUCCEEDED,
+        "object_name": object_name,
+        "faces": faces,
+        "timings_ms": timings_ms,
+        "error_code": None,
+        "error_detail": None,
+        "updated_at": now,
+        "completed_at": now,
+    }
+    return await _finish(session, SUCCEED, generation_id, values, kept_input=kept_input)
+
+
+async def fail(
+    session: AsyncSession,
+    generation_id: uuid.UUID,
+    code: str,
+    detail: str,
+    *,
+    kept_input: bool = True,
+) -> Final:
+    """Record a failure with its SPEC code and drop the kept upload (see `succeed`)."""
+    now = utcnow()
+    values = {
+        "status": FAILED,
+        "error_code": code,
+        "error_detail": detail,
+        "updated_at": now,
+        "completed_at": now,
+    }
+    return await _finish(session, FAIL, generation_id, values, kept_input=kept_input)
+
+
+async def release(session: AsyncSession, generation_id: uuid.UUID) -> bool:
+    """Hand a record this process was working on back to pending (shutting down)."""
+    values = {"status": PENDING, "updated_at": utcnow()}
+    result = await (await session.connection()).execute(
+        MOVES[RELEASE], {"generation_id": generation_id, **values}
+    )
+    return bool(result.rowcount)
+
+
+async def retry(
+    session: AsyncSession, generation_id: uuid.UUID, stored: StoredInput | None, *, claimed: bool
+) -> dict[str, Any] | None:
+    """Put a retryably failed record back to work as a new attempt; None if it was not one
+    (or another retry of the same key won)."""
+    transition = RETRY_SYNC if claimed else RETRY_ASYNC
+    values: dict[str, Any] = {
+        "status": transition.target,
+        "attempts": 1 if claimed else 0,
+        "object_name": None,
+        "error_code": None,
+        "error_detail": None,
+        "completed_at": None,
+        "updated_at": utcnow(),
+    }
+    connection = await session.connection()
+    reset = await connection.execute(
+        RETRY_MOVES[transition], {"generation_id": generation_id, **values}
+    )
+    if not reset.rowcount:
+        return None
+    if stored is not None:
+        await connection.execute(INSERT_INPUT, _input_row(generation_id, stored))
+    return values
+
+
+async def _finish(
+    session: AsyncSession,
+    transition: Transition,
+    generation_id: uuid.UUID,
+    values: dict[str, Any],
+    *,
+    kept_input: bool,
+) -> Final:
+    connection = await session.connection()
+    result = await connection.execute(MOVES[transition], {"generation_id": generation_id, **values})
+    if result.rowcount:
+        if kept_input:  # the selfie is kept only while the work needs it
+            await connection.execute(DELETE_INPUT, {"generation_id": generation_id})
+        return Final(written=True, status=transition.target, values=values)
+    # Deleted while the work ran, or finished already by another worker: say which.
+    status = (await connection.execute(STATUS_OF, {"generation_id": generation_id})).scalar()
+    return Final(written=False, status=status, values={})
+
+
+def _input_row(generation_id: uuid.UUID, stored: StoredInput) -> dict[str, Any]:
+    return {
+        "generation_id": generation_id,
+        "image": stored.image,
+        "content_type": stored.content_type,
+        "created_at": utcnow(),
+    }
