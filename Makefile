@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
-REQUIREMENTS := requirements.txt requirements-dev.txt cloud_functions/requirements.txt
+REQUIREMENTS := requirements.txt requirements-dev.txt cloud_functions/requirements.txt \
+	cloud_functions/requirements-local.txt
 
 .PHONY: run test lint typecheck unit infra-check install models migrate bench gallery clean
 
@@ -22,8 +23,10 @@ $(STAMP): $(REQUIREMENTS)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	# Put the repository root (package `api`) and cloud_functions/ (package `avatar`) on the path.
-	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'animal_avatar.pth').write_text('$(CURDIR)\n$(CURDIR)/cloud_functions\n')"
+	# The repository root (package `api`) on the path. Not cloud_functions/: the function's
+	# package `avatar` is found by functions-framework (--source), pytest and mypy (pyproject)
+	# and the scripts themselves, so the API process could not import it even by mistake.
+	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'animal_avatar.pth').write_text('$(CURDIR)\n')"
 	touch $@
 
 # checkov pins many packages of its own: it lives in a virtual environment of its own.
@@ -51,8 +54,10 @@ unit: install models
 bench: install models
 	$(PY) bench/pipeline.py
 	$(PY) bench/gcp_overhead.py
+	$(PY) bench/strip.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/history.py
+	$(PY) bench/footprint.py
 
 gallery: install models
 	$(PY) scripts/gallery.py

@@ -14,17 +14,19 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-
-from avatar.backends import Backends, build_backends
-from avatar.catalogue import ANIMALS
-from avatar.compose import character_outline, compose_faces, style_for
-from avatar.compose.geometry import face_frame
-from avatar.config import get_settings
-from avatar.faces import Face
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "cloud_functions"))  # the function's package `avatar`
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+from avatar.backends import Backends, build_backends  # noqa: E402
+from avatar.catalogue import ANIMALS  # noqa: E402
+from avatar.compose import character_outline, compose_faces, style_for  # noqa: E402
+from avatar.compose.geometry import face_frame  # noqa: E402
+from avatar.config import get_settings  # noqa: E402
+from avatar.faces import Face  # noqa: E402
+
 TILE = (240, 280)  # one face
 LABEL_H = 34
 SIDE_W = 130

@@ -1,6 +1,7 @@
-"""The animal catalogue: the one list the API's /v1/animals and the compositors share.
+"""The animal catalogue: what the compositors draw, and the words the Vertex prompt uses.
 
-Pure data with no imports beyond the standard library, so the API can read it cheaply.
+The API, deployed apart, shows the same list at /v1/animals from its own copy
+(api/animals.py); tests/contract fails when the two drift.
 """
 
 from __future__ import annotations

@@ -96,9 +96,15 @@ def store_result(
 ) -> tuple[str, str]:
     """Encode (JPEG, or PNG with alpha; no EXIF), store, and sign a URL to the object."""
     data, extension, content_type = encode(image)
-    object_name = f"avatars/{job.user_id}/{job.generation_id}.{extension}"
+    object_name = result_name(job.user_id, job.generation_id, extension)
     backends.store.put(object_name, data, content_type)
     return object_name, backends.store.signed_url(object_name, settings.signed_url_ttl_s)
+
+
+def result_name(user_id: str, generation_id: str, extension: str) -> str:
+    """Where a result is stored: the API finds a user's and a generation's images by these
+    prefixes (`avatars/{user_id}/`, `avatars/{user_id}/{generation_id}.`; tests/contract)."""
+    return f"avatars/{user_id}/{generation_id}.{extension}"
 
 
 def backend_label(backends: Backends) -> str:
