@@ -355,7 +355,7 @@ resource "google_cloud_run_v2_service" "api" {
   lifecycle {
     precondition {
       condition     = var.api_image != null
-      error_message = "deploy_api = true needs api_image (the image built from this repository's Dockerfile)."
+      error_message = "deploy_api = true needs api_image (the API image built from this repository's Dockerfile: docker build --target api)."
     }
   }
 

@@ -175,7 +175,7 @@ variable "deploy_api" {
 
 variable "api_image" {
   type        = string
-  description = "Container image of the API (this repository's Dockerfile) in Artifact Registry; required when deploy_api is true."
+  description = "Container image of the API (this repository's Dockerfile, target api: docker build --target api) in Artifact Registry; required when deploy_api is true."
   default     = null
 }
 

@@ -1,12 +1,22 @@
-"""The Dockerfile (hadolint, structure) and docker-compose.yml (compose-spec schema, wiring).
+"""The Dockerfile (hadolint, its two targets), docker-compose.yml (compose-spec schema, wiring)
+and the split requirements the two images install.
 
-No Docker engine runs here: these are static checks of what `docker compose up` would do.
+No Docker engine runs here: these are static checks of what `docker build` and
+`docker compose up` would do. The Dockerfile is read as stages; a target's chain is its stage
+plus every stage it builds on (FROM <stage>) or copies from (COPY --from=<stage>), recursively:
+what `docker build --target <name>` builds.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import posixpath
 import re
+import shlex
 import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +25,17 @@ from infra_helpers import REPO, VENV_BIN
 
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "docker-compose.yml"
+DOCKERIGNORE = REPO / ".dockerignore"
 REQUIRED_VAR = re.compile(r"^\$\{(?P<name>[A-Z_]+):\?.+\}$")
+PINNED_BASE = re.compile(r"python:3\.\d+\.\d+-slim-\w+")
+
+API_REQUIREMENTS = REPO / "requirements.txt"
+FUNCTION_REQUIREMENTS = sorted((REPO / "cloud_functions").glob("requirements*.txt"))
+# The function's packages: the API's image (and requirements.txt) must not carry them.
+FUNCTION_ONLY_PACKAGES = {"google-cloud-vision", "google-cloud-aiplatform", "ai-edge-litert"}
+# What each image may take from the build context.
+API_SOURCES = {"requirements.txt", "api"}
+FUNCTION_SOURCES = {"cloud_functions", "scripts/fetch_models.py"}
 
 
 def run_tool(*command: str) -> subprocess.CompletedProcess[str]:
@@ -27,19 +47,159 @@ def run_tool(*command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# --- reading the Dockerfile ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One COPY: `source_stage` is None for the build context."""
+
+    source_stage: str | None
+    sources: tuple[str, ...]
+    dest: str
+    chown: str | None
+
+
+def parse_copy(args: str) -> Copy:
+    """A COPY instruction's arguments (shell form: flags, sources, destination)."""
+    words = shlex.split(args)
+    flags = {w.partition("=")[0]: w.partition("=")[2] for w in words if w.startswith("--")}
+    paths = [w for w in words if not w.startswith("--")]
+    assert len(paths) >= 2, f"COPY needs a source and a destination: {args}"
+    return Copy(flags.get("--from"), tuple(paths[:-1]), paths[-1], flags.get("--chown"))
+
+
+@dataclass
+class Stage:
+    name: str
+    base: str
+    lines: list[str]
+
+    def instructions(self, keyword: str) -> list[str]:
+        """The arguments of every `keyword` instruction of the stage, in order."""
+        prefix = f"{keyword} "
+        return [line[len(prefix) :].strip() for line in self.lines if line.startswith(prefix)]
+
+    def copies(self) -> list[Copy]:
+        return [parse_copy(args) for args in self.instructions("COPY")]
+
+    def env(self) -> dict[str, str]:
+        """ENV key=value pairs (the only ENV form this Dockerfile uses)."""
+        pairs = (word.split("=", 1) for args in self.instructions("ENV") for word in args.split())
+        return dict(pairs)
+
+    def workdir(self) -> str:
+        workdirs = self.instructions("WORKDIR")
+        assert workdirs, f"stage {self.name} has no WORKDIR"
+        return workdirs[-1]
+
+    def exec_form(self, keyword: str) -> list[str]:
+        """The last CMD/HEALTHCHECK's command in exec form (JSON), as a list."""
+        args = self.instructions(keyword)
+        assert args, f"stage {self.name} has no {keyword}"
+        command = args[-1].partition("CMD ")[2] if keyword == "HEALTHCHECK" else args[-1]
+        parsed = json.loads(command)
+        assert isinstance(parsed, list), f"{keyword} of {self.name} is not in exec form"
+        return [str(word) for word in parsed]
+
+
+def parse_stages(text: str) -> list[Stage]:
+    """The Dockerfile's stages, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", text)
+    stages: list[Stage] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("FROM "):
+            match = re.fullmatch(r"FROM\s+(\S+)\s+AS\s+(\S+)", line, re.IGNORECASE)
+            assert match, f"every stage is named (FROM image AS name): {line}"
+            stages.append(Stage(name=match[2], base=match[1], lines=[]))
+        else:
+            assert stages, f"an instruction before the first FROM: {line}"
+            stages[-1].lines.append(line)
+    return stages
+
+
+def chain(stages: dict[str, Stage], target: str) -> list[Stage]:
+    """The stages `docker build --target <target>` builds: the target and what it depends on."""
+    seen: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.append(name)
+        stage = stages[name]
+        if stage.base in stages:
+            visit(stage.base)
+        for copy in stage.copies():
+            if copy.source_stage is not None:
+                assert copy.source_stage in stages, f"COPY --from an unknown stage in {name}"
+                visit(copy.source_stage)
+
+    visit(target)
+    return [stages[name] for name in seen]
+
+
+def chain_text(stages: list[Stage]) -> str:
+    return "\n".join(line for stage in stages for line in stage.lines)
+
+
+def context_sources(stages: list[Stage]) -> set[str]:
+    """Everything the chain copies from the build context, trailing slashes dropped."""
+    return {
+        source.rstrip("/") or "."
+        for stage in stages
+        for copy in stage.copies()
+        if copy.source_stage is None
+        for source in copy.sources
+    }
+
+
+def pip_installs(stages: list[Stage]) -> list[str]:
+    """The requirement files the chain installs with `pip install -r`."""
+    return [
+        file
+        for stage in stages
+        for run in stage.instructions("RUN")
+        if "pip install" in run
+        for file in re.findall(r"(?:-r|--requirement)[ =](\S+)", run)
+    ]
+
+
+def cli_flags(words: list[str]) -> dict[str, str]:
+    """`--name value` and `--name=value` options of a command line, by name."""
+    flags: dict[str, str] = {}
+    rest = iter(words)
+    for word in rest:
+        assert word.startswith("--"), f"not an option: {word}"
+        name, equals, value = word.partition("=")
+        flags[name] = value if equals else next(rest)
+    return flags
+
+
+def resolve(path: str, workdir: str) -> str:
+    return posixpath.normpath(posixpath.join(workdir, path))
+
+
+@pytest.fixture(scope="module")
+def stage_list() -> list[Stage]:
+    return parse_stages(DOCKERFILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def stages(stage_list: list[Stage]) -> dict[str, Stage]:
+    names = [stage.name for stage in stage_list]
+    assert len(names) == len(set(names)), f"stage names repeat: {names}"
+    return {stage.name: stage for stage in stage_list}
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return dict(yaml.safe_load(COMPOSE.read_text()))
 
 
-@pytest.fixture(scope="module")
-def dockerfile() -> list[str]:
-    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
-    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
-# --- Dockerfile ---------------------------------------------------------------------------------
+# --- Dockerfile: lint, stages -------------------------------------------------------------------
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -47,7 +207,7 @@ def test_hadolint_finds_nothing() -> None:
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
 
-def test_hadolint_does_find_a_bad_dockerfile(tmp_path: Any) -> None:
+def test_hadolint_does_find_a_bad_dockerfile(tmp_path: Path) -> None:
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get install curl\n")
     done = run_tool("hadolint", "--no-color", str(bad))
@@ -55,41 +215,308 @@ def test_hadolint_does_find_a_bad_dockerfile(tmp_path: Any) -> None:
     assert "DL3007" in done.stdout
 
 
-def test_image_is_multi_stage_on_a_pinned_slim_base(dockerfile: list[str]) -> None:
-    bases = [line.split()[1] for line in dockerfile if line.startswith("FROM ")]
-    assert len(bases) >= 2
-    for base in bases:
-        assert re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+", base), base
-    assert any("--from=builder" in line for line in dockerfile if line.startswith("COPY"))
+def test_image_targets_exist_and_api_is_the_default(stage_list: list[Stage]) -> None:
+    names = [stage.name for stage in stage_list]
+    assert {"api", "function", "storage-emulator"} <= set(names), names
+    # A plain `docker build .` builds the last stage: the API, which infra deploys to Cloud Run.
+    assert names[-1] == "api", names
 
 
-def test_image_runs_as_a_non_root_user(dockerfile: list[str]) -> None:
-    users = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
-    assert users, "no USER instruction"
-    assert users[-1].split(":")[0] not in {"root", "0"}
+def test_every_stage_is_on_the_same_pinned_slim_base(stage_list: list[Stage]) -> None:
+    bases = {stage.base for stage in stage_list}
+    assert len(bases) == 1, f"bump every FROM line together: {bases}"
+    assert PINNED_BASE.fullmatch(bases.pop())
 
 
-def test_image_has_a_healthcheck_and_serves_the_api(dockerfile: list[str]) -> None:
-    assert any(line.startswith("HEALTHCHECK ") and " CMD " in line for line in dockerfile)
-    cmd = next(line for line in reversed(dockerfile) if line.startswith("CMD "))
-    assert "uvicorn api.main:create_app --factory" in cmd
-    assert any("fetch_models.py" in line for line in dockerfile if line.startswith("RUN "))
+def test_the_stage_reader_follows_copy_from() -> None:
+    text = (
+        "FROM python:3.11.14-slim-bookworm AS a\nRUN pip install --no-cache-dir -r x.txt\n"
+        "FROM python:3.11.14-slim-bookworm AS b\nCOPY y.txt \\\n  ./\n"
+        "FROM python:3.11.14-slim-bookworm AS c\n# a comment\nCOPY --from=a /opt/venv /opt/venv\n"
+    )
+    stages = {stage.name: stage for stage in parse_stages(text)}
+    assert [stage.name for stage in chain(stages, "c")] == ["c", "a"]
+    assert pip_installs(chain(stages, "c")) == ["x.txt"]
+    assert context_sources(chain(stages, "b")) == {"y.txt"}
 
 
-def test_image_runs_in_production_by_default(dockerfile: list[str]) -> None:
+@pytest.mark.parametrize("target", ["api", "function"])
+def test_each_target_builds_its_venv_in_a_builder(stages: dict[str, Stage], target: str) -> None:
+    runtime = stages[target]
+    venv = [c for c in runtime.copies() if c.sources == ("/opt/venv",)]
+    assert len(venv) == 1, f"{target} copies no venv from a builder"
+    builder = venv[0].source_stage
+    assert builder is not None
+    assert builder != target
+    # The runtime installs nothing itself: the builder's venv is the image's only packages.
+    assert not any("pip install" in run for run in runtime.instructions("RUN")), target
+    assert runtime.env()["PATH"].startswith("/opt/venv/bin:"), target
+
+
+def builders(stages: dict[str, Stage]) -> list[Stage]:
+    """The stages the two runtimes copy from."""
+    names = {c.source_stage for t in ("api", "function") for c in stages[t].copies()}
+    return [stages[name] for name in sorted(name for name in names if name is not None)]
+
+
+def test_builders_install_requirements_before_copying_code(stages: dict[str, Stage]) -> None:
+    # Layer caching: a code change must not reinstall every package.
+    for builder in builders(stages):
+        workdir = builder.workdir()
+        requirements: set[str] = set()
+        code_copied = False
+        installs = 0
+        for line in builder.lines:
+            if line.startswith("COPY "):
+                copy = parse_copy(line[len("COPY ") :])
+                for source in copy.sources:
+                    if source.endswith(".txt"):
+                        into = copy.dest if copy.dest.endswith("/") else copy.dest + "/"
+                        requirements.add(resolve(into + posixpath.basename(source), workdir))
+                    else:
+                        code_copied = True
+            elif line.startswith("RUN ") and "pip install" in line:
+                installs += 1
+                assert not code_copied, f"{builder.name}: code is copied before pip install"
+                assert "--no-cache-dir" in line, line
+                for file in re.findall(r"(?:-r|--requirement)[ =](\S+)", line):
+                    copied = resolve(file, workdir) in requirements
+                    assert copied, f"{builder.name}: {file} is installed before it is copied"
+        assert installs == 1, f"{builder.name} runs pip install {installs} times"
+
+
+def test_api_target_installs_only_the_api_requirements(stages: dict[str, Stage]) -> None:
+    api = chain(stages, "api")
+    assert pip_installs(api) == ["requirements.txt"]
+    text = chain_text(api)
+    for word in ("cloud_functions", "ai-edge-litert", "fetch_models", "/opt/models", "MODEL_DIR"):
+        assert word not in text, f"the api image mentions {word}"
+    assert context_sources(api) <= API_SOURCES, context_sources(api)
+    assert "api" in context_sources(api)
+
+
+def test_function_target_installs_only_the_function_requirements(
+    stages: dict[str, Stage],
+) -> None:
+    function = chain(stages, "function")
+    assert pip_installs(function) == ["cloud_functions/requirements-local.txt"]
+    # Never the API's code or requirements, nor the whole context.
+    assert context_sources(function) <= FUNCTION_SOURCES | {
+        f"cloud_functions/{path.name}" for path in FUNCTION_REQUIREMENTS
+    }, context_sources(function)
+    assert "requirements.txt" not in context_sources(function)
+    assert not any(source.startswith("api") for source in context_sources(function))
+
+
+def test_function_models_are_fetched_at_build_time(stages: dict[str, Stage]) -> None:
+    function = chain(stages, "function")
+    fetch = [
+        (stage, run)
+        for stage in function
+        for run in stage.instructions("RUN")
+        if "scripts/fetch_models.py" in run
+    ]
+    assert len(fetch) == 1
+    builder, run = fetch[0]
+    assert "--model-dir /opt/models" in run
+    # The script imports `avatar` from ../cloud_functions: both copied side by side.
+    dests = {
+        source.rstrip("/"): resolve(copy.dest, builder.workdir())
+        for copy in builder.copies()
+        for source in copy.sources
+    }
+    script_dir = posixpath.dirname(resolve("scripts/fetch_models.py", builder.workdir()))
+    assert dests["scripts/fetch_models.py"] == script_dir
+    side_by_side = posixpath.join(posixpath.dirname(script_dir), "cloud_functions")
+    assert dests["cloud_functions"] == side_by_side
+    models = [c for c in stages["function"].copies() if c.sources == ("/opt/models",)]
+    assert [(c.source_stage, c.dest) for c in models] == [(builder.name, "/opt/models")]
+    assert stages["function"].env()["MODEL_DIR"] == "/opt/models"
+
+
+def function_source_in_image(stages: dict[str, Stage]) -> str:
+    """Where the function image puts cloud_functions/main.py."""
+    runtime = stages["function"]
+    copies = [c for c in runtime.copies() if c.source_stage is None]
+    assert [c.sources for c in copies] == [("cloud_functions/",)], "copy the folder's contents"
+    dest = resolve(copies[0].dest, runtime.workdir())
+    return posixpath.join(dest, "main.py")
+
+
+@pytest.mark.parametrize("target", ["api", "function"])
+def test_runtimes_run_as_a_non_root_user(stages: dict[str, Stage], target: str) -> None:
+    users = stages[target].instructions("USER")
+    assert users, f"{target} has no USER instruction"
+    assert users[-1].split(":")[0] not in {"root", "0"}, target
+    # The code belongs to root: the app user cannot rewrite it.
+    for copy in stages[target].copies():
+        if copy.source_stage is None:
+            assert copy.chown == "root:root", f"{target}: {copy.sources} --chown=root:root"
+
+
+@pytest.mark.parametrize(("target", "port"), [("api", "8000"), ("function", "8080")])
+def test_runtimes_run_in_production_with_a_healthcheck(
+    stages: dict[str, Stage], target: str, port: str
+) -> None:
     # In production the settings refuse the placeholder secrets that ship in the code.
-    runtime = dockerfile[max(i for i, line in enumerate(dockerfile) if line.startswith("FROM ")) :]
-    assert runtime[0].endswith(" AS runtime")
-    envs = " ".join(line for line in runtime if line.startswith("ENV "))
-    assert re.search(r"(^|\s)ENVIRONMENT=production(\s|$)", envs), envs
+    runtime = stages[target]
+    env = runtime.env()
+    assert env["ENVIRONMENT"] == "production", target
+    assert env["PORT"] == port, target
+    assert env["STORAGE_DIR"] == "/data/media", target
+    assert runtime.instructions("EXPOSE") == [port], target
+    healthcheck = runtime.exec_form("HEALTHCHECK")
+    assert "PORT" in " ".join(healthcheck), "the healthcheck follows $PORT"
 
 
-def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
-    ignore = (REPO / ".dockerignore").read_text().splitlines()
-    # Everything is excluded first; only the sources the image needs are let back in.
-    assert ignore.index("*") < min(i for i, line in enumerate(ignore) if line.startswith("!"))
-    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    assert allowed <= {"requirements.txt", "api", "cloud_functions", "scripts/fetch_models.py"}
+def test_api_image_serves_the_api(stages: dict[str, Stage]) -> None:
+    cmd = stages["api"].exec_form("CMD")
+    assert cmd[:2] == ["sh", "-c"]
+    assert cmd[2].startswith("exec uvicorn api.main:create_app --factory --host 0.0.0.0 ")
+    assert '--port "${PORT}"' in cmd[2]
+    assert "/healthz" in " ".join(stages["api"].exec_form("HEALTHCHECK"))
+    copies = [c for c in stages["api"].copies() if c.source_stage is None]
+    assert [(c.sources, resolve(c.dest, stages["api"].workdir())) for c in copies] == [
+        (("api/",), "/app/api")
+    ]
+    # alembic.ini puts its folder's parent on sys.path; uvicorn and `python -c` need /app too.
+    assert stages["api"].env()["PYTHONPATH"] == "/app"
+
+
+def test_function_image_serves_the_function(stages: dict[str, Stage]) -> None:
+    runtime = stages["function"]
+    cmd = shlex.split(" ".join(runtime.exec_form("CMD")[2:]))
+    assert runtime.exec_form("CMD")[:2] == ["sh", "-c"]
+    assert cmd[:2] == ["exec", "functions-framework"]
+    flags = cli_flags(cmd[2:])
+    assert flags["--target"] == "generate_animal_avatar"
+    assert flags["--host"] == "0.0.0.0"
+    assert flags["--port"] == "${PORT}"
+    assert resolve(flags["--source"], runtime.workdir()) == function_source_in_image(stages)
+    # The function has no GET route (405): alive means its port accepts a connection.
+    healthcheck = " ".join(runtime.exec_form("HEALTHCHECK"))
+    assert "socket.create_connection" in healthcheck
+    assert "urllib" not in healthcheck
+
+
+def test_storage_emulator_stage_runs_unprivileged(stages: dict[str, Stage]) -> None:
+    emulator = stages["storage-emulator"]
+    assert any("gcp-storage-emulator==" in run for run in emulator.instructions("RUN"))
+    assert emulator.instructions("USER")[-1].split(":")[0] not in {"root", "0"}
+
+
+# --- .dockerignore ------------------------------------------------------------------------------
+
+
+def dockerignore_allows(path: str, rules: list[str]) -> bool:
+    """Whether the build context keeps `path`: the last matching rule wins (Docker's semantics,
+    simplified to the patterns used here; a directory rule covers what is under it)."""
+    kept = True
+    for rule in rules:
+        negated = rule.startswith("!")
+        pattern = rule.lstrip("!").rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes):
+            kept = negated
+    return kept
+
+
+@pytest.fixture(scope="module")
+def ignore_rules() -> list[str]:
+    lines = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_dockerignore_is_an_allowlist_of_what_the_images_need(ignore_rules: list[str]) -> None:
+    # Everything is excluded first; only the sources the images need are let back in.
+    assert ignore_rules[0] == "*"
+    allowed = {line[1:].rstrip("/") for line in ignore_rules if line.startswith("!")}
+    assert allowed <= API_SOURCES | FUNCTION_SOURCES, allowed
+    for secret in (".env", ".venv/bin/python", ".git/config", "infra/terraform.tfvars"):
+        assert not dockerignore_allows(secret, ignore_rules), secret
+    assert not dockerignore_allows("api/__pycache__/main.cpython-311.pyc", ignore_rules)
+
+
+def test_dockerignore_keeps_everything_the_dockerfile_copies(
+    stages: dict[str, Stage], ignore_rules: list[str]
+) -> None:
+    for source in context_sources(list(stages.values())):
+        assert (REPO / source).exists(), f"the Dockerfile copies {source}, which does not exist"
+        assert dockerignore_allows(source, ignore_rules), f".dockerignore drops {source}"
+    for needed in ("cloud_functions/main.py", "cloud_functions/avatar/models.py", "api/main.py"):
+        assert dockerignore_allows(needed, ignore_rules), needed
+
+
+# --- the split requirements ---------------------------------------------------------------------
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_lines(path: Path) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def includes(path: Path) -> list[Path]:
+    """The files a requirements file pulls in with -r / --requirement / -c."""
+    found = []
+    for line in requirement_lines(path):
+        match = re.fullmatch(r"(?:-r|--requirement|-c|--constraint)[ =]?\s*(\S+)", line)
+        if match:
+            found.append((path.parent / match[1]).resolve())
+    return found
+
+
+def pins(path: Path) -> dict[str, str]:
+    """name -> pinned version of a requirements file, its includes followed."""
+    found: dict[str, str] = {}
+    for included in includes(path):
+        found |= pins(included)
+    for line in requirement_lines(path):
+        if line.startswith("-"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([\w.+-]+)", line)
+        assert match, f"{path.name}: not a pinned package: {line}"
+        name = normalize(match[1])
+        assert found.get(name, match[3]) == match[3], f"{path.name} pins {name} twice, differently"
+        found[name] = match[3]
+    return found
+
+
+def test_api_requirements_hold_none_of_the_functions_packages() -> None:
+    for included in includes(API_REQUIREMENTS):
+        assert "cloud_functions" not in included.parts, f"requirements.txt includes {included}"
+    api = pins(API_REQUIREMENTS)
+    assert {"fastapi", "uvicorn", "alembic"} <= set(api)
+    assert not set(api) & FUNCTION_ONLY_PACKAGES, set(api) & FUNCTION_ONLY_PACKAGES
+
+
+def test_function_local_requirements_are_the_deployed_ones_plus_litert() -> None:
+    local = REPO / "cloud_functions" / "requirements-local.txt"
+    deployed = REPO / "cloud_functions" / "requirements.txt"
+    assert includes(local) == [deployed.resolve()]
+    assert set(pins(local)) - set(pins(deployed)) == {"ai-edge-litert"}
+
+
+@pytest.mark.parametrize("function_file", FUNCTION_REQUIREMENTS, ids=lambda p: p.name)
+def test_shared_packages_are_pinned_alike(function_file: Path) -> None:
+    # One development environment (requirements-dev.txt) holds both services.
+    api, function = pins(API_REQUIREMENTS), pins(function_file)
+    shared = set(api) & set(function)
+    assert shared, "no package in common: is the parser reading the files?"
+    differing = {
+        name: (api[name], function[name]) for name in shared if api[name] != function[name]
+    }
+    assert not differing, f"requirements.txt vs {function_file.name}: {differing}"
+
+
+def test_dev_requirements_hold_both_services() -> None:
+    dev = includes(REPO / "requirements-dev.txt")
+    assert API_REQUIREMENTS.resolve() in dev
+    assert (REPO / "cloud_functions" / "requirements-local.txt").resolve() in dev
 
 
 # --- docker-compose.yml -------------------------------------------------------------------------
@@ -100,14 +527,35 @@ def test_compose_file_matches_the_compose_spec() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_compose_schema_check_rejects_a_broken_file(tmp_path: Any) -> None:
+def test_compose_schema_check_rejects_a_broken_file(tmp_path: Path) -> None:
     broken = tmp_path / "compose.yml"
     broken.write_text("services:\n  api:\n    image: x\n    ports: 8000\n    restart: sometimes\n")
     done = run_tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(broken))
     assert done.returncode != 0
 
 
-def test_compose_runs_the_whole_stack(compose: dict[str, Any]) -> None:
+def test_compose_builds_each_service_from_its_target(
+    compose: dict[str, Any], stages: dict[str, Stage]
+) -> None:
+    services = compose["services"]
+    expected = {
+        "api": ("api", "${API_IMAGE:-animal-avatar-api:local}"),
+        "function": ("function", "${FUNCTION_IMAGE:-animal-avatar-function:local}"),
+        "storage-emulator": ("storage-emulator", None),
+    }
+    for name, (target, image) in expected.items():
+        build = services[name]["build"]
+        assert (build["context"], build["target"]) == (".", target), name
+        if image is not None:
+            assert services[name]["image"] == image, name
+    images = [services[name]["image"] for name in expected]
+    assert len(set(images)) == len(images), f"two services share an image tag: {images}"
+    for name, service in services.items():
+        if "build" in service:
+            assert service["build"]["target"] in stages, f"{name}: no such stage"
+
+
+def test_compose_runs_the_whole_stack(compose: dict[str, Any], stages: dict[str, Stage]) -> None:
     services = compose["services"]
     assert {"api", "function", "postgres", "storage-emulator"} <= set(services)
     assert services["storage-emulator"]["profiles"] == ["gcs"]
@@ -116,7 +564,16 @@ def test_compose_runs_the_whole_stack(compose: dict[str, Any]) -> None:
     assert "uvicorn api.main:create_app --factory" in api_command
     function_command = services["function"]["command"]
     assert function_command[0] == "functions-framework"
-    assert "--target=generate_animal_avatar" in function_command
+    flags = cli_flags(function_command[1:])
+    assert flags["--target"] == "generate_animal_avatar"
+    assert flags["--port"] == services["function"]["environment"]["PORT"] == "8080"
+    # The --source must be where the function image put main.py (resolved from its WORKDIR).
+    source = resolve(flags["--source"], stages["function"].workdir())
+    assert source == function_source_in_image(stages)
+    # The API waits for the function's image healthcheck (compose defines none of its own).
+    assert services["api"]["depends_on"]["function"]["condition"] == "service_healthy"
+    assert "healthcheck" not in services["function"]
+    assert stages["function"].instructions("HEALTHCHECK")
 
 
 def test_postgres_is_pinned_healthy_and_persistent(compose: dict[str, Any]) -> None:
