@@ -1,0 +1,191 @@
+"""The API's footprint: its virtual environment on disk, and its process's memory after start-up.
+
+Builds the API's own environment from requirements.txt and, as the baseline in the same run,
+one that also holds the function's packages (cloud_functions/requirements-local.txt: what the
+API image installed while the API imported the function's code). Then starts the API under
+uvicorn (SQLite, local store) from the API's environment --repeat times and reports the
+resident set size once /healthz answers and after a few requests, and which heavy packages the
+process loaded. `--baseline-repo DIR --baseline-venv DIR` also starts another checkout of the
+API (e.g. a git worktree of an older commit) from another environment, for a before/after.
+
+    .venv/bin/python bench/footprint.py [--repeat 5] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = (
+    "numpy",
+    "PIL",
+    "avatar",
+    "google.cloud.vision",
+    "google.cloud.aiplatform",
+    "ai_edge_litert",
+)
+# Printed by the API process at exit: which of the heavy packages it had loaded.
+SITECUSTOMIZE = """
+import atexit, sys
+HEAVY = {heavy!r}
+def _report():
+    loaded = sorted(h for h in HEAVY if h in sys.modules)
+    print("FOOTPRINT-LOADED " + ",".join(loaded), file=sys.stderr, flush=True)
+atexit.register(_report)
+"""
+
+
+def build_venv(path: Path, *requirements: Path) -> Path:
+    """A virtual environment with these requirement files installed (reused when present)."""
+    stamp = path / ".bench-installed"
+    if stamp.exists():
+        return path
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    args = [str(path / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check"]
+    for requirement in requirements:
+        args += ["-r", str(requirement)]
+    subprocess.run(args, check=True)
+    stamp.touch()
+    return path
+
+
+def size_mb(path: Path) -> float:
+    """Disk usage of a folder, as du counts it."""
+    done = subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True)
+    return int(done.stdout.split()[0]) / 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024  # type: ignore[index]
+
+
+def start_api(venv: Path, path: str, repo: Path, workdir: Path) -> tuple[float, float, str]:
+    """(RSS after start-up, RSS after requests, heavy packages loaded) of one API process."""
+    port = free_port()
+    hooks = workdir / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE.format(heavy=HEAVY))
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHONPATH": f"{path}:{hooks}",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/footprint.db",
+        "STORAGE_DIR": str(workdir / "media"),
+        "FUNCTION_URL": "http://127.0.0.1:9",
+    }
+    command = [str(venv / "bin" / "python"), "-m", "uvicorn", "api.main:create_app", "--factory",
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=repo, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_up(f"{url}/healthz", process)
+        started = rss_mb(process.pid)
+        for path in ("/v1/animals", "/openapi.json", "/problems/not_found", "/healthz"):
+            httpx.get(f"{url}{path}", timeout=10)
+        after = rss_mb(process.pid)
+    finally:
+        # SIGINT, not SIGTERM: uvicorn re-raises the signal after its shutdown, and only
+        # SIGINT's default (KeyboardInterrupt) lets the interpreter run its atexit report.
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    loaded = next(
+        (line.split(" ", 1)[1] for line in stderr.splitlines() if line.startswith("FOOTPRINT-")),
+        "?",
+    )
+    return started, after, loaded or "none"
+
+
+def wait_up(url: str, process: subprocess.Popen[str], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the API exited: {process.communicate()[1][-2000:]}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+def measure(label: str, venv: Path, path: str, repo: Path, repeat: int) -> float:
+    """Start the API `repeat` times and print the medians; returns the start-up RSS median.
+
+    `path`: the API process's PYTHONPATH (the old image also had cloud_functions/ on it).
+    """
+    runs = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="footprint-") as workdir:
+            migrate(venv, path, repo, Path(workdir))
+            runs.append(start_api(venv, path, repo, Path(workdir)))
+    started = statistics.median(run[0] for run in runs)
+    after = statistics.median(run[1] for run in runs)
+    print(f"  {label:<34} RSS after start-up {started:6.1f} MB, after requests {after:6.1f} MB"
+          f"   loaded: {runs[-1][2]}")  # fmt: skip
+    return started
+
+
+def migrate(venv: Path, path: str, repo: Path, workdir: Path) -> None:
+    env = dict(os.environ) | {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/footprint.db",
+        "PYTHONPATH": path,
+    }
+    subprocess.run([str(venv / "bin" / "alembic"), "-c", "api/alembic.ini", "upgrade", "head"],
+                   cwd=repo, env=env, check=True, capture_output=True)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--keep", type=Path, help="build the venvs here and keep them")
+    parser.add_argument("--baseline-repo", type=Path, help="another checkout of the API")
+    parser.add_argument("--baseline-venv", type=Path, help="the environment to run it from")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="footprint-venvs-"))
+    try:
+        api = build_venv(root / "api", REPO / "requirements.txt")
+        both = build_venv(
+            root / "api+function",
+            REPO / "requirements.txt",
+            REPO / "cloud_functions" / "requirements-local.txt",
+        )
+        api_mb, both_mb = size_mb(api), size_mb(both)
+        print("Virtual environment (du):")
+        print(f"  {'API only (requirements.txt)':<34} {api_mb:7.1f} MB")
+        print(f"  {'baseline: API + function packages':<34} {both_mb:7.1f} MB"
+              f"   API only is {api_mb / both_mb:.2f}x of it")  # fmt: skip
+        print(f"The API process, medians of {args.repeat} starts:")
+        rss = measure("this checkout, API-only venv", api, str(REPO), REPO, args.repeat)
+        if args.baseline_repo and args.baseline_venv:
+            base_repo = args.baseline_repo.resolve()
+            path = f"{base_repo}:{base_repo / 'cloud_functions'}"
+            base = measure("baseline checkout and venv", args.baseline_venv, path, base_repo,
+                           args.repeat)  # fmt: skip
+            print(f"  start-up RSS ratio {rss / base:.2f}x of the baseline")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
