@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from api.animals import ANIMAL_IDS, animal_id
 from api.config import Settings
 from api.errors import BadRequest, ImageTooLarge, InvalidImage, InvalidRequest, UnsupportedImage
-from api.images import sniff
+from api.images import NOT_AN_IMAGE, SNIFF_BYTES, sniff
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 # Room in the body for the boundaries, part headers and the `animal` field around the image.
 FORM_OVERHEAD_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 1024
-SNIFF_BYTES = 12
-NOT_AN_IMAGE = "the image is not JPEG, PNG, WebP or HEIC"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from api.generations import idempotency, lifecycle
 from api.generations.models import Generation
 from api.generations.presenter import PUBLIC_COLUMNS, GenerationView, failure_of
 from api.generations.runner import GenerationRunner, Job, Outcome, Work
-from api.images import SNIFF_BYTES, PreparedImage, prepare, sniff
+from api.images import PreparedImage, prepare, worth_a_thread
 from api.pagination import keyset_page, split_page
 from api.ratelimit import check_generation_rate_limit, lock_user_generations
 from api.storage import ObjectStore, delete_generation_objects
@@ -33,11 +33,6 @@ from api.uploads import Upload
 # The request's body, read when the service is ready for it (after the cheap checks); the
 # argument says whether to fingerprint it (only an Idempotency-Key needs the hash).
 UploadReader = Callable[[bool], Awaitable[Upload]]
-# Stripping a JPEG or WebP is a walk over its bytes (1.4 ms for a 3 MB photo here) in C calls
-# that hold the GIL (re, bytes.join): a worker thread would not free the event loop, only add a
-# hop (~0.8 ms). PNG's CRCs (zlib) and HEIC's decode release the GIL: large ones go to a thread.
-RELEASES_THE_GIL = frozenset({"png", "heif"})
-PREPARE_INLINE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -116,10 +111,9 @@ async def accept(
 
 
 async def prepare_upload(upload: Upload, settings: Settings) -> PreparedImage:
-    """The upload checked and stripped of its metadata (api.images); off the loop when that
-    frees it (a large PNG or HEIC)."""
-    small = len(upload.image) <= PREPARE_INLINE_BYTES
-    if small or sniff(upload.image[:SNIFF_BYTES]) not in RELEASES_THE_GIL:
+    """The upload checked and stripped of its metadata (api.images); in a worker thread when
+    that frees the event loop (api.images.worth_a_thread)."""
+    if not worth_a_thread(upload.image):
         return prepare(upload.image, **_prepare_limits(settings))
     return await asyncio.to_thread(prepare, upload.image, **_prepare_limits(settings))
 

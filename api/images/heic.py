@@ -7,6 +7,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from api.errors import ApiError, ImageTooLarge, InvalidImage
+from api.images.size import checked_size
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -48,9 +49,7 @@ def _transcode(data: bytes, max_pixels: int, max_side_px: int) -> tuple[bytes, s
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data), formats=["HEIF"]) as opened:
-        if opened.width * opened.height > max_pixels:
-            msg = f"the image has {opened.width}x{opened.height} pixels, over {max_pixels}"
-            raise ImageTooLarge(msg)
+        checked_size("HEIC", opened.width, opened.height, max_pixels)
         opened.load()
         # pillow-heif applies the HEIF rotation itself and resets EXIF's; this catches the rest.
         ImageOps.exif_transpose(opened, in_place=True)

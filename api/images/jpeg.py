@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import struct
 
-from api.errors import ImageTooLarge, InvalidImage
+from api.errors import InvalidImage
 from api.images import exif
+from api.images.size import checked_size
 
 SOI = b"\xff\xd8"
 EOI = b"\xff\xd9"
@@ -123,14 +124,10 @@ def _frame(walk: _Walk, start: int, end: int, max_pixels: int) -> None:
     if end - start < 6:
         raise InvalidImage("the JPEG frame header is too short")
     height, width = struct.unpack_from(">HH", walk.data, start + 1)
-    if width == 0 or height == 0:
-        raise InvalidImage("the JPEG frame header has a zero dimension")
-    if width * height > max_pixels:
-        msg = f"the image has {width}x{height} pixels, over {max_pixels}"
-        raise ImageTooLarge(msg)
+    size = checked_size("JPEG frame", width, height, max_pixels)
     # Only the first frame header is the image's (hierarchical files have more).
     if walk.size is None:
-        walk.size = (width, height)
+        walk.size = size
 
 
 def _jfif(walk: _Walk, start: int, end: int) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import struct
 import zlib
 
-from api.errors import ImageTooLarge, InvalidImage
+from api.errors import InvalidImage
 from api.images import exif
+from api.images.size import checked_size
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pixels, palette, transparency, colour (incl. HDR), physical size and APNG animation.
@@ -96,12 +97,7 @@ def _header(data: bytes, start: int, end: int, max_pixels: int) -> tuple[int, in
     if end - start != _IHDR_SIZE:
         raise InvalidImage("the PNG header chunk has the wrong length")
     width, height = struct.unpack_from(">II", data, start)
-    if width == 0 or height == 0:
-        raise InvalidImage("the PNG header has a zero dimension")
-    if width * height > max_pixels:
-        msg = f"the image has {width}x{height} pixels, over {max_pixels}"
-        raise ImageTooLarge(msg)
-    return width, height
+    return checked_size("PNG", width, height, max_pixels)
 
 
 def _chunk_bytes(kind: bytes, payload: bytes) -> bytes:

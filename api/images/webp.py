@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import struct
 
-from api.errors import ImageTooLarge, InvalidImage
+from api.errors import InvalidImage
 from api.images import exif
+from api.images.size import checked_size
 
 _VP8X, _VP8, _VP8L, _ALPH = b"VP8X", b"VP8 ", b"VP8L", b"ALPH"
 _ANIM, _ANMF, _ICCP, _EXIF = b"ANIM", b"ANMF", b"ICCP", b"EXIF"
@@ -101,7 +102,9 @@ def _extended(
     _, start, stop = chunks[0]
     if stop - start < _VP8X_SIZE:
         raise InvalidImage("the WebP VP8X chunk is too short")
-    width, height = _check_size(_u24(data, start + 4) + 1, _u24(data, start + 7) + 1, max_pixels)
+    width, height = checked_size(
+        "WebP", _u24(data, start + 4) + 1, _u24(data, start + 7) + 1, max_pixels
+    )
     body = _Output()
     orientation, seen_exif, has_image, has_icc = exif.UPRIGHT, False, False, False
     for kind, begin, end in chunks[1:]:
@@ -134,7 +137,7 @@ def _frame(data: bytes, view: memoryview, start: int, end: int, max_pixels: int)
     """An ANMF chunk's data keeping only the frame's bitstream and alpha chunks."""
     if end - start < _ANMF_HEADER:
         raise InvalidImage("a WebP animation frame is too short")
-    _check_size(_u24(data, start + 6) + 1, _u24(data, start + 9) + 1, max_pixels)
+    checked_size("WebP", _u24(data, start + 6) + 1, _u24(data, start + 9) + 1, max_pixels)
     frame = _Output()
     for kind, begin, stop in _chunks(data, start + _ANMF_HEADER, end):
         if kind in (_VP8, _VP8L):
@@ -153,24 +156,15 @@ def _bitstream_size(
         if end - start < 10 or data[start] & 1 or data[start + 3 : start + 6] != _VP8_START_CODE:
             raise InvalidImage("the WebP VP8 bitstream header is malformed")
         width, height = struct.unpack_from("<HH", data, start + 6)
-        return _check_size(width & _FOURTEEN_BITS, height & _FOURTEEN_BITS, max_pixels)
+        return checked_size("WebP", width & _FOURTEEN_BITS, height & _FOURTEEN_BITS, max_pixels)
     # VP8L: a signature byte, then width-1 and height-1 in 14 bits each, alpha, a 3-bit version.
     if end - start < 5 or data[start] != _VP8L_SIGNATURE:
         raise InvalidImage("the WebP VP8L bitstream header is malformed")
     (bits,) = struct.unpack_from("<I", data, start + 1)
     if bits >> 29:
         raise InvalidImage("the WebP VP8L bitstream has an unknown version")
-    return _check_size((bits & _FOURTEEN_BITS) + 1, ((bits >> 14) & _FOURTEEN_BITS) + 1, max_pixels)
-
-
-def _check_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
-    """The size, unless a dimension is zero or the pixels are over the limit."""
-    if width == 0 or height == 0:
-        raise InvalidImage("the WebP has a zero dimension")
-    if width * height > max_pixels:
-        msg = f"the image has {width}x{height} pixels, over {max_pixels}"
-        raise ImageTooLarge(msg)
-    return width, height
+    width, height = (bits & _FOURTEEN_BITS) + 1, ((bits >> 14) & _FOURTEEN_BITS) + 1
+    return checked_size("WebP", width, height, max_pixels)
 
 
 def _u24(data: bytes, pos: int) -> int:

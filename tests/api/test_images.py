@@ -20,7 +20,7 @@ from PIL import Image, ImageCms, ImageOps
 from PIL.PngImagePlugin import PngImageFile, PngInfo
 
 from api.errors import ApiError, ImageTooLarge, InvalidImage, UnsupportedImage
-from api.images import PreparedImage, exif, jpeg, png, prepare, sniff, webp
+from api.images import PreparedImage, exif, jpeg, png, prepare, sniff, webp, worth_a_thread
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_PIXELS = 50_000_000
@@ -701,3 +701,18 @@ def test_the_thin_path_does_not_import_pillow(tmp_path: Path) -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_only_work_that_releases_the_gil_goes_to_a_thread() -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    small_heic = io.BytesIO()
+    picture("RGB").save(small_heic, "HEIF")
+    big = 512 * 1024
+    assert worth_a_thread(small_heic.getvalue())  # a decode, whatever the file's size
+    assert worth_a_thread(png.SIGNATURE + b"\x00" * big)  # zlib's CRCs release the GIL
+    assert not worth_a_thread(png.SIGNATURE + b"\x00" * 1000)
+    assert not worth_a_thread(b"\xff\xd8\xff" + b"\x00" * big)  # re holds the GIL: no gain
+    assert not worth_a_thread(b"RIFF\x00\x00\x00\x00WEBP" + b"\x00" * big)
+    assert not worth_a_thread(b"not an image at all" * 100_000)
