@@ -24,8 +24,11 @@ async def find(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-def replay(existing: Generation, request_hash: str) -> Generation:
-    """The record a retried request gets back; Conflict if the key came with another body."""
+def replay(existing: Generation, request_hash: str | None) -> Generation:
+    """The record a retried request gets back; Conflict if the key came with another body.
+
+    A request with a key is always fingerprinted, so `request_hash` is set whenever this runs.
+    """
     if existing.request_hash != request_hash:
         msg = "this Idempotency-Key was already used with a different image or animal"
         raise Conflict(msg)

@@ -168,17 +168,14 @@ async def succeed(
 
     `kept_input=False`: the record never kept one (a sync upload), so there is none to drop.
     """
-    now = utcnow()
-    values = {
-        "status": SUCCEEDED,
-        "object_name": object_name,
-        "faces": faces,
-        "timings_ms": timings_ms,
-        "error_code": None,
-        "error_detail": None,
-        "updated_at": now,
-        "completed_at": now,
-    }
+    values = _finished(
+        SUCCEEDED,
+        object_name=object_name,
+        faces=faces,
+        timings_ms=timings_ms,
+        error_code=None,
+        error_detail=None,
+    )
     return await _finish(session, SUCCEED, generation_id, values, kept_input=kept_input)
 
 
@@ -191,14 +188,7 @@ async def fail(
     kept_input: bool = True,
 ) -> Final:
     """Record a failure with its SPEC code and drop the kept upload (see `succeed`)."""
-    now = utcnow()
-    values = {
-        "status": FAILED,
-        "error_code": code,
-        "error_detail": detail,
-        "updated_at": now,
-        "completed_at": now,
-    }
+    values = _finished(FAILED, error_code=code, error_detail=detail)
     return await _finish(session, FAIL, generation_id, values, kept_input=kept_input)
 
 
@@ -235,6 +225,12 @@ async def retry(
     if stored is not None:
         await connection.execute(INSERT_INPUT, _input_row(generation_id, stored))
     return values
+
+
+def _finished(status: GenerationStatus, **fields: Any) -> dict[str, Any]:
+    """The columns a finished record is given: its status, the fields, and when."""
+    now = utcnow()
+    return {"status": status, **fields, "updated_at": now, "completed_at": now}
 
 
 async def _finish(

@@ -155,7 +155,7 @@ async def admit(
         twin = await idempotency.find(session, user_id, generation.idempotency_key)
         if twin is None:
             raise
-        return idempotency.replay(twin, generation.request_hash or "")
+        return idempotency.replay(twin, generation.request_hash)
     return None
 
 
@@ -169,7 +169,7 @@ async def accept_retry(
 ) -> Accepted:
     """A retried request gets its record; one that failed retryably runs again as a new
     attempt (not counted against the limit), from the retried request's own body."""
-    generation = idempotency.replay(existing, upload.request_hash or "")
+    generation = idempotency.replay(existing, upload.request_hash)
     if not idempotency.runs_again(generation):
         return Accepted(generation, runner.task_for(generation.id))
     image = await prepare_upload(upload, settings)

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# As many as a history page signs at once (api.generations.service.SIGNING_CONCURRENCY).
+# As many as a history page signs at once (api.generations.presenter.SIGNING_CONCURRENCY).
 SIGNING_THREADS = 50
 # What a client is told to wait before trying again when the bucket or IAM is unavailable.
 RETRY_AFTER_S = 5
