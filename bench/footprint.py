@@ -5,28 +5,28 @@ one that also holds the function's packages (cloud_functions/requirements-local.
 API image installed while the API imported the function's code). Then starts the API under
 uvicorn (SQLite, local store) from the API's environment --repeat times and reports the
 resident set size once /healthz answers and after a few requests, and which heavy packages the
-process loaded. `--baseline-repo DIR --baseline-venv DIR` also starts another checkout of the
-API (e.g. a git worktree of an older commit) from another environment, for a before/after.
+process loaded. The environments are built once under .cache/footprint and reused until a
+requirements file changes. `--baseline-repo DIR --baseline-venv DIR` also starts another
+checkout of the API (e.g. a git worktree of an older commit) from another environment.
 
-    .venv/bin/python bench/footprint.py [--repeat 5] [--keep DIR]
+    .venv/bin/python bench/footprint.py [--repeat 5] [--venvs DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
+from benchproc import free_port, wait_up
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = (
@@ -48,8 +48,13 @@ atexit.register(_report)
 """
 
 
-def build_venv(path: Path, *requirements: Path) -> Path:
-    """A virtual environment with these requirement files installed (reused when present)."""
+def build_venv(root: Path, name: str, *requirements: Path) -> Path:
+    """A virtual environment with these requirement files installed, under `root`; reused by
+    later runs until a requirements file changes (its folder is named after their contents)."""
+    digest = hashlib.sha256()
+    for requirement in (REPO / "requirements.txt", *REPO.glob("cloud_functions/requirements*")):
+        digest.update(requirement.read_bytes())
+    path = root / f"{name}-{digest.hexdigest()[:12]}"
     stamp = path / ".bench-installed"
     if stamp.exists():
         return path
@@ -66,12 +71,6 @@ def size_mb(path: Path) -> float:
     """Disk usage of a folder, as du counts it."""
     done = subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True)
     return int(done.stdout.split()[0]) / 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:
@@ -115,19 +114,6 @@ def start_api(venv: Path, path: str, repo: Path, workdir: Path) -> tuple[float, 
     return started, after, loaded or "none"
 
 
-def wait_up(url: str, process: subprocess.Popen[str], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the API exited: {process.communicate()[1][-2000:]}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
-
-
 def measure(label: str, venv: Path, path: str, repo: Path, repeat: int) -> float:
     """Start the API `repeat` times and print the medians; returns the start-up RSS median.
 
@@ -157,34 +143,31 @@ def migrate(venv: Path, path: str, repo: Path, workdir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--keep", type=Path, help="build the venvs here and keep them")
+    parser.add_argument("--venvs", type=Path, default=REPO / ".cache" / "footprint",
+                        help="where the measured environments are built and kept")  # fmt: skip
     parser.add_argument("--baseline-repo", type=Path, help="another checkout of the API")
     parser.add_argument("--baseline-venv", type=Path, help="the environment to run it from")
     args = parser.parse_args()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="footprint-venvs-"))
-    try:
-        api = build_venv(root / "api", REPO / "requirements.txt")
-        both = build_venv(
-            root / "api+function",
-            REPO / "requirements.txt",
-            REPO / "cloud_functions" / "requirements-local.txt",
-        )
-        api_mb, both_mb = size_mb(api), size_mb(both)
-        print("Virtual environment (du):")
-        print(f"  {'API only (requirements.txt)':<34} {api_mb:7.1f} MB")
-        print(f"  {'baseline: API + function packages':<34} {both_mb:7.1f} MB"
-              f"   API only is {api_mb / both_mb:.2f}x of it")  # fmt: skip
-        print(f"The API process, medians of {args.repeat} starts:")
-        rss = measure("this checkout, API-only venv", api, str(REPO), REPO, args.repeat)
-        if args.baseline_repo and args.baseline_venv:
-            base_repo = args.baseline_repo.resolve()
-            path = f"{base_repo}:{base_repo / 'cloud_functions'}"
-            base = measure("baseline checkout and venv", args.baseline_venv, path, base_repo,
-                           args.repeat)  # fmt: skip
-            print(f"  start-up RSS ratio {rss / base:.2f}x of the baseline")
-    finally:
-        if args.keep is None:
-            shutil.rmtree(root, ignore_errors=True)
+    api = build_venv(args.venvs, "api", REPO / "requirements.txt")
+    both = build_venv(
+        args.venvs,
+        "api+function",
+        REPO / "requirements.txt",
+        REPO / "cloud_functions" / "requirements-local.txt",
+    )
+    api_mb, both_mb = size_mb(api), size_mb(both)
+    print("Virtual environment (du):")
+    print(f"  {'API only (requirements.txt)':<34} {api_mb:7.1f} MB")
+    print(f"  {'baseline: API + function packages':<34} {both_mb:7.1f} MB"
+          f"   API only is {api_mb / both_mb:.2f}x of it")  # fmt: skip
+    print(f"The API process, medians of {args.repeat} starts:")
+    rss = measure("this checkout, API-only venv", api, str(REPO), REPO, args.repeat)
+    if args.baseline_repo and args.baseline_venv:
+        base_repo = args.baseline_repo.resolve()
+        path = f"{base_repo}:{base_repo / 'cloud_functions'}"
+        base = measure("baseline checkout and venv", args.baseline_venv, path, base_repo,
+                       args.repeat)  # fmt: skip
+        print(f"  start-up RSS ratio {rss / base:.2f}x of the baseline")
 
 
 if __name__ == "__main__":

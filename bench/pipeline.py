@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "cloud_functions")]
 
+from benchproc import free_port  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from avatar import imaging, pipeline  # noqa: E402
@@ -119,12 +119,6 @@ def table(title: str, rows: list[dict[str, float]]) -> dict[str, float]:
         medians[stage] = statistics.median(values)
         print(f"  {stage:<8} {medians[stage]:>10.1f} {pct(values, 90):>8.1f}")
     return medians
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cold_start_s(body: bytes, env: dict[str, str]) -> float:
