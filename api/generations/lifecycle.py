@@ -82,7 +82,10 @@ MOVES = {transition: _move(transition) for transition in TRANSITIONS.values()}
 # A retry resets only a record that failed for a retryable reason: of two racing retries,
 # one wins.
 RETRY_MOVES = {
-    transition: MOVES[transition].where(GENERATIONS.c.error_code.in_(RETRYABLE_CODES))
+    transition: MOVES[transition].where(
+        GENERATIONS.c.error_code.in_(RETRYABLE_CODES),
+        GENERATIONS.c.run == bindparam("seen_run"),
+    )
     for transition in (RETRY_ASYNC, RETRY_SYNC)
 }
 # A claim names the attempt it saw, so two claims of one sighting cannot both win.
@@ -126,6 +129,7 @@ def born(
         user_id=user_id,
         animal=animal,
         status=PROCESSING if claimed else PENDING,
+        run=0,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
         attempts=1 if claimed else 0,
@@ -202,13 +206,19 @@ async def release(session: AsyncSession, generation_id: uuid.UUID) -> bool:
 
 
 async def retry(
-    session: AsyncSession, generation_id: uuid.UUID, stored: StoredInput | None, *, claimed: bool
+    session: AsyncSession,
+    generation_id: uuid.UUID,
+    stored: StoredInput | None,
+    *,
+    claimed: bool,
+    seen_run: int,
 ) -> dict[str, Any] | None:
-    """Put a retryably failed record back to work as a new attempt; None if it was not one
+    """Put a retryably failed record back to work as its next run; None if it was not one
     (or another retry of the same key won)."""
     transition = RETRY_SYNC if claimed else RETRY_ASYNC
     values: dict[str, Any] = {
         "status": transition.target,
+        "run": seen_run + 1,
         "attempts": 1 if claimed else 0,
         "object_name": None,
         "error_code": None,
@@ -218,7 +228,7 @@ async def retry(
     }
     connection = await session.connection()
     reset = await connection.execute(
-        RETRY_MOVES[transition], {"generation_id": generation_id, **values}
+        RETRY_MOVES[transition], {"generation_id": generation_id, "seen_run": seen_run, **values}
     )
     if not reset.rowcount:
         return None

@@ -62,6 +62,9 @@ class Generation(Base):
     # SHA-256 of (animal, image bytes): tells a retried request from a reused key.
     request_hash: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(default=0)
+    # 0, then one more each time a retry (same Idempotency-Key) puts the record back to work:
+    # the work queue names a job's task after (id, run).
+    run: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column()

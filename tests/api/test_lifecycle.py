@@ -17,7 +17,7 @@ from api.errors import UpstreamTimeout
 from api.forwarding.client import FunctionRequest, FunctionResult
 from api.generations import lifecycle
 from api.generations.models import Generation, GenerationInput, GenerationStatus
-from api.generations.runner import GenerationRunner, Work
+from api.generations.runner import GenerationRunner, Job, Work
 from api.storage.local import LocalFileStore
 
 PENDING, PROCESSING = GenerationStatus.pending, GenerationStatus.processing
@@ -118,16 +118,20 @@ async def test_release_and_retry_move_only_from_their_states(db, user_id) -> Non
     working = await record(db, user_id, PROCESSING, attempts=1)
     assert await lifecycle.release(db, working.id)
     refused = await record(db, user_id, FAILED, error_code="no_face_detected")
-    assert await lifecycle.retry(db, refused.id, None, claimed=True) is None
+    assert await lifecycle.retry(db, refused.id, None, claimed=True, seen_run=0) is None
     outage = await record(db, user_id, FAILED, error_code="upstream_unavailable")
     stored = lifecycle.StoredInput(b"selfie", "image/jpeg")
-    values = await lifecycle.retry(db, outage.id, stored, claimed=False)
+    assert await lifecycle.retry(db, outage.id, stored, claimed=False, seen_run=3) is None
+    values = await lifecycle.retry(db, outage.id, stored, claimed=False, seen_run=0)
     assert values is not None
-    assert await lifecycle.retry(db, outage.id, stored, claimed=False) is None  # one wins
+    assert values["run"] == 1  # the next run: the work queue names it anew
+    # One wins (the same sighting, or the record's new run: it is no longer failed).
+    assert await lifecycle.retry(db, outage.id, stored, claimed=False, seen_run=0) is None
+    assert await lifecycle.retry(db, outage.id, stored, claimed=False, seen_run=1) is None
     await db.commit()
     assert (await fresh(db, working)).status is PENDING
     again = await fresh(db, outage)
-    assert (again.status, again.attempts, again.error_code) == (PENDING, 0, None)
+    assert (again.status, again.attempts, again.run, again.error_code) == (PENDING, 0, 1, None)
     assert (await db.get(GenerationInput, outage.id)) is not None
 
 
@@ -168,7 +172,7 @@ async def test_a_second_workers_failure_keeps_the_first_workers_image(
     done = await record(db, user_id, SUCCEEDED)
     name = f"avatars/{user_id}/{done.id}.jpg"
     put_object(store, name, b"the avatar")
-    await runner(sessionmaker, FailingForwarder(), store)._attempt(done.id, work_on(done))
+    await runner(sessionmaker, FailingForwarder(), store)._attempt(Job(done.id, 1), work_on(done))
     assert (tmp_path / name).read_bytes() == b"the avatar"
     assert (await fresh(db, done)).status is SUCCEEDED
 
@@ -181,7 +185,7 @@ async def test_a_late_success_on_a_failed_record_leaves_no_image(
     name = f"avatars/{user_id}/{failed.id}.jpg"
     put_object(store, name, b"stored after the API gave up")
     outcome = await runner(sessionmaker, SucceedingForwarder(), store)._attempt(
-        failed.id, work_on(failed)
+        Job(failed.id, 1), work_on(failed)
     )
     assert outcome is None
     assert not (tmp_path / name).exists()
