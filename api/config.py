@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +65,48 @@ class Settings(BaseSettings):
     gcs_bucket: str | None = None
     # Each bucket call (retries included) and each signBlob request gives up after this long.
     gcs_timeout_s: float = 10.0
+
+    # The work queue of async generations: tasks of this process (`inprocess`, resumed after a
+    # restart from the database), or Google Cloud Tasks (`cloud_tasks`), which posts each job to
+    # POST {WORK_URL}/internal/work/{kind}/{id} with an OIDC token of WORK_SERVICE_ACCOUNT.
+    work_queue: Literal["inprocess", "cloud_tasks"] = "inprocess"
+    # projects/P/locations/L/queues/Q
+    cloud_tasks_queue: str | None = None
+    # Another Cloud Tasks endpoint (a local fake or emulator: http://127.0.0.1:PORT, called with
+    # anonymous credentials); unset on Google Cloud.
+    cloud_tasks_endpoint: str | None = None
+    # The API's own base URL as Cloud Tasks reaches it (default PUBLIC_BASE_URL).
+    work_url: str | None = None
+    # The account whose OIDC token Cloud Tasks sends, and the only one the endpoint accepts.
+    work_service_account: str | None = None
+    # The token's audience; by default the job's own URL.
+    work_audience: str | None = None
+    # The queue's max attempts: on the last one, a retryable failure is final.
+    work_max_attempts: int = Field(default=10, ge=1)
+    # How long Cloud Tasks waits for one job's answer (15 s to 30 min).
+    work_dispatch_deadline_s: int = Field(default=600, ge=15, le=1800)
+    # One enqueue (its retries on 429/503 included) gives up after this long.
+    work_enqueue_timeout_s: float = 5.0
+    # Where Google publishes the certificates of its OIDC tokens.
+    oidc_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+
+    @model_validator(mode="after")
+    def _require_queue_settings(self) -> Self:
+        if self.work_queue != "cloud_tasks":
+            return self
+        missing = [
+            name.upper()
+            for name in ("cloud_tasks_queue", "work_service_account")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(f"WORK_QUEUE=cloud_tasks needs {' and '.join(missing)}")
+        return self
+
+    @property
+    def work_base_url(self) -> str:
+        """The base URL of the jobs Cloud Tasks posts (WORK_URL, else PUBLIC_BASE_URL)."""
+        return (self.work_url or self.public_base_url).rstrip("/")
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:

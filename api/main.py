@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +9,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import animals, health, media
 from api.access_log import install_access_log_filter
@@ -23,6 +23,9 @@ from api.problems import add_problem_schema
 from api.problems import router as problems_router
 from api.storage import build_store
 from api.users.router import router as users_router
+from api.work import build_queue
+from api.work.oidc import OidcVerifier
+from api.work.router import router as work_router
 
 logger = logging.getLogger(__name__)
 
@@ -46,28 +49,33 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
-    """The shared function client and the background runner; unfinished work resumes at start."""
+    """The shared function client, the runner of generations and the work queue (api.work)."""
     forwarder_factory: ForwarderFactory = app.state.forwarder_factory
     forwarder = forwarder_factory(settings)
+
+    def session_factory() -> AsyncSession:
+        # Looked up at each call: tests swap the app's sessionmaker after start-up.
+        session: AsyncSession = app.state.sessionmaker()
+        return session
+
     runner = GenerationRunner(
-        lambda: app.state.sessionmaker(),
+        session_factory,
         forwarder,
         app.state.store,
         max_concurrency=settings.function_max_connections,
         stale_after_s=settings.generation_stale_after_s,
     )
+    queue = build_queue(settings, runner, session_factory)
     app.state.function_client = forwarder
     app.state.runner = runner
-    try:
-        await runner.recover(on_start=True)
-    except Exception:
-        # A database that is not up yet must not keep the API down; the sweep retries later.
-        logger.exception("start-up recovery of unfinished generations failed")
-    sweep = asyncio.create_task(runner.sweep_forever(), name="generation-sweep")
+    app.state.work_queue = queue
+    if settings.work_queue == "cloud_tasks":
+        app.state.oidc_verifier = OidcVerifier(settings.oidc_certs_url, app.state.probe_client)
+    await queue.start()
     try:
         yield
     finally:
-        sweep.cancel()
+        await queue.aclose()
         await runner.shutdown(grace_s=settings.shutdown_grace_s)
         await forwarder.aclose()
 
@@ -96,6 +104,7 @@ def create_app(
         health.router,
         media.router,
         problems_router,
+        work_router,
     ):
         app.include_router(router)
     install_error_handlers(app)

@@ -15,6 +15,7 @@ from api.generations.schemas import GenerationPublic
 from api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page
 from api.problems import problem_responses
 from api.uploads import read_upload
+from api.work import WorkQueue
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
 
@@ -62,6 +63,15 @@ async def get_runner(request: Request) -> GenerationRunner:
 RunnerDep = Annotated[GenerationRunner, Depends(get_runner)]
 
 
+async def get_queue(request: Request) -> WorkQueue:
+    """The work queue built at start-up (api.work)."""
+    queue: WorkQueue = request.app.state.work_queue
+    return queue
+
+
+QueueDep = Annotated[WorkQueue, Depends(get_queue)]
+
+
 def wants_async(prefer: str | None) -> bool:
     """Whether a Prefer header asks for respond-async (RFC 7240)."""
     tokens = (part.split(";")[0].strip().lower() for part in (prefer or "").split(","))
@@ -85,6 +95,7 @@ async def create_generation(
     store: StorageDep,
     settings: SettingsDep,
     runner: RunnerDep,
+    queue: QueueDep,
     idempotency_key: IdempotencyKey = None,
     prefer: Prefer = None,
 ) -> GenerationPublic:
@@ -93,6 +104,7 @@ async def create_generation(
     generation = await service.create_generation(
         session,
         runner,
+        queue,
         settings,
         user.id,
         lambda fingerprint: read_upload(request, settings, fingerprint=fingerprint),

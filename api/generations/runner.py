@@ -13,10 +13,10 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import or_, select
+from sqlalchemy import Row, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +25,7 @@ from api.db import utcnow
 from api.errors import ApiError
 from api.forwarding.client import FunctionRequest, FunctionResult
 from api.generations import lifecycle
-from api.generations.models import Generation, GenerationInput
+from api.generations.models import Generation, GenerationInput, GenerationStatus
 from api.storage import ObjectStore, delete_generation_objects
 
 logger = logging.getLogger(__name__)
@@ -53,10 +53,16 @@ ForwarderFactory = Callable[[Settings], Forwarder]
 
 @dataclass(frozen=True)
 class Job:
-    """A record to work on, as it was seen (its attempts count guards the claim)."""
+    """A record to work on, as it was seen (its attempts count guards the claim).
+
+    `retry_later`: a queue will deliver the job again if this attempt fails retryably, so such
+    a failure hands the record back to pending instead of failing it; and the queue, not
+    MAX_RUNS, counts the attempts.
+    """
 
     generation_id: uuid.UUID
     attempts: int
+    retry_later: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,47 @@ class GenerationRunner:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
+    async def run_delivered(
+        self, generation_id: uuid.UUID, *, retry_count: int, max_attempts: int
+    ) -> GenerationStatus | None:
+        """Run a job a queue delivered (its `retry_count`-th retry) and say how the record stands.
+
+        Finished or gone (None): the queue is done with it. Still unfinished: the queue should
+        deliver it again later, as it does when the attempt failed retryably and there are
+        attempts left, or when another worker's attempt on it is still fresh.
+        """
+        seen = await with_db_retry(lambda: self._sighting(generation_id))
+        if seen is None or seen.status not in lifecycle.UNFINISHED:
+            return seen.status if seen is not None else None
+        running = self._tasks.get(generation_id)
+        if running is None:
+            if retry_count >= max_attempts:
+                await with_db_retry(lambda: self._give_up(generation_id))
+            elif seen.status is lifecycle.PENDING or self._is_stale(seen.updated_at):
+                last = retry_count + 1 >= max_attempts
+                running = self.submit(Job(generation_id, seen.attempts, retry_later=not last))
+        if running is not None:
+            # Shielded: a queue that hangs up (its deadline) does not cancel the work.
+            await asyncio.shield(running)
+        after = await with_db_retry(lambda: self._sighting(generation_id))
+        return after.status if after is not None else None
+
+    def _is_stale(self, updated_at: datetime) -> bool:
+        return updated_at < utcnow() - timedelta(seconds=self._stale_after_s)
+
+    async def _sighting(
+        self, generation_id: uuid.UUID
+    ) -> Row[GenerationStatus, int, datetime] | None:
+        stmt = select(Generation.status, Generation.attempts, Generation.updated_at).where(
+            Generation.id == generation_id
+        )
+        async with self._session_factory() as session:
+            return (await session.execute(stmt)).one_or_none()
+
+    async def _give_up(self, generation_id: uuid.UUID) -> None:
+        async with self._session_factory() as session, session.begin():
+            await lifecycle.fail(session, generation_id, "upstream_timeout", GAVE_UP)
+
     async def sweep_forever(self) -> None:
         """Every half stale period, resume or fail work that stalled (another process died)."""
         while True:
@@ -169,7 +216,7 @@ class GenerationRunner:
                     work = await with_db_retry(lambda: self._claim(job, given))
                 if work is None:
                     return None
-                return await self._attempt(job.generation_id, work)
+                return await self._attempt(job, work)
             except asyncio.CancelledError:
                 if work is not None:
                     await asyncio.shield(self._interrupted(job.generation_id, work))
@@ -179,9 +226,15 @@ class GenerationRunner:
                 logger.exception("generation %s could not be recorded", job.generation_id)
                 return None
 
-    async def _attempt(self, generation_id: uuid.UUID, work: Work) -> Outcome | None:
+    async def _attempt(self, job: Job, work: Work) -> Outcome | None:
         """Call the function, finish the record, and drop what no record points to."""
+        generation_id = job.generation_id
         outcome = await self._forward(work.request)
+        if job.retry_later and _retryable(outcome) and work.kept_input:
+            # The queue delivers the job again: back to pending, the upload kept for it.
+            await with_db_retry(lambda: self._release(generation_id))
+            await self._discard_objects(work.request)
+            return None
         final = await with_db_retry(lambda: self._finish(generation_id, outcome, work))
         if not final.keeps_objects:
             # The record failed (a timeout while the function still stored), is gone (deleted
@@ -222,6 +275,10 @@ class GenerationRunner:
         except Exception:
             logger.exception("the objects of generation %s were not deleted", request.generation_id)
 
+    async def _release(self, generation_id: uuid.UUID) -> None:
+        async with self._session_factory() as session, session.begin():
+            await lifecycle.release(session, generation_id)
+
     async def _interrupted(self, generation_id: uuid.UUID, work: Work) -> None:
         """Shutting down mid-attempt: a kept upload goes back to pending, for the next start to
         resume at once; a sync upload, which nothing kept, fails retryably (its client retries
@@ -238,7 +295,7 @@ class GenerationRunner:
     async def _claim(self, job: Job, given: Work | None) -> Work | None:
         """Start an attempt on a pending (or stalled) record, loading its upload if not given."""
         async with self._session_factory() as session, session.begin():
-            if job.attempts >= MAX_RUNS:
+            if job.attempts >= MAX_RUNS and not job.retry_later:
                 await lifecycle.fail(session, job.generation_id, "upstream_timeout", GAVE_UP)
                 return None
             work = given or await _load_work(session, job.generation_id)
@@ -248,6 +305,12 @@ class GenerationRunner:
 
 
 GAVE_UP = "the work was started several times without finishing; please try again"
+
+
+def _retryable(outcome: FunctionResult | ApiError) -> bool:
+    return isinstance(outcome, ApiError) and outcome.code in lifecycle.RETRYABLE_CODES
+
+
 INPUT_GONE = "the work was interrupted and its upload is gone; please try again"
 
 

@@ -7,6 +7,7 @@ public form in api.generations.presenter.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from api.config import Settings
-from api.errors import NotFound, RateLimited
+from api.errors import NotFound, RateLimited, UpstreamUnavailable
 from api.forwarding.client import FunctionRequest
 from api.generations import idempotency, lifecycle
 from api.generations.models import Generation
@@ -29,6 +30,9 @@ from api.pagination import keyset_page, split_page
 from api.ratelimit import check_generation_rate_limit, lock_user_generations
 from api.storage import ObjectStore, delete_generation_objects
 from api.uploads import Upload
+from api.work import QueuedJob, WorkQueue
+
+logger = logging.getLogger(__name__)
 
 # The request's body, read when the service is ready for it (after the cheap checks); the
 # argument says whether to fingerprint it (only an Idempotency-Key needs the hash).
@@ -46,6 +50,7 @@ class Accepted:
 async def create_generation(
     session: AsyncSession,
     runner: GenerationRunner,
+    queue: WorkQueue,
     settings: Settings,
     user_id: uuid.UUID,
     read_upload: UploadReader,
@@ -60,6 +65,7 @@ async def create_generation(
     accepted = await accept(
         session,
         runner,
+        queue,
         settings,
         user_id,
         read_upload,
@@ -75,6 +81,7 @@ async def create_generation(
 async def accept(
     session: AsyncSession,
     runner: GenerationRunner,
+    queue: WorkQueue,
     settings: Settings,
     user_id: uuid.UUID,
     read_upload: UploadReader,
@@ -84,8 +91,9 @@ async def accept(
 ) -> Accepted:
     """Check the limit, read and prepare the upload, record it, and start the work.
 
-    Sync: the record is born claimed (`processing`), the upload held by the request only.
-    Async: it is born `pending` with its upload kept, and the work claims it.
+    Sync: the record is born claimed (`processing`), the upload held by the request only, and
+    the work runs in this process. Async: it is born `pending` with its upload kept, and
+    enqueued once committed (api.work); the work claims it wherever the queue runs it.
     """
     existing = await idempotency.find(session, user_id, idempotency_key)
     if existing is None:
@@ -95,7 +103,7 @@ async def accept(
     await session.commit()
     upload = await read_upload(idempotency_key is not None)
     if existing is not None:
-        return await accept_retry(session, runner, settings, existing, upload, respond_async)
+        return await accept_retry(session, runner, queue, settings, existing, upload, respond_async)
     image = await prepare_upload(upload, settings)
     generation = lifecycle.born(
         user_id,
@@ -107,7 +115,7 @@ async def accept(
     twin = await admit(session, settings, generation, kept(image, respond_async))
     if twin is not None:
         return Accepted(twin, runner.task_for(twin.id))
-    return Accepted(generation, start_work(runner, generation, image, kept_input=respond_async))
+    return Accepted(generation, await start_work(session, runner, queue, generation, image))
 
 
 async def prepare_upload(upload: Upload, settings: Settings) -> PreparedImage:
@@ -162,6 +170,7 @@ async def admit(
 async def accept_retry(
     session: AsyncSession,
     runner: GenerationRunner,
+    queue: WorkQueue,
     settings: Settings,
     existing: Generation,
     upload: Upload,
@@ -174,7 +183,11 @@ async def accept_retry(
         return Accepted(generation, runner.task_for(generation.id))
     image = await prepare_upload(upload, settings)
     values = await lifecycle.retry(
-        session, generation.id, kept(image, respond_async), claimed=not respond_async
+        session,
+        generation.id,
+        kept(image, respond_async),
+        claimed=not respond_async,
+        seen_run=generation.run,
     )
     if values is None:
         # Another retry of the same key reset it first: answer with that work.
@@ -183,13 +196,22 @@ async def accept_retry(
     await session.commit()
     for name, value in values.items():
         set_committed_value(generation, name, value)
-    return Accepted(generation, start_work(runner, generation, image, kept_input=respond_async))
+    return Accepted(generation, await start_work(session, runner, queue, generation, image))
 
 
-def start_work(
-    runner: GenerationRunner, generation: Generation, image: PreparedImage, *, kept_input: bool
-) -> asyncio.Task[Outcome | None]:
-    """Run the work on a record just written, with its upload in hand (no read back)."""
+async def start_work(
+    session: AsyncSession,
+    runner: GenerationRunner,
+    queue: WorkQueue,
+    generation: Generation,
+    image: PreparedImage,
+) -> asyncio.Task[Outcome | None] | None:
+    """Start the work on a record just committed, with its upload in hand (no read back): a
+    sync one here and now, an async one through the queue. Returns the work if it runs here.
+
+    A queue that cannot take the job fails the record retryably (503): a pending record with
+    nothing to run it would stay pending for ever.
+    """
     request = FunctionRequest(
         image=image.data,
         content_type=image.content_type,
@@ -197,9 +219,39 @@ def start_work(
         generation_id=generation.id,
         user_id=generation.user_id,
     )
-    claimed = generation.status is lifecycle.PROCESSING
     job = Job(generation.id, generation.attempts)
-    return runner.submit(job, Work(request, kept_input=kept_input), claimed=claimed)
+    if generation.status is lifecycle.PROCESSING:  # sync: born (or retried) claimed
+        return runner.submit(job, Work(request, kept_input=False), claimed=True)
+    try:
+        await queue.enqueue(
+            QueuedJob("generation", generation.id, generation.run),
+            work=Work(request, kept_input=True),
+        )
+    except Exception as exc:
+        await _not_queued(session, generation)
+        if isinstance(exc, UpstreamUnavailable):
+            raise
+        logger.exception("generation %s could not be queued", generation.id)
+        raise UpstreamUnavailable(NOT_QUEUED, retry_after_s=NOT_QUEUED_RETRY_AFTER_S) from exc
+    return runner.task_for(generation.id)
+
+
+NOT_QUEUED = "the work queue did not take the generation; please try again"
+NOT_QUEUED_RETRY_AFTER_S = 5
+
+
+async def _not_queued(session: AsyncSession, generation: Generation) -> None:
+    """Fail a record whose job the queue did not take (a retry with its key runs it again)."""
+    values = {}
+    try:
+        final = await lifecycle.fail(session, generation.id, "upstream_unavailable", NOT_QUEUED)
+        await session.commit()
+        values = final.values
+    except Exception:
+        await session.rollback()
+        logger.exception("generation %s was not queued and could not be failed", generation.id)
+    for name, value in values.items():
+        set_committed_value(generation, name, value)
 
 
 async def settle(session: AsyncSession, accepted: Accepted, *, wait: bool) -> Generation:

@@ -1,0 +1,231 @@
+"""Google Cloud Tasks and Google's OIDC token issuer, faked at the HTTP level on loopback.
+
+The real `google-cloud-tasks` client (REST transport, `api_endpoint` pointed here) creates
+tasks; the fake records each CreateTask request, keeps the tasks by name (a second create of a
+name is 409 ALREADY_EXISTS, as Cloud Tasks answers), and can be scripted to refuse the next
+calls (503, 429). It also serves `/certs` in the format of Google's v1 certificates endpoint,
+for a throwaway RSA key it signs ID tokens with, so a test can play Cloud Tasks: take a
+recorded task and post it to the API with the token Cloud Tasks would send.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from google.auth import crypt, jwt
+
+QUEUE = "projects/test-project/locations/europe-west1/queues/work"
+TASKS_ACCOUNT = "tasks@test-project.iam.gserviceaccount.com"
+GOOGLE_ISSUER = "https://accounts.google.com"
+
+
+class SigningKey:
+    """A throwaway RSA key and the self-signed certificate Google would publish for it."""
+
+    def __init__(self, key_id: str | None = None) -> None:
+        self.key_id = key_id or uuid.uuid4().hex
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.private_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-issuer")])
+        now = datetime.now(UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )
+        self.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        signer = crypt.RSASigner.from_string(self.private_pem, key_id=self.key_id)
+        token: bytes = jwt.encode(signer, claims)
+        return token.decode()
+
+
+class FakeGoogle:
+    """CreateTask under /v2/ and the token issuer's certificates under /certs."""
+
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []  # every CreateTask body received, in order
+        self.tasks: dict[str, dict[str, Any]] = {}  # the tasks it accepted, by name
+        self.cert_fetches = 0
+        self.key = SigningKey()
+        self.published = [self.key]  # the keys /certs lists
+        self._refusals: list[int] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    # --- control --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def certs_url(self) -> str:
+        return f"{self.url}/certs"
+
+    def start(self) -> FakeGoogle:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def refuse_next(self, *statuses: int) -> None:
+        """Answer the next CreateTask calls with these statuses (503, 429, ...), in order."""
+        with self._lock:
+            self._refusals = list(statuses)
+
+    def task_names(self) -> list[str]:
+        return [body["task"]["name"] for body in self.created]
+
+    # --- tokens -----------------------------------------------------------------------------
+
+    def token(
+        self,
+        audience: str,
+        email: str = TASKS_ACCOUNT,
+        *,
+        key: SigningKey | None = None,
+        issuer: str = GOOGLE_ISSUER,
+        expires_in_s: int = 3600,
+        email_verified: bool = True,
+    ) -> str:
+        """An ID token as Google signs them for a service account (Cloud Tasks' OIDC token)."""
+        now = int(time.time())
+        claims = {
+            "iss": issuer,
+            "aud": audience,
+            "azp": "1234567890",
+            "sub": "1234567890",
+            "email": email,
+            "email_verified": email_verified,
+            "iat": min(now, now + expires_in_s - 60),
+            "exp": now + expires_in_s,
+        }
+        return (key or self.key).sign(claims)
+
+    async def deliver(
+        self,
+        client: httpx.AsyncClient,
+        task: dict[str, Any],
+        *,
+        retry_count: int = 0,
+        token: str | None = None,
+    ) -> httpx.Response:
+        """Do what Cloud Tasks does with a task: post to its URL with its OIDC token."""
+        http = task["httpRequest"]
+        oidc = http["oidcToken"]
+        assert http["httpMethod"] in (1, "POST")
+        token = token or self.token(oidc["audience"], oidc["serviceAccountEmail"])
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "X-CloudTasks-QueueName": task["name"].split("/")[5],
+            "X-CloudTasks-TaskName": task["name"].rsplit("/", 1)[1],
+            "X-CloudTasks-TaskRetryCount": str(retry_count),
+            "X-CloudTasks-TaskExecutionCount": str(retry_count),
+            "User-Agent": "Google-Cloud-Tasks",
+        }
+        return await client.post(http["url"], headers=headers)
+
+    # --- HTTP -------------------------------------------------------------------------------
+
+    def _create_task(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.created.append(body)
+            if self._refusals:
+                status = self._refusals.pop(0)
+                return status, _error(status)
+            task = dict(body["task"])
+            parent = path.removeprefix("/v2/").removesuffix("/tasks")
+            task.setdefault("name", f"{parent}/tasks/{uuid.uuid4().hex}")
+            if not task["name"].startswith(parent + "/tasks/"):
+                return 400, _error(400, "the task's name is not in the queue")
+            if task["name"] in self.tasks:
+                return 409, _error(409, "Requested entity already exists")
+            task["createTime"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            self.tasks[task["name"]] = task
+            return 200, task
+
+    def _certs(self) -> dict[str, str]:
+        with self._lock:
+            self.cert_fetches += 1
+            return {key.key_id: key.certificate_pem for key in self.published}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else 40 ms of delayed ACK per answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path == "/certs":
+                    self._send(200, fake._certs(), {"Cache-Control": "public, max-age=3600"})
+                else:
+                    self._send(404, _error(404))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                path = self.path.split("?", 1)[0]
+                if path.startswith("/v2/") and path.endswith("/tasks"):
+                    self._send(*fake._create_task(path, body))
+                else:
+                    self._send(404, _error(404))
+
+            def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+def _error(status: int, message: str = "scripted refusal") -> dict[str, Any]:
+    """Google's JSON error body."""
+    return {"error": {"code": status, "message": message, "status": STATUS_NAMES[status]}}
