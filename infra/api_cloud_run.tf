@@ -263,6 +263,19 @@ locals {
     GCS_BUCKET         = google_storage_bucket.results.name
     SIGNED_URL_TTL_S   = tostring(var.signed_url_ttl_s)
     DATABASE_POOL_SIZE = tostring(var.api_database_pool_size)
+    # Async work through the Cloud Tasks queue (work_queue.tf); one(): null without deploy_api.
+    WORK_QUEUE           = "cloud_tasks"
+    CLOUD_TASKS_QUEUE    = one(google_cloud_tasks_queue.work[*].id) # projects/P/locations/L/queues/Q
+    WORK_SERVICE_ACCOUNT = one(google_service_account.tasks[*].email)
+    WORK_URL             = local.api_url
+    # The tokens' audience: the service's URL, which Cloud Run's own invoker check accepts when
+    # the API is not public (and a custom domain is a custom audience of the service).
+    WORK_AUDIENCE     = local.api_url
+    WORK_MAX_ATTEMPTS = tostring(var.work_queue_max_attempts)
+    # Cloud Tasks waits for an answer as long as Cloud Run lets the request run; a retry claims
+    # the `processing` record of a run cut off at that timeout only once it is older than that.
+    WORK_DISPATCH_DEADLINE_S = tostring(var.api_request_timeout_s)
+    GENERATION_STALE_AFTER_S = tostring(var.api_request_timeout_s)
   }
 }
 
@@ -270,17 +283,21 @@ resource "google_cloud_run_v2_service" "api" {
   count = local.api_count
 
   project              = var.project_id
-  name                 = "${var.name_prefix}-api"
+  name                 = local.api_service_name
   location             = var.region
   ingress              = "INGRESS_TRAFFIC_ALL"
   invoker_iam_disabled = var.api_public
+  custom_audiences     = var.api_url == null ? null : [var.api_url]
   deletion_protection  = true
 
   template {
-    service_account                  = local.api_service_account_email
+    service_account = local.api_service_account_email
+    # A request may run one whole job: a synchronous generation, or a Cloud Tasks dispatch of
+    # an async one (the function's timeout, the API's retries of it, storage and database).
     timeout                          = "${var.api_request_timeout_s}s"
     max_instance_request_concurrency = var.api_concurrency
 
+    # Scale to zero is fine: no work runs outside a request (see cpu_idle below).
     scaling {
       min_instance_count = var.api_min_instances
       max_instance_count = var.api_max_instances
@@ -308,10 +325,12 @@ resource "google_cloud_run_v2_service" "api" {
           cpu    = var.api_cpu
           memory = "${var.api_memory_mb}Mi"
         }
-        # Instance-based billing: CPU stays allocated between requests. The API works after its
-        # answer (202 async generations finish in the background; a recovery sweep runs every
-        # 60 s), and request-based billing would throttle the CPU and starve that work.
-        cpu_idle = false
+        # Request-based billing: CPU only while requests run. The API no longer works after its
+        # answer: async work arrives as Cloud Tasks requests to /internal/work, and the queue's
+        # retries replace the in-process recovery sweep (README: the work queue).
+        cpu_idle = true
+        # Scaling from zero: a faster cold start for the first request.
+        startup_cpu_boost = true
       }
 
       dynamic "env" {
@@ -357,6 +376,11 @@ resource "google_cloud_run_v2_service" "api" {
       condition     = var.api_image != null
       error_message = "deploy_api = true needs api_image (the API image built from this repository's Dockerfile: docker build --target api)."
     }
+    precondition {
+      # The API retries the function only within its first 10 s (FUNCTION_RETRY_BUDGET_S).
+      condition     = var.api_request_timeout_s >= var.function_timeout_s + 30
+      error_message = "api_request_timeout_s must cover one job: function_timeout_s, plus the API's 10 s retry budget and its storage and database calls (at least function_timeout_s + 30)."
+    }
   }
 
   depends_on = [
@@ -364,6 +388,9 @@ resource "google_cloud_run_v2_service" "api" {
     google_secret_manager_secret_iam_member.api,
     google_sql_database.api,
     google_sql_user.api,
+    # An instance re-offers unfinished work to the queue as it starts.
+    google_cloud_tasks_queue_iam_member.api_enqueuer,
+    google_service_account_iam_member.api_acts_as_tasks,
   ]
 }
 

@@ -2,6 +2,7 @@
 # with deploy_api, the API on Cloud Run with Cloud SQL. Files by concern:
 #   storage.tf  results and source buckets     function.tf     the function and its identity
 #   iam.tf      the API's identity and grants   api_cloud_run.tf  the optional Cloud Run + Cloud SQL part
+#   work_queue.tf  with deploy_api: the Cloud Tasks queue of the API's async work, its identity
 
 locals {
   function_apis = [
@@ -16,6 +17,7 @@ locals {
     "vision.googleapis.com",
   ]
   api_apis = [
+    "cloudtasks.googleapis.com",
     "compute.googleapis.com",
     "secretmanager.googleapis.com",
     "servicenetworking.googleapis.com",

@@ -37,3 +37,13 @@ output "api_secret_ids" {
   description = "Secret Manager secrets of the API (DATABASE_URL, ADMIN_API_KEY, MEDIA_SIGNING_KEY); read one with gcloud secrets versions access latest --secret=ID."
   value       = { for name, secret in google_secret_manager_secret.api : name => secret.secret_id }
 }
+
+output "work_queue" {
+  description = "Cloud Tasks queue of the API's async work, projects/P/locations/L/queues/Q (null unless deploy_api): gcloud tasks queues describe|pause|resume it."
+  value       = one(google_cloud_tasks_queue.work[*].id)
+}
+
+output "tasks_service_account_email" {
+  description = "The identity of the work queue's OIDC tokens, the only caller /internal/work accepts (null unless deploy_api)."
+  value       = one(google_service_account.tasks[*].email)
+}

@@ -205,12 +205,12 @@ variable "api_concurrency" {
 
 variable "api_min_instances" {
   type        = number
-  description = "API instances kept running (at least 1: the recovery sweep of unfinished generations runs inside an instance)."
-  default     = 1
+  description = "API instances kept running; 0 scales to zero (async work arrives as Cloud Tasks requests, so none has to stay up), 1 or more trades cost for no cold starts."
+  default     = 0
 
   validation {
-    condition     = var.api_min_instances >= 1
-    error_message = "api_min_instances must be at least 1: the API's background work needs a running instance."
+    condition     = var.api_min_instances >= 0 && floor(var.api_min_instances) == var.api_min_instances
+    error_message = "api_min_instances must be a whole number, 0 or more."
   }
 }
 
@@ -228,8 +228,25 @@ variable "api_database_pool_size" {
 
 variable "api_request_timeout_s" {
   type        = number
-  description = "Longest an API request may run, in seconds (a synchronous generation waits for the function)."
+  description = "Longest an API request may run, in seconds: one job, i.e. a synchronous generation or a Cloud Tasks dispatch of an async one, waits for the function (at least function_timeout_s + 30). Also the queue's dispatch deadline and the age after which a retry takes over a cut-off run."
   default     = 120
+
+  validation {
+    # Cloud Run allows 3600 s, but a Cloud Tasks dispatch deadline at most 1800 s.
+    condition     = var.api_request_timeout_s >= 15 && var.api_request_timeout_s <= 1800 && floor(var.api_request_timeout_s) == var.api_request_timeout_s
+    error_message = "api_request_timeout_s must be a whole number of seconds between 15 and 1800 (the longest Cloud Tasks dispatch deadline)."
+  }
+}
+
+variable "api_url" {
+  type        = string
+  description = "The API's own base URL, as Cloud Tasks calls it (WORK_URL): a custom domain mapped to the service, e.g. https://api.example.com; null uses Cloud Run's deterministic URL https://NAME_PREFIX-api-PROJECT_NUMBER.REGION.run.app."
+  default     = null
+
+  validation {
+    condition     = var.api_url == null || can(regex("^https://[a-z0-9.-]+$", var.api_url))
+    error_message = "api_url must be https://HOST in lower case, without a path or a trailing slash."
+  }
 }
 
 variable "vpc_subnet_cidr" {
@@ -265,4 +282,83 @@ variable "sql_backup_retention_count" {
   type        = number
   description = "Daily backups Cloud SQL keeps."
   default     = 14
+}
+
+# --- with deploy_api: the Cloud Tasks queue of the API's async work -----------------------------
+
+variable "work_queue_max_dispatches_per_second" {
+  type        = number
+  description = "Most jobs the queue starts per second (generations and webhook deliveries): keep generations under the Vertex AI image model's requests-per-minute quota / 60."
+  default     = 10
+
+  validation {
+    condition     = var.work_queue_max_dispatches_per_second > 0 && var.work_queue_max_dispatches_per_second <= 500
+    error_message = "work_queue_max_dispatches_per_second must be above 0 and at most 500 (Cloud Tasks' limit)."
+  }
+}
+
+variable "work_queue_max_concurrent_dispatches" {
+  type        = number
+  description = "Most jobs running at once; keep it under what the function serves at once (function_max_instances x function_concurrency), which synchronous calls share."
+  default     = 50
+
+  validation {
+    condition     = var.work_queue_max_concurrent_dispatches >= 1 && var.work_queue_max_concurrent_dispatches <= 5000 && floor(var.work_queue_max_concurrent_dispatches) == var.work_queue_max_concurrent_dispatches
+    error_message = "work_queue_max_concurrent_dispatches must be a whole number from 1 to 5000 (Cloud Tasks' limit)."
+  }
+}
+
+variable "work_queue_max_attempts" {
+  type        = number
+  description = "Runs of one job before it is given up; the API gets it as WORK_MAX_ATTEMPTS and records the failure on the last one."
+  default     = 10
+
+  validation {
+    condition     = var.work_queue_max_attempts >= 1 && floor(var.work_queue_max_attempts) == var.work_queue_max_attempts
+    error_message = "work_queue_max_attempts must be a whole number, at least 1 (not -1: the API records the failure on the last attempt)."
+  }
+}
+
+variable "work_queue_min_backoff_s" {
+  type        = number
+  description = "Wait before the first retry of a failed job, in seconds; it doubles from there (work_queue_max_doublings times) up to work_queue_max_backoff_s."
+  default     = 10
+
+  validation {
+    condition     = var.work_queue_min_backoff_s >= 1 && floor(var.work_queue_min_backoff_s) == var.work_queue_min_backoff_s
+    error_message = "work_queue_min_backoff_s must be a whole number of seconds, at least 1."
+  }
+}
+
+variable "work_queue_max_backoff_s" {
+  type        = number
+  description = "Longest wait between two runs of a failed job, in seconds."
+  default     = 300
+
+  validation {
+    condition     = var.work_queue_max_backoff_s >= var.work_queue_min_backoff_s && floor(var.work_queue_max_backoff_s) == var.work_queue_max_backoff_s
+    error_message = "work_queue_max_backoff_s must be a whole number of seconds, at least work_queue_min_backoff_s."
+  }
+}
+
+variable "work_queue_max_doublings" {
+  type        = number
+  description = "How many times the wait between retries doubles before it grows linearly to work_queue_max_backoff_s (10 s doubled 5 times reaches the 300 s cap)."
+  default     = 5
+
+  validation {
+    condition     = var.work_queue_max_doublings >= 0 && floor(var.work_queue_max_doublings) == var.work_queue_max_doublings
+    error_message = "work_queue_max_doublings must be a whole number, 0 or more."
+  }
+}
+
+variable "work_queue_log_sampling_ratio" {
+  type        = number
+  description = "Share of the queue's dispatch attempts logged to Cloud Logging (0 none, 1 all): each entry names the task and its HTTP status, never the body or the token."
+  default     = 1
+
+  validation {
+    condition     = var.work_queue_log_sampling_ratio >= 0 && var.work_queue_log_sampling_ratio <= 1
+    error_message = "work_queue_log_sampling_ratio must be between 0 and 1."
+  }
 }

@@ -7,6 +7,7 @@ infra/README.md); these checks read the configuration itself with python-hcl2.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ PUBLIC_PRINCIPALS = re.compile(r"allUsers|allAuthenticatedUsers", re.IGNORECASE)
 IAM_RESOURCE = re.compile(r"^google_.*_iam_(member|binding|policy)$")
 INVOKER_ROLES = {"roles/run.invoker", "roles/cloudfunctions.invoker"}
 FUNCTION_SA = "google_service_account.function"
+TASKS_SA = "google_service_account.tasks[0]"
+API_SERVICE_NAME = "${google_cloud_run_v2_service.api[0].name}"
 
 
 def fmt_check(directory: Path) -> tuple[int, str]:
@@ -239,16 +242,17 @@ def test_function_service_account_holds_only_what_it_uses(terraform: dict[str, A
 
 
 def test_only_the_api_may_invoke_the_function(terraform: dict[str, Any]) -> None:
-    invokers = [
-        (type_, name, body)
-        for type_, name, body in iam_grants(terraform)
+    invokers = {
+        (type_, body["name"], body["member"])
+        for type_, _, body in iam_grants(terraform)
         if body["role"] in INVOKER_ROLES
-    ]
-    assert len(invokers) == 1
-    type_, _, body = invokers[0]
-    assert type_ == "google_cloud_run_v2_service_iam_member"
-    assert body["name"] == "${google_cloudfunctions2_function.main.service_config[0].service}"
-    assert body["member"] == "${local.api_member}"
+    }
+    function = "${google_cloudfunctions2_function.main.service_config[0].service}"
+    # Two invoker grants in all: the API on the function, the work queue on a private API.
+    assert invokers == {
+        ("google_cloud_run_v2_service_iam_member", function, "${local.api_member}"),
+        ("google_cloud_run_v2_service_iam_member", API_SERVICE_NAME, f"${{{TASKS_SA}.member}}"),
+    }
 
 
 def test_api_identity_can_sign_and_erase_results(terraform: dict[str, Any]) -> None:
@@ -288,17 +292,239 @@ def test_cloud_run_api_calls_the_function_with_id_tokens(terraform: dict[str, An
     assert not {"DATABASE_URL", "ADMIN_API_KEY", "MEDIA_SIGNING_KEY"} & set(env)
 
 
-def test_cloud_run_api_keeps_its_cpu_between_requests(terraform: dict[str, Any]) -> None:
-    # 202 generations and the 60 s recovery sweep run after the response: a throttled CPU
-    # (cpu_idle = true, request-based billing) would starve them.
+def test_cloud_run_api_scales_to_zero_with_request_based_billing(
+    terraform: dict[str, Any],
+) -> None:
+    # No work runs after an answer any more (async jobs arrive as Cloud Tasks requests), so the
+    # CPU may be throttled between requests and no instance has to stay up.
     service = resources(terraform, "google_cloud_run_v2_service")["api"]
     template = one_block(service, "template")
     resources_block = one_block(one_block(template, "containers"), "resources")
-    assert resources_block["cpu_idle"] is False
+    assert resources_block["cpu_idle"] is True
     assert one_block(template, "scaling")["min_instance_count"] == "${var.api_min_instances}"
     minimum = terraform["variable"]["api_min_instances"]
-    assert minimum["default"] >= 1
-    assert ">= 1" in minimum["validation"][0]["condition"]
+    assert (minimum["type"], minimum["default"]) == ("number", 0)
+    assert "var.api_min_instances >= 0" in minimum["validation"][0]["condition"]
+
+
+def test_cloud_run_request_timeout_covers_one_job(terraform: dict[str, Any]) -> None:
+    service = resources(terraform, "google_cloud_run_v2_service")["api"]
+    assert one_block(service, "template")["timeout"] == "${var.api_request_timeout_s}s"
+    conditions = [rule["condition"] for rule in one_block(service, "lifecycle")["precondition"]]
+    assert "${var.api_request_timeout_s >= var.function_timeout_s + 30}" in conditions
+    timeout = terraform["variable"]["api_request_timeout_s"]
+    assert timeout["default"] >= terraform["variable"]["function_timeout_s"]["default"] + 30
+    # Cloud Tasks waits for the job as long as Cloud Run runs it, and only then may a retry
+    # take over the job's `processing` record.
+    env = terraform["locals"]["api_env"]
+    assert env["WORK_DISPATCH_DEADLINE_S"] == "${tostring(var.api_request_timeout_s)}"
+    assert env["GENERATION_STALE_AFTER_S"] == "${tostring(var.api_request_timeout_s)}"
+
+
+# --- with deploy_api: the Cloud Tasks work queue ------------------------------------------------
+
+
+def the_queue(terraform: dict[str, Any]) -> dict[str, Any]:
+    queues = resources(terraform, "google_cloud_tasks_queue")
+    assert list(queues) == ["work"]
+    return queues["work"]
+
+
+def test_work_queue_exists_with_the_api(terraform: dict[str, Any]) -> None:
+    queue = the_queue(terraform)
+    assert queue["count"] == "${local.api_count}"
+    assert queue["name"] == "${var.name_prefix}-work"
+    assert queue["location"] == "${var.region}"
+    assert "cloudtasks.googleapis.com" in terraform["locals"]["api_apis"]
+    assert queue["depends_on"] == ["${google_project_service.required}"]
+
+
+def test_work_queue_is_throttled_and_retried_from_variables(terraform: dict[str, Any]) -> None:
+    queue = the_queue(terraform)
+    assert one_block(queue, "rate_limits") == {
+        "max_dispatches_per_second": "${var.work_queue_max_dispatches_per_second}",
+        "max_concurrent_dispatches": "${var.work_queue_max_concurrent_dispatches}",
+    }
+    # max_attempts alone ends a task (no max_retry_duration): the API knows the last attempt.
+    assert one_block(queue, "retry_config") == {
+        "max_attempts": "${var.work_queue_max_attempts}",
+        "min_backoff": "${var.work_queue_min_backoff_s}s",
+        "max_backoff": "${var.work_queue_max_backoff_s}s",
+        "max_doublings": "${var.work_queue_max_doublings}",
+    }
+    logging = one_block(queue, "stackdriver_logging_config")
+    assert logging == {"sampling_ratio": "${var.work_queue_log_sampling_ratio}"}
+
+
+WORK_QUEUE_DEFAULTS = {
+    "work_queue_max_dispatches_per_second": 10,
+    "work_queue_max_concurrent_dispatches": 50,
+    "work_queue_max_attempts": 10,
+    "work_queue_min_backoff_s": 10,
+    "work_queue_max_backoff_s": 300,
+    "work_queue_max_doublings": 5,
+    "work_queue_log_sampling_ratio": 1,
+}
+
+
+def test_work_queue_variables_are_numbers_with_validations(terraform: dict[str, Any]) -> None:
+    variables = terraform["variable"]
+    for name, default in WORK_QUEUE_DEFAULTS.items():
+        body = variables[name]
+        assert (body["type"], body["default"]) == ("number", default), name
+        assert f"var.{name}" in body["validation"][0]["condition"], name
+
+
+def plan_errors(directory: Path, values: dict[str, str]) -> list[str]:
+    """`terraform plan` of a module with only infra/variables.tf: its error diagnostics."""
+    shutil.copy(INFRA / "variables.tf", directory / "variables.tf")
+    cli = TerraformCommand(str(directory))
+    assert cli.init().retcode == 0
+    result = cli.plan(vars={"project_id": "my-project", **values})
+    messages = result.value if isinstance(result.value, list) else []
+    return [
+        f"{m['diagnostic']['summary']}: {m['diagnostic'].get('detail', '')}"
+        for m in messages
+        if m.get("@level") == "error" and "diagnostic" in m
+    ]
+
+
+def test_the_defaults_pass_the_validations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
+    assert plan_errors(tmp_path, {}) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"work_queue_max_dispatches_per_second": "0"}, "work_queue_max_dispatches_per_second"),
+        ({"work_queue_max_dispatches_per_second": "501"}, "work_queue_max_dispatches_per_second"),
+        ({"work_queue_max_concurrent_dispatches": "0"}, "work_queue_max_concurrent_dispatches"),
+        ({"work_queue_max_concurrent_dispatches": "2.5"}, "work_queue_max_concurrent_dispatches"),
+        ({"work_queue_max_attempts": "-1"}, "work_queue_max_attempts"),
+        ({"work_queue_max_attempts": "0"}, "work_queue_max_attempts"),
+        ({"work_queue_min_backoff_s": "0"}, "work_queue_min_backoff_s"),
+        ({"work_queue_max_backoff_s": "5"}, "work_queue_max_backoff_s"),
+        ({"work_queue_min_backoff_s": "60", "work_queue_max_backoff_s": "30"}, "max_backoff"),
+        ({"work_queue_max_doublings": "-1"}, "work_queue_max_doublings"),
+        ({"work_queue_log_sampling_ratio": "1.5"}, "work_queue_log_sampling_ratio"),
+        ({"api_min_instances": "-1"}, "api_min_instances"),
+        ({"api_request_timeout_s": "3600"}, "api_request_timeout_s"),
+        ({"api_url": "https://api.example.com/"}, "api_url"),
+        ({"api_url": "http://api.example.com"}, "api_url"),
+    ],
+)
+def test_validations_refuse_bad_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: dict[str, str], named: str
+) -> None:
+    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
+    errors = plan_errors(tmp_path, values)
+    assert len(errors) == 1, errors
+    assert named in errors[0]
+
+
+def test_validations_accept_a_scaled_to_zero_api_on_a_custom_domain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
+    values = {"api_min_instances": "0", "api_url": "https://api.example.com"}
+    assert plan_errors(tmp_path, values) == []
+
+
+def test_only_the_api_may_enqueue_and_only_on_the_queue(terraform: dict[str, Any]) -> None:
+    enqueuers = [
+        (type_, body) for type_, _, body in iam_grants(terraform) if "cloudtasks" in body["role"]
+    ]
+    assert len(enqueuers) == 1
+    type_, body = enqueuers[0]
+    assert type_ == "google_cloud_tasks_queue_iam_member"  # not project-wide
+    assert body["role"] == "roles/cloudtasks.enqueuer"
+    assert body["member"] == "${local.api_member}"
+    assert body["name"] == "${google_cloud_tasks_queue.work[0].name}"
+    assert body["count"] == "${local.api_count}"
+
+
+def test_only_the_api_may_act_as_the_tasks_account(terraform: dict[str, Any]) -> None:
+    acting = [
+        (type_, body)
+        for type_, _, body in iam_grants(terraform)
+        if body["role"] == "roles/iam.serviceAccountUser"
+    ]
+    assert len(acting) == 1
+    type_, body = acting[0]
+    # actAs on that one account (to create tasks with its OIDC token), not on the project.
+    assert type_ == "google_service_account_iam_member"
+    assert body["service_account_id"] == f"${{{TASKS_SA}.name}}"
+    assert body["member"] == "${local.api_member}"
+
+
+def test_tasks_account_is_dedicated_and_invokes_only_a_private_api(
+    terraform: dict[str, Any],
+) -> None:
+    tasks = resources(terraform, "google_service_account")["tasks"]
+    assert tasks["count"] == "${local.api_count}"
+    assert tasks["account_id"] == "${var.name_prefix}-tasks"
+    assert "/internal/work" in tasks["description"]
+    # Its only grant: run.invoker on the API's service, and only when Cloud Run checks IAM.
+    held = [(type_, body) for type_, _, body in iam_grants(terraform) if TASKS_SA in body["member"]]
+    assert len(held) == 1
+    type_, body = held[0]
+    assert type_ == "google_cloud_run_v2_service_iam_member"
+    assert (body["role"], body["name"]) == ("roles/run.invoker", API_SERVICE_NAME)
+    assert body["count"] == "${var.deploy_api && !var.api_public ? 1 : 0}"
+    service = resources(terraform, "google_cloud_run_v2_service")["api"]
+    assert service["invoker_iam_disabled"] == "${var.api_public}"
+
+
+def test_api_is_configured_for_the_cloud_tasks_queue(terraform: dict[str, Any]) -> None:
+    env = terraform["locals"]["api_env"]
+    assert env["WORK_QUEUE"] == "cloud_tasks"
+    assert env["CLOUD_TASKS_QUEUE"] == "${one(google_cloud_tasks_queue.work[*].id)}"
+    assert env["WORK_SERVICE_ACCOUNT"] == "${one(google_service_account.tasks[*].email)}"
+    assert env["WORK_URL"] == "${local.api_url}"
+    assert env["WORK_AUDIENCE"] == "${local.api_url}"
+    assert env["WORK_MAX_ATTEMPTS"] == "${tostring(var.work_queue_max_attempts)}"
+    service = resources(terraform, "google_cloud_run_v2_service")["api"]
+    containers = one_block(one_block(service, "template"), "containers")
+    for_each = [block["env"]["for_each"] for block in containers["dynamic"] if "env" in block]
+    assert "${local.api_env}" in for_each
+
+
+def test_api_url_is_a_custom_domain_or_the_deterministic_run_app_url(
+    terraform: dict[str, Any],
+) -> None:
+    # Not the service's own `uri`: the service's environment would then depend on itself.
+    local = terraform["locals"]
+    assert local["api_url"] == (
+        "${var.api_url != null ? var.api_url : one(local.api_run_app_urls)}"
+    )
+    assert local["api_run_app_urls"] == (
+        "${[for project in data.google_project.main : "
+        '"https://${local.api_service_name}-${project.number}.${var.region}.run.app"]}'
+    )
+    service = resources(terraform, "google_cloud_run_v2_service")["api"]
+    assert service["name"] == "${local.api_service_name}"
+    assert local["api_service_name"] == "${var.name_prefix}-api"
+    assert list(terraform["data"]["google_project"]) == ["main"]
+    variable = terraform["variable"]["api_url"]
+    assert (variable["type"], variable["default"]) == ("string", None)
+    # A custom domain must also be an audience Cloud Run's invoker check accepts.
+    assert service["custom_audiences"] == "${var.api_url == null ? null : [var.api_url]}"
+
+
+def test_readme_explains_the_work_queue() -> None:
+    readme = (INFRA / "README.md").read_text()
+    for needle in (
+        "cpu_idle = true",
+        "gcloud tasks queues pause",
+        "gcloud tasks queues resume",
+        "WORK_MAX_ATTEMPTS",
+        "X-CloudTasks-TaskRetryCount",
+        "GENERATION_STALE_AFTER_S",
+        "iam.serviceAccounts.actAs",
+    ):
+        assert needle in readme, needle
+    assert "keeps its CPU between requests" not in readme
 
 
 # --- module conventions -------------------------------------------------------------------------
