@@ -80,7 +80,10 @@ class OidcVerifier:
             certs = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             if self._certs:
-                return  # keep the keys we have; a valid token still verifies with them
+                # Keep the keys we have (a valid token still verifies with them), and do not ask
+                # again on every request while the issuer is down.
+                self._expires = now + MIN_REFETCH_S
+                return
             raise Unauthorized("the token's certificates could not be fetched") from exc
         if not isinstance(certs, dict):
             raise Unauthorized("the token's certificates could not be read")
