@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import Row, or_, select
 from sqlalchemy.exc import DBAPIError
@@ -158,7 +158,9 @@ class GenerationRunner:
                 running = self.submit(Job(generation_id, seen.attempts, retry_later=not last))
         if running is not None:
             # Shielded: a queue that hangs up (its deadline) does not cancel the work.
-            await asyncio.shield(running)
+            outcome = await asyncio.shield(running)
+            if outcome is not None:
+                return cast(GenerationStatus, outcome["status"])  # as the work wrote it
         after = await with_db_retry(lambda: self._sighting(generation_id))
         return after.status if after is not None else None
 

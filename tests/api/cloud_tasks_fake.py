@@ -54,10 +54,11 @@ class SigningKey:
             .sign(key, hashes.SHA256())
         )
         self.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+        # Loaded once: loading (and checking) the key costs some 70 ms of CPU.
+        self._signer = crypt.RSASigner.from_string(self.private_pem, key_id=self.key_id)
 
     def sign(self, claims: dict[str, Any]) -> str:
-        signer = crypt.RSASigner.from_string(self.private_pem, key_id=self.key_id)
-        token: bytes = jwt.encode(signer, claims)
+        token: bytes = jwt.encode(self._signer, claims)
         return token.decode()
 
 
