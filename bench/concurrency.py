@@ -11,14 +11,24 @@ its own, or SQLite with --sqlite). Then:
    medians of --repeat sequential requests; also the time the API spends preparing it (the thin
    path: header checks and a lossless metadata strip) against the old decode/downscale/re-encode
    (bench/strip.py's baseline), in this process.
+3. --n concurrent async uploads (`Prefer: respond-async`, answered 202) from one user, with
+   WORK_QUEUE=inprocess and then WORK_QUEUE=cloud_tasks (the real google-cloud-tasks client
+   against tests/api/cloud_tasks_fake.py's FakeGoogle, run in this process): the time until all
+   are accepted, and until all have finished (polled; for Cloud Tasks, this process plays the
+   queue: each recorded task is posted back to the API with its OIDC token, at most --dispatch
+   at once, again after a short backoff while the API answers non-2xx). Then the enqueue's own
+   cost: api.work.cloud_tasks.CloudTasksQueue against the same fake, --n calls at once and
+   --repeat one at a time. Goals: --n accepted within 2 s on one worker; enqueue <= 5 ms median.
 
     .venv/bin/python bench/concurrency.py [--n 500] [--delay 5] [--repeat 30] [--sqlite]
+        [--async-delay SECONDS] [--dispatch 100]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import io
 import json
 import os
@@ -29,8 +39,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +187,9 @@ def peak_rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def api_server(database_url: str, function_url: str, factory: str) -> Iterator[tuple[str, int]]:
+def api_server(
+    database_url: str, function_url: str, factory: str, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = dict(os.environ) | {
         "DATABASE_URL": database_url,
@@ -183,7 +197,9 @@ def api_server(database_url: str, function_url: str, factory: str) -> Iterator[t
         "RATE_LIMIT_GENERATIONS": "1000000",
         "STORAGE_DIR": tempfile.mkdtemp(prefix="bench-media-"),
         "PYTHONPATH": f"{REPO_ROOT / 'bench'}:{REPO_ROOT}",
+        "WORK_URL": f"http://127.0.0.1:{port}",  # where the queue posts jobs (Cloud Tasks only)
     }
+    env |= extra_env or {}
     command = [str(BIN / "uvicorn"), factory, "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1", "--log-level", "warning",
                "--no-access-log", "--backlog", "4096"]  # fmt: skip
@@ -221,7 +237,7 @@ async def sign_up(client: httpx.AsyncClient) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['api_key']}"}
 
 
-def multipart_request(host: str, key: str, image: bytes) -> bytes:
+def multipart_request(host: str, key: str, image: bytes, prefer: str | None = None) -> bytes:
     """The bytes of one POST /v1/generations, built once and sent many times."""
     boundary = uuid.uuid4().hex
     body = (
@@ -236,13 +252,19 @@ def multipart_request(host: str, key: str, image: bytes) -> bytes:
     head = (
         f"POST /v1/generations HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        + (f"Prefer: {prefer}\r\n" if prefer else "")
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
 
 
 async def send_raw(host: str, port: int, request: bytes) -> int:
     """Send prepared bytes on a new connection; the answer's status code (0 if none)."""
+    return (await exchange_raw(host, port, request))[0]
+
+
+async def exchange_raw(host: str, port: int, request: bytes) -> tuple[int, bytes]:
+    """Send prepared bytes on a new connection: the answer's status code (0 if none) and body."""
     try:
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(request)
@@ -250,9 +272,9 @@ async def send_raw(host: str, port: int, request: bytes) -> int:
         answer = await reader.read()
         writer.close()
     except OSError:
-        return 0
+        return 0, b""
     match = re.match(rb"HTTP/1\.1 (\d{3})", answer)
-    return int(match[1]) if match else 0
+    return (int(match[1]) if match else 0), answer.partition(b"\r\n\r\n")[2]
 
 
 async def burst(api_url: str, n: int) -> tuple[float, int, dict[int, int]]:
@@ -338,12 +360,240 @@ def run_burst(label: str, database_url: str, function_url: str, factory: str, n:
           f"load generator {own_cpu:4.2f} s   {counts}")  # fmt: skip
 
 
+# --- async (202) uploads through the work queue ---------------------------------------------
+
+
+ACCEPT_GOAL_S = 2.0
+ENQUEUE_GOAL_MS = 5.0
+# WORK_MAX_ATTEMPTS, and how many times this process (playing Cloud Tasks) delivers one task.
+MAX_ATTEMPTS = 10
+# The queue's backoff between deliveries of one task (Cloud Tasks' default min_backoff, 0.1 s,
+# doubling; infra/ configures 10 s, which would only stretch the wait here).
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 1.0
+POLL_S = 0.2
+FINISH_TIMEOUT_S = 180.0
+UNFINISHED = frozenset({"pending", "processing"})
+
+
+def google_fake() -> Any:
+    """tests/api/cloud_tasks_fake.py (QUEUE, TASKS_ACCOUNT, FakeGoogle), imported from its place."""
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "api"))
+    return importlib.import_module("cloud_tasks_fake")
+
+
+def queue_settings(work_queue: str, fake: Any = None) -> dict[str, str]:
+    """The API's work-queue settings (field names); Cloud Tasks' point at the fake."""
+    if fake is None:
+        return {"work_queue": work_queue}
+    module = google_fake()
+    return {
+        "work_queue": work_queue,
+        "cloud_tasks_endpoint": fake.url,
+        "cloud_tasks_queue": module.QUEUE,
+        "work_service_account": module.TASKS_ACCOUNT,
+        "oidc_certs_url": fake.certs_url,
+        "work_max_attempts": str(MAX_ATTEMPTS),
+    }
+
+
+@dataclass
+class AsyncRun:
+    """One run of concurrent async uploads: how fast they were taken on and finished."""
+
+    accept_s: float = 0.0
+    answers: Counter[int] = field(default_factory=Counter)  # the uploads' status codes
+    finish_s: float | None = None  # None: not all finished within FINISH_TIMEOUT_S
+    final: Counter[str] = field(default_factory=Counter)  # the records, by status
+    deliveries: Counter[int] = field(default_factory=Counter)  # Cloud Tasks: the API's answers
+    dispatched: int = 0  # Cloud Tasks: tasks delivered (each until 2xx or attempts ran out)
+    accept_cpu: float = 0.0  # the API's CPU seconds until the last upload was answered
+    api_cpu: float = 0.0  # and until all had finished
+    own_cpu: float = 0.0
+
+
+class CloudTasksPlayer:
+    """Plays Cloud Tasks: delivers each task the fake recorded to the API with its OIDC token, at
+    most `limit` at once (max_concurrent_dispatches), and again after a backoff while the API
+    answers non-2xx (503: not finished yet), up to MAX_ATTEMPTS times."""
+
+    def __init__(self, fake: Any, limit: int) -> None:
+        self._fake = fake
+        self._slots = asyncio.Semaphore(limit)
+        self._limit = limit
+        self.expected: int | None = None  # how many tasks to wait for, once known
+        self.deliveries: Counter[int] = Counter()
+
+    async def run(self, deadline: float) -> int:
+        """Dispatch tasks as they are created until `expected` were; how many were delivered."""
+        seen: set[str] = set()
+        scanned = 0
+        running: list[asyncio.Task[None]] = []
+        limits = httpx.Limits(max_connections=self._limit, max_keepalive_connections=self._limit)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+            while self.expected is None or len(seen) < self.expected:
+                if time.perf_counter() > deadline:
+                    break
+                created = self._fake.created[scanned:]  # a list the fake only appends to
+                scanned += len(created)
+                for body in created:
+                    task = body["task"]
+                    if task["name"] not in seen:
+                        seen.add(task["name"])
+                        running.append(asyncio.create_task(self._dispatch(client, task)))
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*running)
+        return len(running)
+
+    async def _dispatch(self, client: httpx.AsyncClient, task: dict[str, Any]) -> None:
+        for retry in range(MAX_ATTEMPTS):
+            async with self._slots:
+                try:
+                    answer = await self._fake.deliver(client, task, retry_count=retry)
+                    status = answer.status_code
+                except httpx.HTTPError:
+                    status = 0
+            self.deliveries[status] += 1
+            if 200 <= status < 300:
+                return
+            await asyncio.sleep(min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2**retry))
+
+
+async def record_statuses(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, str]:
+    """The status of each of the user's generations, by id (GET /v1/generations, every page)."""
+    statuses: dict[str, str] = {}
+    cursor = None
+    while True:
+        params = {"limit": "100"} | ({"cursor": cursor} if cursor else {})
+        response = await client.get("/v1/generations", headers=headers, params=params)
+        response.raise_for_status()
+        page = response.json()
+        statuses |= {item["id"]: item["status"] for item in page["items"]}
+        cursor = page["next_cursor"]
+        if not cursor:
+            return statuses
+
+
+async def async_uploads(
+    api_url: str, pid: int, n: int, fake: Any = None, dispatch: int = 100
+) -> AsyncRun:
+    """n concurrent async uploads from one user; then wait until every accepted one finished:
+    polled with the in-process queue, delivered by a CloudTasksPlayer with Cloud Tasks (it
+    dispatches as tasks are created, as the queue would, while uploads still arrive)."""
+    run = AsyncRun()
+    async with httpx.AsyncClient(base_url=api_url, timeout=60) as client:
+        headers = await sign_up(client)
+        host, port = api_url.removeprefix("http://").split(":")
+        key = headers["Authorization"].removeprefix("Bearer ")
+        request = multipart_request(host, key, small_selfie(), prefer="respond-async")
+        api_cpu, own_cpu = cpu_seconds(pid), time.process_time()
+        started = time.perf_counter()
+        deadline = started + FINISH_TIMEOUT_S
+        player = CloudTasksPlayer(fake, dispatch) if fake is not None else None
+        playing = asyncio.create_task(player.run(deadline)) if player is not None else None
+        answers = await asyncio.gather(*(exchange_raw(host, int(port), request) for _ in range(n)))
+        run.accept_s = time.perf_counter() - started
+        run.accept_cpu = cpu_seconds(pid) - api_cpu
+        run.answers = Counter(status for status, _ in answers)
+        ids = {json.loads(body)["id"] for status, body in answers if status == 202}
+        if player is not None and playing is not None:
+            player.expected = len(ids)
+            run.dispatched = await playing
+            run.deliveries = player.deliveries
+            statuses = await record_statuses(client, headers)
+        else:
+            statuses = await record_statuses(client, headers)
+            while any(statuses.get(i) in UNFINISHED for i in ids):
+                if time.perf_counter() > deadline:
+                    break
+                await asyncio.sleep(POLL_S)
+                statuses = await record_statuses(client, headers)
+        finished = time.perf_counter() - started
+        run.api_cpu, run.own_cpu = cpu_seconds(pid) - api_cpu, time.process_time() - own_cpu
+        run.final = Counter(statuses.get(i, "missing") for i in ids)
+        if not any(status in UNFINISHED for status in run.final):
+            run.finish_s = finished
+    return run
+
+
+async def enqueue_cost(fake: Any, work_url: str, n: int, repeat: int) -> dict[str, list[float]]:
+    """Each enqueue's own latency (ms) through CloudTasksQueue against the fake: n at once, then
+    `repeat` one after another."""
+    from api.config import Settings
+    from api.work import QueuedJob
+    from api.work.cloud_tasks import CloudTasksQueue
+
+    settings = Settings(**queue_settings("cloud_tasks", fake), work_url=work_url)  # type: ignore[arg-type]
+    queue = CloudTasksQueue(settings, session_factory=None)  # type: ignore[arg-type]
+
+    async def one() -> float:
+        started = time.perf_counter()
+        await queue.enqueue(QueuedJob("generation", uuid.uuid4()))
+        return (time.perf_counter() - started) * 1000
+
+    try:
+        for _ in range(3):  # warm the client's connections
+            await one()
+        concurrent = await asyncio.gather(*(one() for _ in range(n)))
+        sequential = [await one() for _ in range(repeat)]
+    finally:
+        await queue.aclose()
+    return {"concurrent": list(concurrent), "sequential": sequential}
+
+
+def run_async_uploads(
+    database_url: str, function_url: str, n: int, dispatch: int, repeat: int
+) -> None:
+    fake = google_fake().FakeGoogle().start()
+    try:
+        for work_queue in ("inprocess", "cloud_tasks"):
+            with_fake = fake if work_queue == "cloud_tasks" else None
+            env = {k.upper(): v for k, v in queue_settings(work_queue, with_fake).items()}
+            with api_server(database_url, function_url, "api.main:create_app", env) as (url, pid):
+                run = asyncio.run(async_uploads(url, pid, n, with_fake, dispatch))
+                rss = peak_rss_mb(pid)
+            report_async_run(work_queue, run, n, rss)
+        cost = asyncio.run(enqueue_cost(fake, "http://127.0.0.1:9", n, repeat))
+    finally:
+        fake.stop()
+    report_enqueue_cost(cost)
+
+
+def report_async_run(work_queue: str, run: AsyncRun, n: int, rss: float) -> None:
+    accepted = run.answers.get(202, 0)
+    verdict = "met" if accepted == n and run.accept_s <= ACCEPT_GOAL_S else "MISSED"
+    finished = f"{run.finish_s:6.2f} s" if run.finish_s is not None else "  NOT ALL"
+    print(f"  {work_queue:<12} accepted {accepted:4d}/{n} in {run.accept_s:5.2f} s "
+          f"(goal <= {ACCEPT_GOAL_S:g} s: {verdict})   all finished in {finished}: "
+          f"{dict(run.final)}   answers {dict(run.answers)}")  # fmt: skip
+    if run.dispatched:
+        print(f"  {'':<12} Cloud Tasks played: {run.dispatched} tasks delivered, "
+              f"the API answered {dict(run.deliveries)}")  # fmt: skip
+    print(f"  {'':<12} peak RSS {rss:6.1f} MB   CPU: API {run.accept_cpu:5.2f} s until all "
+          f"accepted ({run.accept_cpu / n * 1000:4.1f} ms per upload), {run.api_cpu:5.2f} s in all "
+          f"({run.api_cpu / n * 1000:4.1f} ms per generation), load generator "
+          f"{run.own_cpu:4.2f} s")  # fmt: skip
+
+
+def report_enqueue_cost(cost: dict[str, list[float]]) -> None:
+    for label, key in (("at once", "concurrent"), ("one at a time", "sequential")):
+        times = cost[key]
+        median, p95 = statistics.median(times), statistics.quantiles(times, n=20)[18]
+        verdict = "met" if median <= ENQUEUE_GOAL_MS else "MISSED"
+        goal = f"goal <= {ENQUEUE_GOAL_MS:g} ms median: {verdict}"
+        print(f"  cloud_tasks enqueue, {len(times)} {label:<14} median {median:6.1f} ms   "
+              f"p95 {p95:6.1f} ms   ({goal})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--delay", type=float, default=5.0)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    parser.add_argument("--async-delay", type=float, help="the stub's delay for async uploads "
+                        "(default: --delay)")  # fmt: skip
+    parser.add_argument("--dispatch", type=int, default=100,
+                        help="the Cloud Tasks queue's max_concurrent_dispatches")  # fmt: skip
     parser.add_argument("--stub", nargs=2, metavar=("PORT", "DELAY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stub:
@@ -351,10 +601,15 @@ def main() -> None:
         return
     me = str(Path(__file__).resolve())
     slow_port, fast_port = free_port(), free_port()
+    async_delay = args.delay if args.async_delay is None else args.async_delay
+    async_port = slow_port if async_delay == args.delay else free_port()
     with (
         database(args.sqlite) as database_url,
         process([sys.executable, me, "--stub", str(slow_port), str(args.delay)]),
         process([sys.executable, me, "--stub", str(fast_port), "0"]),
+        process([sys.executable, me, "--stub", str(async_port), str(async_delay)])
+        if async_port != slow_port
+        else nullcontext(),
     ):
         slow_url, fast_url = f"http://127.0.0.1:{slow_port}/", f"http://127.0.0.1:{fast_port}/"
         db = "SQLite" if args.sqlite else "PostgreSQL"
@@ -364,6 +619,11 @@ def main() -> None:
         run_burst("shared pooled client", database_url, slow_url, "api.main:create_app", args.n)
         run_burst("baseline: client/request", database_url, slow_url, "concurrency:baseline_app",
                   args.n)  # fmt: skip
+        print(f"\n{args.n} concurrent async (202) uploads, one user; stub answers after "
+              f"{async_delay:g} s; Cloud Tasks played by the bench, at most {args.dispatch} "
+              f"dispatches at once:")  # fmt: skip
+        run_async_uploads(database_url, f"http://127.0.0.1:{async_port}/", args.n,
+                          args.dispatch, args.repeat)  # fmt: skip
         with api_server(database_url, fast_url, "api.main:create_app") as (api_url, _):
             result = asyncio.run(overhead(api_url, fast_url, args.repeat))
     report_overhead(result, args.repeat)
