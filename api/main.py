@@ -24,7 +24,6 @@ from api.problems import router as problems_router
 from api.storage import build_store
 from api.users.router import router as users_router
 from api.work import build_queue
-from api.work.oidc import OidcVerifier
 from api.work.router import router as work_router
 
 logger = logging.getLogger(__name__)
@@ -70,6 +69,9 @@ async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[N
     app.state.runner = runner
     app.state.work_queue = queue
     if settings.work_queue == "cloud_tasks":
+        # Imported only here: google-auth's JWT check loads `cryptography` (10 MB of RSS).
+        from api.work.oidc import OidcVerifier
+
         app.state.oidc_verifier = OidcVerifier(settings.oidc_certs_url, app.state.probe_client)
     await queue.start()
     try:

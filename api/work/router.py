@@ -9,7 +9,7 @@ queue, and nothing ran. With the in-process queue there is no such endpoint: 404
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
@@ -20,7 +20,9 @@ from api.generations.models import GenerationStatus
 from api.generations.runner import GenerationRunner
 from api.problems import problem_responses
 from api.work import JOB_KINDS, job_path
-from api.work.oidc import OidcVerifier
+
+if TYPE_CHECKING:  # the module loads `cryptography`: only with WORK_QUEUE=cloud_tasks
+    from api.work.oidc import OidcVerifier
 
 router = APIRouter(prefix="/internal/work", tags=["internal"])
 
