@@ -8,6 +8,7 @@ for Google's token certificates.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -452,3 +453,23 @@ async def test_stale_unfinished_records_are_offered_again_or_failed_at_start(
             orphan = await record(app, str(sync_id))
             assert (orphan.status, orphan.error_code) == ("failed", "upstream_timeout")
             assert (await record(app, fresh_id)).status == "pending"
+
+
+async def test_no_token_reaches_the_logs(queued_app, google, stub, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with queued_app() as app, client_for(app) as client:
+        _, key = await create_user(client)
+        generation_id = (await upload_async(client, key)).json()["id"]
+        url = job_url(generation_id)
+        tokens = [
+            google.token(url, key=SigningKey(google.key.key_id)),  # forged
+            google.token("https://elsewhere.example/work"),  # wrong audience
+            google.token(url, expires_in_s=-120),  # expired
+            google.token(url),  # accepted
+        ]
+        for token in tokens:
+            await client.post(url, headers={"Authorization": f"Bearer {token}"})
+    assert "refused" in caplog.text  # the refusals were logged, without the tokens
+    for token in tokens:
+        for part in token.split("."):
+            assert part not in caplog.text
