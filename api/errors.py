@@ -139,8 +139,8 @@ class UpstreamUnavailable(ApiError):
     status = 503
     title = "Upstream unavailable"
     description = (
-        "The avatar function or the database is unavailable, overloaded or out of quota (503); "
-        "retry after Retry-After seconds (with the same Idempotency-Key)."
+        "The avatar function, the database or the work queue is unavailable, overloaded or out "
+        "of quota (503); retry after Retry-After seconds (with the same Idempotency-Key)."
     )
     from_function = True
 

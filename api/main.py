@@ -64,7 +64,7 @@ async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[N
         max_concurrency=settings.function_max_connections,
         stale_after_s=settings.generation_stale_after_s,
     )
-    queue = build_queue(settings, runner, session_factory)
+    queue = build_queue(settings, runner)
     app.state.function_client = forwarder
     app.state.runner = runner
     app.state.work_queue = queue

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import Row, or_, select
@@ -63,6 +64,16 @@ class Job:
     generation_id: uuid.UUID
     attempts: int
     retry_later: bool = False
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """An unfinished record as recovery finds it: the job to resume, the record's run, and
+    whether it kept its upload (without one there is nothing to resume)."""
+
+    job: Job
+    run: int
+    kept_input: bool
 
 
 @dataclass(frozen=True)
@@ -152,7 +163,7 @@ class GenerationRunner:
         running = self._tasks.get(generation_id)
         if running is None:
             if retry_count >= max_attempts:
-                await with_db_retry(lambda: self._give_up(generation_id))
+                await with_db_retry(partial(self._fail, generation_id, "upstream_timeout", GAVE_UP))
             elif seen.status is lifecycle.PENDING or self._is_stale(seen.updated_at):
                 last = retry_count + 1 >= max_attempts
                 running = self.submit(Job(generation_id, seen.attempts, retry_later=not last))
@@ -176,9 +187,9 @@ class GenerationRunner:
         async with self._session_factory() as session:
             return (await session.execute(stmt)).one_or_none()
 
-    async def _give_up(self, generation_id: uuid.UUID) -> None:
+    async def _fail(self, generation_id: uuid.UUID, code: str, detail: str) -> None:
         async with self._session_factory() as session, session.begin():
-            await lifecycle.fail(session, generation_id, "upstream_timeout", GAVE_UP)
+            await lifecycle.fail(session, generation_id, code, detail)
 
     async def sweep_forever(self) -> None:
         """Every half stale period, resume or fail work that stalled (another process died)."""
@@ -191,24 +202,43 @@ class GenerationRunner:
 
     async def recover(self, *, on_start: bool) -> int:
         """Resume (or fail) unfinished records: all pending ones at start-up, and stale ones."""
-        jobs = await with_db_retry(lambda: self._unfinished(on_start=on_start))
-        for job in jobs:
-            if job.generation_id not in self._tasks:
-                self.submit(job)
-        if jobs:
-            logger.info("recovering %d unfinished generations", len(jobs))
-        return len(jobs)
+        records = await with_db_retry(lambda: self.unfinished(on_start=on_start))
+        for record in records:
+            if not record.kept_input:
+                await with_db_retry(partial(self.abandon, record.job.generation_id))
+            elif record.job.generation_id not in self._tasks:
+                self.submit(record.job)
+        if records:
+            logger.info("recovering %d unfinished generations", len(records))
+        return len(records)
 
-    async def _unfinished(self, *, on_start: bool) -> list[Job]:
+    async def unfinished(self, *, on_start: bool) -> list[Unfinished]:
+        """Unfinished records no worker touched for a stale period, oldest first; at start-up
+        (`on_start`), every pending one too."""
         cutoff = utcnow() - timedelta(seconds=self._stale_after_s)
         stale = Generation.updated_at < cutoff
         condition = or_(Generation.status == lifecycle.PENDING, stale) if on_start else stale
-        stmt = select(Generation.id, Generation.attempts).where(
-            Generation.status.in_(lifecycle.UNFINISHED), condition
+        stmt = (
+            select(
+                Generation.id,
+                Generation.attempts,
+                Generation.run,
+                GenerationInput.generation_id.label("kept"),
+            )
+            .outerjoin(GenerationInput, GenerationInput.generation_id == Generation.id)
+            .where(Generation.status.in_(lifecycle.UNFINISHED), condition)
+            .order_by(Generation.updated_at)
         )
         async with self._session_factory() as session:
             rows = (await session.execute(stmt)).all()
-        return [Job(row.id, row.attempts) for row in rows]
+        return [
+            Unfinished(Job(row.id, row.attempts), row.run, row.kept is not None) for row in rows
+        ]
+
+    async def abandon(self, generation_id: uuid.UUID) -> None:
+        """Fail an unfinished record that kept no upload (a sync one whose process died): there
+        is nothing to resume, and its client's retry with the same key runs it again."""
+        await self._fail(generation_id, "upstream_timeout", INPUT_GONE)
 
     async def _run(self, job: Job, given: Work | None, *, claimed: bool) -> Outcome | None:
         async with self._semaphore:
@@ -285,10 +315,10 @@ class GenerationRunner:
         """Shutting down mid-attempt: a kept upload goes back to pending, for the next start to
         resume at once; a sync upload, which nothing kept, fails retryably (its client retries
         with the same Idempotency-Key)."""
+        if work.kept_input:
+            await self._release(generation_id)
+            return
         async with self._session_factory() as session, session.begin():
-            if work.kept_input:
-                await lifecycle.release(session, generation_id)
-                return
             detail = "the service restarted before the work finished; please try again"
             await lifecycle.fail(
                 session, generation_id, "upstream_unavailable", detail, kept_input=False

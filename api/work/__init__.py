@@ -10,17 +10,13 @@ kind and an id, and its handler reads what to do from the record.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Literal, Protocol
 
 from api.config import Settings
 from api.generations.runner import GenerationRunner, Work
 
 JobKind = Literal["generation", "webhook"]
-JOB_KINDS: frozenset[str] = frozenset(get_args(JobKind))
 
 
 @dataclass(frozen=True)
@@ -41,14 +37,15 @@ class QueuedJob:
         """
         return f"{self.id}-{self.kind}-{self.run}"
 
-    @property
-    def path(self) -> str:
-        """Where the queue posts the job on the API."""
-        return job_path(self.kind, self.id)
+
+def job_url(settings: Settings, kind: str, job_id: uuid.UUID | str) -> str:
+    """Where the queue posts a job on the API."""
+    return f"{settings.work_base_url}/internal/work/{kind}/{job_id}"
 
 
-def job_path(kind: str, job_id: uuid.UUID | str) -> str:
-    return f"/internal/work/{kind}/{job_id}"
+def token_audience(settings: Settings, url: str) -> str:
+    """The audience of the queue's OIDC token for a job's URL: WORK_AUDIENCE, else the URL."""
+    return settings.work_audience or url
 
 
 class WorkQueue(Protocol):
@@ -69,17 +66,12 @@ class WorkQueue(Protocol):
         ...
 
 
-SessionFactory = Callable[[], AsyncSession]
-
-
-def build_queue(
-    settings: Settings, runner: GenerationRunner, session_factory: SessionFactory
-) -> WorkQueue:
+def build_queue(settings: Settings, runner: GenerationRunner) -> WorkQueue:
     """The queue WORK_QUEUE names; Cloud Tasks' client is imported only when it is chosen."""
     if settings.work_queue == "cloud_tasks":
         from api.work.cloud_tasks import CloudTasksQueue
 
-        return CloudTasksQueue(settings, session_factory)
+        return CloudTasksQueue(settings, runner)
     from api.work.inprocess import InProcessQueue
 
-    return InProcessQueue(runner, sweep=True)
+    return InProcessQueue(runner)

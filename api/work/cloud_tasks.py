@@ -16,6 +16,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import requests
@@ -24,23 +25,17 @@ from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry, if_exception_type
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import tasks_v2
-from sqlalchemy import select
 
 from api.config import Settings
-from api.db import utcnow
 from api.errors import UpstreamUnavailable
-from api.generations import lifecycle
-from api.generations.models import Generation, GenerationInput
-from api.generations.runner import INPUT_GONE, Work
-from api.work import QueuedJob, SessionFactory
+from api.generations.runner import GenerationRunner, Work, with_db_retry
+from api.work import QueuedJob, job_url, token_audience
 
 logger = logging.getLogger(__name__)
 
 # requests keeps 10 pooled connections per host: more threads would open and drop connections.
 ENQUEUE_THREADS = 10
 RETRY_AFTER_S = 5
-# At start-up, stale unfinished async records re-offered to the queue (oldest first), at most.
-REOFFER_LIMIT = 1000
 # Answers worth another try within the enqueue's time budget: overload, quota, a transient
 # server error, or a connection that failed. A 409 on a retry means the first call got through.
 TRANSIENT = if_exception_type(
@@ -72,16 +67,16 @@ class CloudTasksQueue:
     def __init__(
         self,
         settings: Settings,
-        session_factory: SessionFactory,
+        runner: GenerationRunner,
         *,
         client: tasks_v2.CloudTasksClient | None = None,
     ) -> None:
-        if not (settings.cloud_tasks_queue and settings.work_service_account):
-            msg = "WORK_QUEUE=cloud_tasks needs CLOUD_TASKS_QUEUE and WORK_SERVICE_ACCOUNT"
-            raise ValueError(msg)
+        # Settings refuses WORK_QUEUE=cloud_tasks without them.
+        assert settings.cloud_tasks_queue is not None
+        assert settings.work_service_account is not None
         self._queue = settings.cloud_tasks_queue
         self._settings = settings
-        self._session_factory = session_factory
+        self._runner = runner
         self._client = client or build_client(settings)
         self._executor = ThreadPoolExecutor(ENQUEUE_THREADS, thread_name_prefix="enqueue")
         self._timeout_s = settings.work_enqueue_timeout_s
@@ -92,7 +87,7 @@ class CloudTasksQueue:
 
     def task(self, job: QueuedJob) -> dict[str, Any]:
         """The CreateTask request for a job."""
-        url = self._settings.work_base_url + job.path
+        url = job_url(self._settings, job.kind, job.id)
         return {
             "parent": self._queue,
             "task": {
@@ -102,7 +97,7 @@ class CloudTasksQueue:
                     "http_method": tasks_v2.HttpMethod.POST,
                     "oidc_token": {
                         "service_account_email": self._settings.work_service_account,
-                        "audience": self._settings.work_audience or url,
+                        "audience": token_audience(self._settings, url),
                     },
                 },
                 "dispatch_deadline": timedelta(seconds=self._settings.work_dispatch_deadline_s),
@@ -134,34 +129,21 @@ class CloudTasksQueue:
         self._reoffer = asyncio.create_task(self._reoffer_stale(), name="work-reoffer")
 
     async def _reoffer_stale(self) -> None:
-        cutoff = utcnow() - timedelta(seconds=self._settings.generation_stale_after_s)
-        stmt = (
-            select(Generation.id, Generation.run, GenerationInput.generation_id.label("kept"))
-            .outerjoin(GenerationInput, GenerationInput.generation_id == Generation.id)
-            .where(Generation.status.in_(lifecycle.UNFINISHED), Generation.updated_at < cutoff)
-            .order_by(Generation.updated_at)
-            .limit(REOFFER_LIMIT)
-        )
         try:
-            async with self._session_factory() as session:
-                rows = (await session.execute(stmt)).all()
-            orphans = [row.id for row in rows if row.kept is None]
-            if orphans:
-                async with self._session_factory() as session, session.begin():
-                    for generation_id in orphans:
-                        await lifecycle.fail(session, generation_id, "upstream_timeout", INPUT_GONE)
-            for row in rows:
-                if row.kept is not None:
-                    await self.enqueue(QueuedJob("generation", row.id, row.run))
+            records = await with_db_retry(partial(self._runner.unfinished, on_start=False))
+            # The database's part first: an enqueue waits on the network.
+            for record in records:
+                if not record.kept_input:
+                    await with_db_retry(partial(self._runner.abandon, record.job.generation_id))
+            for record in records:
+                if record.kept_input:
+                    job = QueuedJob("generation", record.job.generation_id, record.run)
+                    await self.enqueue(job)
         except Exception:
             logger.exception("re-offering stale generations to the work queue failed")
             return
-        if rows:
-            logger.info(
-                "stale unfinished generations: %d offered to the work queue again, %d failed",
-                len(rows) - len(orphans),
-                len(orphans),
-            )
+        if records:
+            logger.info("%d stale unfinished generations offered again or failed", len(records))
 
     async def aclose(self) -> None:
         if self._reoffer is not None:

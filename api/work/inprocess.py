@@ -19,9 +19,8 @@ logger = logging.getLogger(__name__)
 class InProcessQueue:
     """Runs each job at once in this process, through the generation runner."""
 
-    def __init__(self, runner: GenerationRunner, *, sweep: bool) -> None:
+    def __init__(self, runner: GenerationRunner) -> None:
         self._runner = runner
-        self._sweep = sweep
         self._sweeper: asyncio.Task[None] | None = None
 
     async def enqueue(self, job: QueuedJob, *, work: Work | None = None) -> None:
@@ -36,10 +35,7 @@ class InProcessQueue:
         except Exception:
             # A database that is not up yet must not keep the API down; the sweep retries later.
             logger.exception("start-up recovery of unfinished generations failed")
-        if self._sweep:
-            self._sweeper = asyncio.create_task(
-                self._runner.sweep_forever(), name="generation-sweep"
-            )
+        self._sweeper = asyncio.create_task(self._runner.sweep_forever(), name="generation-sweep")
 
     async def aclose(self) -> None:
         if self._sweeper is not None:

@@ -19,7 +19,7 @@ from api.errors import NotFound, UpstreamUnavailable
 from api.generations.models import GenerationStatus
 from api.generations.runner import GenerationRunner
 from api.problems import problem_responses
-from api.work import JOB_KINDS, job_path
+from api.work import job_url, token_audience
 
 if TYPE_CHECKING:  # the module loads `cryptography`: only with WORK_QUEUE=cloud_tasks
     from api.work.oidc import OidcVerifier
@@ -56,15 +56,14 @@ async def run_job(
     if settings.work_queue != "cloud_tasks":
         raise NotFound("no such route: jobs run in the API process (WORK_QUEUE=inprocess)")
     verifier: OidcVerifier = request.app.state.oidc_verifier
-    audience = settings.work_audience or settings.work_base_url + job_path(kind, job_id)
     assert settings.work_service_account  # Settings requires it with cloud_tasks
     await verifier.verify(
         request.headers.get("authorization"),
-        audience=audience,
+        audience=token_audience(settings, job_url(settings, kind, job_id)),
         email=settings.work_service_account,
     )
     identifier = _job_id(job_id)
-    if kind not in JOB_KINDS or kind != "generation":  # webhook jobs: not yet
+    if kind != "generation":  # the only kind with a handler yet
         raise NotFound(f"no {kind!r} jobs here")
     runner: GenerationRunner = request.app.state.runner
     status = await runner.run_delivered(
