@@ -10,12 +10,11 @@ recorded task and post it to the API with the token Cloud Tasks would send.
 
 from __future__ import annotations
 
-import json
+import re
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -24,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
+
+from tests.fake_http import FakeServer, Recorded, Reply, google_error
 
 QUEUE = "projects/test-project/locations/europe-west1/queues/work"
 TASKS_ACCOUNT = "tasks@test-project.iam.gserviceaccount.com"
@@ -73,30 +74,24 @@ class FakeGoogle:
         self.published = [self.key]  # the keys /certs lists
         self._refusals: list[int] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self._server = FakeServer(self._answer)
 
     # --- control --------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     @property
     def certs_url(self) -> str:
         return f"{self.url}/certs"
 
     def start(self) -> FakeGoogle:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def refuse_next(self, *statuses: int) -> None:
         """Answer the next CreateTask calls with these statuses (503, 429, ...), in order."""
@@ -157,76 +152,43 @@ class FakeGoogle:
 
     # --- HTTP -------------------------------------------------------------------------------
 
-    def _create_task(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _answer(self, request: Recorded) -> Reply:
+        if request.method == "GET" and request.path == "/certs":
+            return Reply(self._certs(), headers={"Cache-Control": "public, max-age=3600"})
+        if request.method == "POST" and re.fullmatch(r"/v2/.+/tasks", request.path):
+            return self._create_task(request.path, request.json())
+        return Reply(google_error(404, "NOT_FOUND"), 404)
+
+    def _create_task(self, path: str, body: dict[str, Any]) -> Reply:
         with self._lock:
             self.created.append(body)
             if self._refusals:
                 status = self._refusals.pop(0)
-                return status, _error(status)
+                return Reply(google_error(status, STATUS_NAMES[status], "scripted refusal"), status)
             task = dict(body["task"])
             parent = path.removeprefix("/v2/").removesuffix("/tasks")
             task.setdefault("name", f"{parent}/tasks/{uuid.uuid4().hex}")
             if not task["name"].startswith(parent + "/tasks/"):
-                return 400, _error(400, "the task's name is not in the queue")
+                error = google_error(400, "INVALID_ARGUMENT", "the task's name is not in the queue")
+                return Reply(error, 400)
             if task["name"] in self.tasks:
-                return 409, _error(409, "Requested entity already exists")
+                return Reply(
+                    google_error(409, "ALREADY_EXISTS", "Requested entity already exists"), 409
+                )
             task["createTime"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
             self.tasks[task["name"]] = task
-            return 200, task
+            return Reply(task)
 
     def _certs(self) -> dict[str, str]:
         with self._lock:
             self.cert_fetches += 1
             return {key.key_id: key.certificate_pem for key in self.published}
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # else 40 ms of delayed ACK per answer
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                if self.path == "/certs":
-                    self._send(200, fake._certs(), {"Cache-Control": "public, max-age=3600"})
-                else:
-                    self._send(404, _error(404))
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                path = self.path.split("?", 1)[0]
-                if path.startswith("/v2/") and path.endswith("/tasks"):
-                    self._send(*fake._create_task(path, body))
-                else:
-                    self._send(404, _error(404))
-
-            def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
-
-
+# The status Google's JSON errors name for the refusals a test scripts.
 STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     503: "UNAVAILABLE",
+    409: "ALREADY_EXISTS",
 }
-
-
-def _error(status: int, message: str = "scripted refusal") -> dict[str, Any]:
-    """Google's JSON error body."""
-    return {"error": {"code": status, "message": message, "status": STATUS_NAMES[status]}}

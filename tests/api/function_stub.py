@@ -5,16 +5,32 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import respx
 from PIL import Image
 
+S = TypeVar("S", bound=Callable[[httpx.Request], Any])
+
 FUNCTION_URL = "http://function.test/"
+
+
+@contextmanager
+def function_stubbed(stub: S, *, loopback: bool = False) -> Iterator[S]:
+    """respx answering the function's URL with `stub`; `loopback`: other servers the test runs
+    on 127.0.0.1 are reached for real (any other host is refused, as respx does)."""
+    with respx.mock(assert_all_called=False) as mock:
+        if loopback:
+            mock.route(host="127.0.0.1").pass_through()
+        mock.post(FUNCTION_URL).mock(side_effect=stub)
+        yield stub
 
 
 def parse_multipart(request: httpx.Request) -> dict[str, tuple[bytes, str]]:

@@ -7,13 +7,13 @@ import uuid
 from typing import Any
 
 import pytest
-import respx
 from api_testing import client_for, create_user
 from function_stub import (
     FUNCTION_URL,
     FunctionStub,
     a_selfie,
     assert_problem,
+    function_stubbed,
     upload,
     wait_finished,
 )
@@ -26,9 +26,8 @@ ONE_TRY = {"function_max_attempts": 1, "rate_limit_generations": 1, "rate_limit_
 
 @pytest.fixture
 def stub() -> Any:
-    stub = FunctionStub(status=503, body={"error": "upstream_unavailable", "detail": "down"})
-    with respx.mock(assert_all_called=False) as mock:
-        mock.post(FUNCTION_URL).mock(side_effect=stub)
+    down = FunctionStub(status=503, body={"error": "upstream_unavailable", "detail": "down"})
+    with function_stubbed(down) as stub:
         yield stub
 
 

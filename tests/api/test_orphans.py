@@ -10,10 +10,16 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 from api_testing import add_generation, auth, client_for, create_user, put_object
 from fastapi import FastAPI
-from function_stub import FUNCTION_URL, FunctionStub, a_selfie, assert_problem, upload
+from function_stub import (
+    FUNCTION_URL,
+    FunctionStub,
+    a_selfie,
+    assert_problem,
+    function_stubbed,
+    upload,
+)
 
 from api.generations.models import GenerationStatus
 
@@ -38,9 +44,7 @@ class StoringStub(FunctionStub):
 
 @pytest.fixture
 def stub() -> Any:
-    stub = StoringStub(gate=asyncio.Event())
-    with respx.mock(assert_all_called=False) as mock:
-        mock.post(FUNCTION_URL).mock(side_effect=stub)
+    with function_stubbed(StoringStub(gate=asyncio.Event())) as stub:
         yield stub
 
 

@@ -16,10 +16,16 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 from api_testing import BASE_URL, auth, client_for, create_user
 from cloud_tasks_fake import QUEUE, TASKS_ACCOUNT, FakeGoogle, SigningKey
-from function_stub import FUNCTION_URL, FunctionStub, a_selfie, assert_problem, upload
+from function_stub import (
+    FUNCTION_URL,
+    FunctionStub,
+    a_selfie,
+    assert_problem,
+    function_stubbed,
+    upload,
+)
 from sqlalchemy import func, select, update
 
 from api.db import utcnow
@@ -37,17 +43,9 @@ def google() -> Iterator[FakeGoogle]:
 
 
 @pytest.fixture
-def function_mock() -> Any:
-    with respx.mock(assert_all_called=False) as mock:
-        mock.route(host="127.0.0.1").pass_through()  # the fake's certificates
-        yield mock
-
-
-@pytest.fixture
-def stub(function_mock: respx.MockRouter) -> FunctionStub:
-    stub = FunctionStub()
-    function_mock.post(FUNCTION_URL).mock(side_effect=stub)
-    return stub
+def stub() -> Iterator[FunctionStub]:
+    with function_stubbed(FunctionStub(), loopback=True) as stub:  # loopback: the certificates
+        yield stub
 
 
 @pytest.fixture
@@ -72,6 +70,17 @@ def queued_app(app_factory: Any, google: FakeGoogle, stub: FunctionStub) -> Any:
 
 async def upload_async(client: httpx.AsyncClient, key: str, **headers: str) -> httpx.Response:
     return await upload(client, key, SELFIE, prefer="respond-async", **headers)
+
+
+async def queued_upload(client: httpx.AsyncClient) -> tuple[str, str]:
+    """A new user's async upload: the user's key and the generation's id."""
+    _, key = await create_user(client)
+    return key, (await upload_async(client, key)).json()["id"]
+
+
+def task_of(google: FakeGoogle, generation_id: str) -> dict[str, Any]:
+    """The task the API created for a generation's first run."""
+    return google.tasks[f"{QUEUE}/tasks/{generation_id}-generation-0"]
 
 
 async def record(app: Any, generation_id: str) -> Generation:
@@ -133,9 +142,8 @@ async def test_an_async_upload_becomes_one_named_task_that_runs_when_delivered(
 async def test_two_deliveries_at_once_run_the_function_once(queued_app, google, stub) -> None:
     stub.gate = asyncio.Event()
     async with queued_app() as app, client_for(app) as client:
-        _, key = await create_user(client)
-        generation_id = (await upload_async(client, key)).json()["id"]
-        [task] = google.tasks.values()
+        _, generation_id = await queued_upload(client)
+        task = task_of(google, generation_id)
         first = asyncio.create_task(google.deliver(client, task))
         await stub.arrived.wait()
         second = asyncio.create_task(google.deliver(client, task))
@@ -225,9 +233,8 @@ async def test_a_retryable_failure_answers_503_and_the_next_delivery_finishes_it
 ) -> None:
     stub.status, stub.body = 503, {"error": "upstream_unavailable", "detail": "Vertex AI quota"}
     async with queued_app() as app, client_for(app) as client:
-        _, key = await create_user(client)
-        generation_id = (await upload_async(client, key)).json()["id"]
-        [task] = google.tasks.values()
+        _, generation_id = await queued_upload(client)
+        task = task_of(google, generation_id)
         answer = await google.deliver(client, task)
         assert_problem(answer, 503, "upstream_unavailable")
         generation = await record(app, generation_id)
@@ -245,9 +252,8 @@ async def test_the_last_attempt_records_the_failure_and_answers_200(
 ) -> None:
     stub.status, stub.body = 503, {"error": "upstream_unavailable", "detail": "Vertex AI quota"}
     async with queued_app(work_max_attempts=3) as app, client_for(app) as client:
-        _, key = await create_user(client)
-        generation_id = (await upload_async(client, key)).json()["id"]
-        [task] = google.tasks.values()
+        key, generation_id = await queued_upload(client)
+        task = task_of(google, generation_id)
         answer = await google.deliver(client, task, retry_count=2)  # the third and last
         assert (answer.status_code, answer.json()["status"]) == (200, "failed")
         generation = await record(app, generation_id)
@@ -261,9 +267,8 @@ async def test_a_delivery_past_the_attempts_gives_up_without_calling_the_functio
     queued_app, google, stub
 ) -> None:
     async with queued_app(work_max_attempts=3) as app, client_for(app) as client:
-        _, key = await create_user(client)
-        generation_id = (await upload_async(client, key)).json()["id"]
-        [task] = google.tasks.values()
+        _, generation_id = await queued_upload(client)
+        task = task_of(google, generation_id)
         answer = await google.deliver(client, task, retry_count=3)
         assert (answer.status_code, answer.json()["status"]) == (200, "failed")
         assert stub.received == []
@@ -273,9 +278,8 @@ async def test_a_delivery_past_the_attempts_gives_up_without_calling_the_functio
 async def test_a_final_failure_is_recorded_and_not_retried(queued_app, google, stub) -> None:
     stub.status, stub.body = 422, {"error": "no_face_detected", "detail": "no face in the image"}
     async with queued_app() as app, client_for(app) as client:
-        _, key = await create_user(client)
-        generation_id = (await upload_async(client, key)).json()["id"]
-        [task] = google.tasks.values()
+        _, generation_id = await queued_upload(client)
+        task = task_of(google, generation_id)
         answer = await google.deliver(client, task)
         assert (answer.status_code, answer.json()["status"]) == (200, "failed")
         assert (await record(app, generation_id)).error_code == "no_face_detected"
@@ -285,9 +289,8 @@ async def test_a_live_attempt_elsewhere_is_not_claimed_until_it_goes_stale(
     queued_app, google, stub
 ) -> None:
     async with queued_app(generation_stale_after_s=60) as app, client_for(app) as client:
-        _, key = await create_user(client)
-        generation_id = (await upload_async(client, key)).json()["id"]
-        [task] = google.tasks.values()
+        _, generation_id = await queued_upload(client)
+        task = task_of(google, generation_id)
         statement = update(Generation).where(Generation.id == uuid.UUID(generation_id))
         async with app.state.sessionmaker() as session, session.begin():
             # Another instance claimed it a moment ago and is still working.
@@ -305,8 +308,7 @@ async def test_a_live_attempt_elsewhere_is_not_claimed_until_it_goes_stale(
 
 async def test_a_deleted_generation_is_done_with(queued_app, google, stub) -> None:
     async with queued_app() as app, client_for(app) as client:
-        _, key = await create_user(client)
-        generation_id = (await upload_async(client, key)).json()["id"]
+        key, generation_id = await queued_upload(client)
         deleted = await client.delete(f"/v1/generations/{generation_id}", headers=auth(key))
         assert deleted.status_code == 204
         answer = await google.deliver(client, next(iter(google.tasks.values())))
@@ -342,8 +344,7 @@ async def test_a_caller_that_is_not_the_queue_is_refused_and_nothing_runs(
 ) -> None:
     make_token, status = REFUSED_TOKENS[case]
     async with queued_app() as app, client_for(app) as client:
-        _, key = await create_user(client)
-        generation_id = (await upload_async(client, key)).json()["id"]
+        _, generation_id = await queued_upload(client)
         url = job_url(generation_id)
         headers = {"X-CloudTasks-TaskRetryCount": "0"}
         if make_token is not None:
@@ -357,8 +358,7 @@ async def test_a_caller_that_is_not_the_queue_is_refused_and_nothing_runs(
 
 async def test_a_user_api_key_is_not_a_work_token(queued_app, google, stub) -> None:
     async with queued_app() as app, client_for(app) as client:
-        _, key = await create_user(client)
-        generation_id = (await upload_async(client, key)).json()["id"]
+        key, generation_id = await queued_upload(client)
         answer = await client.post(job_url(generation_id), headers=auth(key))
         assert_problem(answer, 401, "unauthorized")
         assert stub.received == []
@@ -399,7 +399,7 @@ async def test_the_certificates_are_fetched_once_and_again_for_a_new_key(
         rotated = SigningKey()
         google.published = [google.key, rotated]
         generation_id = (await upload_async(client, key)).json()["id"]
-        [task] = [t for t in google.tasks.values() if generation_id in t["name"]]
+        task = task_of(google, generation_id)
         token = google.token(job_url(generation_id), key=rotated)
         assert (await google.deliver(client, task, token=token)).status_code == 401
         assert google.cert_fetches == 1
@@ -458,8 +458,7 @@ async def test_stale_unfinished_records_are_offered_again_or_failed_at_start(
 async def test_no_token_reaches_the_logs(queued_app, google, stub, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     async with queued_app() as app, client_for(app) as client:
-        _, key = await create_user(client)
-        generation_id = (await upload_async(client, key)).json()["id"]
+        _, generation_id = await queued_upload(client)
         url = job_url(generation_id)
         tokens = [
             google.token(url, key=SigningKey(google.key.key_id)),  # forged
