@@ -11,9 +11,10 @@
 #       functions-framework --target generate_animal_avatar --source main.py on $PORT (8080)
 # docker-compose.yml wires them together; infra/README.md covers the cloud.
 
-# The base image, pinned to a patch release; bump every FROM line together.
-# --- function-builder: the function's venv and the local face models ---------------------------
-FROM python:3.11.14-slim-bookworm AS function-builder
+# The base image, pinned to a patch release; bump every FROM line together (the other stages
+# build on builder-base and runtime-base).
+# --- builder-base: an empty venv, what both builders start from --------------------------------
+FROM python:3.11.14-slim-bookworm AS builder-base
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -22,6 +23,30 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /build
 RUN python -m venv /opt/venv
+
+# --- runtime-base: what both images run on -----------------------------------------------------
+FROM python:3.11.14-slim-bookworm AS runtime-base
+
+# ENVIRONMENT=production: the settings refuse the code's placeholder secrets (dev-only-...), so
+# a container started without its real secrets (MEDIA_SIGNING_KEY; the API's ADMIN_API_KEY too)
+# stops instead of running on publicly known keys. `make run` (no container) stays in development.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    ENVIRONMENT=production \
+    PATH=/opt/venv/bin:$PATH \
+    STORAGE_DIR=/data/media
+
+# A fixed, unprivileged uid, the same in both images: a named volume mounted at /data keeps this
+# ownership, and the API and the function share the media volume.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app \
+    && mkdir -p /data/media \
+    && chown -R app:app /data
+
+WORKDIR /app
+
+# --- function-builder: the function's venv and the local face models ---------------------------
+FROM builder-base AS function-builder
 
 # Requirements first, so a code change does not reinstall every package. requirements-local.txt
 # is the deployed requirements.txt plus the local models' runtime (ai-edge-litert).
@@ -36,32 +61,16 @@ COPY cloud_functions/ cloud_functions/
 RUN python scripts/fetch_models.py --model-dir /opt/models
 
 # --- function: the Cloud Function served by functions-framework --------------------------------
-FROM python:3.11.14-slim-bookworm AS function
+FROM runtime-base AS function
 
-# ENVIRONMENT=production: the settings refuse the code's placeholder secrets (dev-only-...), so
-# a container started without a real MEDIA_SIGNING_KEY stops instead of running on a publicly
-# known key. `make run` (no container) stays in development.
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    ENVIRONMENT=production \
-    PATH=/opt/venv/bin:$PATH \
-    MODEL_DIR=/opt/models \
-    STORAGE_DIR=/data/media \
+ENV MODEL_DIR=/opt/models \
     PORT=8080
-
-# A fixed, unprivileged uid (the same in both images): a named volume mounted at /data keeps
-# this ownership, and the API and the function share the media volume.
-RUN groupadd --system --gid 10001 app \
-    && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app \
-    && mkdir -p /data/media \
-    && chown -R app:app /data
 
 COPY --from=function-builder /opt/venv /opt/venv
 COPY --from=function-builder /opt/models /opt/models
 
 # The folder's contents at the top of /app, as Cloud Functions lays out the deployed zip:
 # functions-framework puts the source's folder (/app) on sys.path, so `avatar` imports.
-WORKDIR /app
 COPY --chown=root:root cloud_functions/ ./
 
 USER 10001:10001
@@ -83,41 +92,19 @@ EXPOSE 9023
 CMD ["gcp-storage-emulator", "start", "--host=0.0.0.0", "--port=9023", "--in-memory"]
 
 # --- api-builder: the API's venv, from requirements.txt only ------------------------------------
-FROM python:3.11.14-slim-bookworm AS api-builder
-
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PATH=/opt/venv/bin:$PATH
-
-WORKDIR /build
-RUN python -m venv /opt/venv
+FROM builder-base AS api-builder
 
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
 # --- api (last, so a plain `docker build .` gives this) -----------------------------------------
-FROM python:3.11.14-slim-bookworm AS api
+FROM runtime-base AS api
 
-# ENVIRONMENT=production: the settings refuse the code's placeholder secrets (dev-only-...), so
-# a container started without real ADMIN_API_KEY / MEDIA_SIGNING_KEY stops instead of running on
-# publicly known keys. PYTHONPATH=/app: alembic and `python -c` find the `api` package too.
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    ENVIRONMENT=production \
-    PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/app \
-    STORAGE_DIR=/data/media \
+# PYTHONPATH=/app: alembic and `python -c` find the `api` package too.
+ENV PYTHONPATH=/app \
     PORT=8000
 
-RUN groupadd --system --gid 10001 app \
-    && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app \
-    && mkdir -p /data/media \
-    && chown -R app:app /data
-
 COPY --from=api-builder /opt/venv /opt/venv
-
-WORKDIR /app
 COPY --chown=root:root api/ api/
 
 USER 10001:10001

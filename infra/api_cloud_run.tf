@@ -3,9 +3,11 @@
 # For when one machine running `docker compose` is not enough (see README.md).
 
 locals {
-  api_count    = var.deploy_api ? 1 : 0
-  sql_database = "animal_avatar"
-  sql_user     = "animal_avatar"
+  api_count = var.deploy_api ? 1 : 0
+  # The Cloud Run service's name, known before it exists: work_queue.tf derives its URL from it.
+  api_service_name = "${var.name_prefix}-api"
+  sql_database     = "animal_avatar"
+  sql_user         = "animal_avatar"
 }
 
 # --- network: Cloud Run egresses through this subnet to Cloud SQL's private IP -------------------

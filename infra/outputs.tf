@@ -24,7 +24,7 @@ output "api_service_account_email" {
 }
 
 output "api_url" {
-  description = "URL of the API on Cloud Run (null unless deploy_api)."
+  description = "URL of the API on Cloud Run, the service's own run.app URL even when var.api_url names a custom domain (which Cloud Tasks then calls instead); null unless deploy_api."
   value       = one(google_cloud_run_v2_service.api[*].uri)
 }
 

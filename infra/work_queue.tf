@@ -87,7 +87,6 @@ data "google_project" "main" {
 }
 
 locals {
-  api_service_name = "${var.name_prefix}-api"
   api_run_app_urls = [
     for project in data.google_project.main : "https://${local.api_service_name}-${project.number}.${var.region}.run.app"
   ]

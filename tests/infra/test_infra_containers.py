@@ -2,9 +2,10 @@
 and the split requirements the two images install.
 
 No Docker engine runs here: these are static checks of what `docker build` and
-`docker compose up` would do. The Dockerfile is read as stages; a target's chain is its stage
-plus every stage it builds on (FROM <stage>) or copies from (COPY --from=<stage>), recursively:
-what `docker build --target <name>` builds.
+`docker compose up` would do. The Dockerfile is read as stages; a stage inherits ENV and WORKDIR
+from the stage it is built on (FROM <stage>, its lineage); a target's chain is its stage plus
+every stage it builds on or copies from (COPY --from=<stage>), recursively: what
+`docker build --target <name>` builds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import posixpath
 import re
 import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ COMPOSE = REPO / "docker-compose.yml"
 DOCKERIGNORE = REPO / ".dockerignore"
 REQUIRED_VAR = re.compile(r"^\$\{(?P<name>[A-Z_]+):\?.+\}$")
 PINNED_BASE = re.compile(r"python:3\.\d+\.\d+-slim-\w+")
+# The requirement files of a `pip install` command line.
+PIP_REQUIREMENT = re.compile(r"(?:-r|--requirement)[ =](\S+)")
 
 API_REQUIREMENTS = REPO / "requirements.txt"
 FUNCTION_REQUIREMENTS = sorted((REPO / "cloud_functions").glob("requirements*.txt"))
@@ -74,6 +77,12 @@ class Stage:
     name: str
     base: str
     lines: list[str]
+    # The stage this one is built on (FROM <stage>), None on an image.
+    parent: Stage | None = field(default=None, repr=False)
+
+    def lineage(self) -> list[Stage]:
+        """This stage, then the stage it is built on, and so on up to an image."""
+        return [self, *(self.parent.lineage() if self.parent else [])]
 
     def instructions(self, keyword: str) -> list[str]:
         """The arguments of every `keyword` instruction of the stage, in order."""
@@ -84,12 +93,17 @@ class Stage:
         return [parse_copy(args) for args in self.instructions("COPY")]
 
     def env(self) -> dict[str, str]:
-        """ENV key=value pairs (the only ENV form this Dockerfile uses)."""
-        pairs = (word.split("=", 1) for args in self.instructions("ENV") for word in args.split())
-        return dict(pairs)
+        """ENV key=value pairs, inherited ones included (the only ENV form this Dockerfile uses)."""
+        return {
+            key: value
+            for stage in reversed(self.lineage())
+            for args in stage.instructions("ENV")
+            for key, _, value in (word.partition("=") for word in args.split())
+        }
 
     def workdir(self) -> str:
-        workdirs = self.instructions("WORKDIR")
+        """The WORKDIR in effect at the end of the stage, inherited if it sets none."""
+        workdirs = [w for stage in reversed(self.lineage()) for w in stage.instructions("WORKDIR")]
         assert workdirs, f"stage {self.name} has no WORKDIR"
         return workdirs[-1]
 
@@ -114,7 +128,8 @@ def parse_stages(text: str) -> list[Stage]:
         if line.startswith("FROM "):
             match = re.fullmatch(r"FROM\s+(\S+)\s+AS\s+(\S+)", line, re.IGNORECASE)
             assert match, f"every stage is named (FROM image AS name): {line}"
-            stages.append(Stage(name=match[2], base=match[1], lines=[]))
+            parent = next((stage for stage in stages if stage.name == match[1]), None)
+            stages.append(Stage(name=match[2], base=match[1], lines=[], parent=parent))
         else:
             assert stages, f"an instruction before the first FROM: {line}"
             stages[-1].lines.append(line)
@@ -163,7 +178,7 @@ def pip_installs(stages: list[Stage]) -> list[str]:
         for stage in stages
         for run in stage.instructions("RUN")
         if "pip install" in run
-        for file in re.findall(r"(?:-r|--requirement)[ =](\S+)", run)
+        for file in PIP_REQUIREMENT.findall(run)
     ]
 
 
@@ -223,21 +238,30 @@ def test_image_targets_exist_and_api_is_the_default(stage_list: list[Stage]) -> 
 
 
 def test_every_stage_is_on_the_same_pinned_slim_base(stage_list: list[Stage]) -> None:
-    bases = {stage.base for stage in stage_list}
+    # A stage is built either on an earlier stage or on the one base image.
+    bases = {stage.base for stage in stage_list if stage.parent is None}
     assert len(bases) == 1, f"bump every FROM line together: {bases}"
     assert PINNED_BASE.fullmatch(bases.pop())
 
 
-def test_the_stage_reader_follows_copy_from() -> None:
+def test_the_stage_reader_follows_copy_from_and_from() -> None:
     text = (
         "FROM python:3.11.14-slim-bookworm AS a\nRUN pip install --no-cache-dir -r x.txt\n"
         "FROM python:3.11.14-slim-bookworm AS b\nCOPY y.txt \\\n  ./\n"
         "FROM python:3.11.14-slim-bookworm AS c\n# a comment\nCOPY --from=a /opt/venv /opt/venv\n"
+        "ENV K=1 L=1\nWORKDIR /app\n"
+        "FROM c AS d\nENV L=2\n"
     )
     stages = {stage.name: stage for stage in parse_stages(text)}
     assert [stage.name for stage in chain(stages, "c")] == ["c", "a"]
     assert pip_installs(chain(stages, "c")) == ["x.txt"]
     assert context_sources(chain(stages, "b")) == {"y.txt"}
+    # FROM <stage>: d inherits c's ENV (its own value wins) and WORKDIR, and needs c's chain.
+    assert [stage.name for stage in stages["d"].lineage()] == ["d", "c"]
+    assert stages["c"].parent is None
+    assert stages["d"].env() == {"K": "1", "L": "2"}
+    assert stages["d"].workdir() == "/app"
+    assert [stage.name for stage in chain(stages, "d")] == ["d", "c", "a"]
 
 
 @pytest.mark.parametrize("target", ["api", "function"])
@@ -248,8 +272,10 @@ def test_each_target_builds_its_venv_in_a_builder(stages: dict[str, Stage], targ
     builder = venv[0].source_stage
     assert builder is not None
     assert builder != target
-    # The runtime installs nothing itself: the builder's venv is the image's only packages.
-    assert not any("pip install" in run for run in runtime.instructions("RUN")), target
+    # The runtime (nor a stage it is built on) installs nothing itself: the builder's venv is
+    # the image's only packages.
+    for stage in runtime.lineage():
+        assert not any("pip install" in run for run in stage.instructions("RUN")), stage.name
     assert runtime.env()["PATH"].startswith("/opt/venv/bin:"), target
 
 
@@ -279,7 +305,7 @@ def test_builders_install_requirements_before_copying_code(stages: dict[str, Sta
                 installs += 1
                 assert not code_copied, f"{builder.name}: code is copied before pip install"
                 assert "--no-cache-dir" in line, line
-                for file in re.findall(r"(?:-r|--requirement)[ =](\S+)", line):
+                for file in PIP_REQUIREMENT.findall(line):
                     copied = resolve(file, workdir) in requirements
                     assert copied, f"{builder.name}: {file} is installed before it is copied"
         assert installs == 1, f"{builder.name} runs pip install {installs} times"
@@ -562,18 +588,19 @@ def test_compose_runs_the_whole_stack(compose: dict[str, Any], stages: dict[str,
     api_command = " ".join(services["api"]["command"])
     assert "alembic -c api/alembic.ini upgrade head &&" in api_command
     assert "uvicorn api.main:create_app --factory" in api_command
-    function_command = services["function"]["command"]
-    assert function_command[0] == "functions-framework"
-    flags = cli_flags(function_command[1:])
-    assert flags["--target"] == "generate_animal_avatar"
-    assert flags["--port"] == services["function"]["environment"]["PORT"] == "8080"
-    # The --source must be where the function image put main.py (resolved from its WORKDIR).
-    source = resolve(flags["--source"], stages["function"].workdir())
-    assert source == function_source_in_image(stages)
-    # The API waits for the function's image healthcheck (compose defines none of its own).
+    # The function runs its image's own command (test_function_image_serves_the_function: the
+    # target, --source where the image put main.py, --port "${PORT}"), on compose's PORT.
+    assert "command" not in services["function"]
+    assert services["function"]["environment"]["PORT"] == "8080"
+    function_command = shlex.split(stages["function"].exec_form("CMD")[2])
+    assert function_command[:2] == ["exec", "functions-framework"]
+    assert cli_flags(function_command[2:])["--port"] == "${PORT}"
+    # Both run their image's healthcheck (compose defines none of its own): the function's port,
+    # the API's /healthz; the API waits for the function's.
     assert services["api"]["depends_on"]["function"]["condition"] == "service_healthy"
-    assert "healthcheck" not in services["function"]
-    assert stages["function"].instructions("HEALTHCHECK")
+    for name in ("api", "function"):
+        assert "healthcheck" not in services[name], name
+        assert stages[name].instructions("HEALTHCHECK"), name
 
 
 def test_postgres_is_pinned_healthy_and_persistent(compose: dict[str, Any]) -> None:

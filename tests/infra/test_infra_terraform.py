@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,15 @@ def iam_grants(terraform: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]
         if IAM_RESOURCE.match(type_)
         for name, body in named.items()
     ]
+
+
+def the_only_grant(
+    terraform: dict[str, Any], where: Callable[[dict[str, Any]], bool]
+) -> tuple[str, dict[str, Any]]:
+    """The one IAM grant whose body satisfies `where`: (resource type, body)."""
+    found = [(type_, body) for type_, _, body in iam_grants(terraform) if where(body)]
+    assert len(found) == 1, found
+    return found[0]
 
 
 def one_block(body: dict[str, Any], key: str) -> dict[str, Any]:
@@ -375,23 +385,36 @@ def test_work_queue_variables_are_numbers_with_validations(terraform: dict[str, 
         assert f"var.{name}" in body["validation"][0]["condition"], name
 
 
-def plan_errors(directory: Path, values: dict[str, str]) -> list[str]:
+PlanErrors = Callable[[dict[str, str]], list[str]]
+
+
+@pytest.fixture
+def plan_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PlanErrors:
     """`terraform plan` of a module with only infra/variables.tf: its error diagnostics."""
-    shutil.copy(INFRA / "variables.tf", directory / "variables.tf")
-    cli = TerraformCommand(str(directory))
-    assert cli.init().retcode == 0
-    result = cli.plan(vars={"project_id": "my-project", **values})
-    messages = result.value if isinstance(result.value, list) else []
-    return [
-        f"{m['diagnostic']['summary']}: {m['diagnostic'].get('detail', '')}"
-        for m in messages
-        if m.get("@level") == "error" and "diagnostic" in m
-    ]
-
-
-def test_the_defaults_pass_the_validations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
-    assert plan_errors(tmp_path, {}) == []
+    shutil.copy(INFRA / "variables.tf", tmp_path / "variables.tf")
+    cli = TerraformCommand(str(tmp_path))
+    assert cli.init().retcode == 0
+
+    def plan(values: dict[str, str]) -> list[str]:
+        result = cli.plan(vars={"project_id": "my-project", **values})
+        messages = result.value if isinstance(result.value, list) else []
+        return [
+            f"{m['diagnostic']['summary']}: {m['diagnostic'].get('detail', '')}"
+            for m in messages
+            if m.get("@level") == "error" and "diagnostic" in m
+        ]
+
+    return plan
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"api_min_instances": "0", "api_url": "https://api.example.com"}],
+    ids=["the defaults", "a scaled-to-zero API on a custom domain"],
+)
+def test_validations_accept_good_values(plan_errors: PlanErrors, values: dict[str, str]) -> None:
+    assert plan_errors(values) == []
 
 
 @pytest.mark.parametrize(
@@ -415,28 +438,15 @@ def test_the_defaults_pass_the_validations(tmp_path: Path, monkeypatch: pytest.M
     ],
 )
 def test_validations_refuse_bad_values(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: dict[str, str], named: str
+    plan_errors: PlanErrors, values: dict[str, str], named: str
 ) -> None:
-    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
-    errors = plan_errors(tmp_path, values)
+    errors = plan_errors(values)
     assert len(errors) == 1, errors
     assert named in errors[0]
 
 
-def test_validations_accept_a_scaled_to_zero_api_on_a_custom_domain(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
-    values = {"api_min_instances": "0", "api_url": "https://api.example.com"}
-    assert plan_errors(tmp_path, values) == []
-
-
 def test_only_the_api_may_enqueue_and_only_on_the_queue(terraform: dict[str, Any]) -> None:
-    enqueuers = [
-        (type_, body) for type_, _, body in iam_grants(terraform) if "cloudtasks" in body["role"]
-    ]
-    assert len(enqueuers) == 1
-    type_, body = enqueuers[0]
+    type_, body = the_only_grant(terraform, lambda body: "cloudtasks" in body["role"])
     assert type_ == "google_cloud_tasks_queue_iam_member"  # not project-wide
     assert body["role"] == "roles/cloudtasks.enqueuer"
     assert body["member"] == "${local.api_member}"
@@ -445,13 +455,9 @@ def test_only_the_api_may_enqueue_and_only_on_the_queue(terraform: dict[str, Any
 
 
 def test_only_the_api_may_act_as_the_tasks_account(terraform: dict[str, Any]) -> None:
-    acting = [
-        (type_, body)
-        for type_, _, body in iam_grants(terraform)
-        if body["role"] == "roles/iam.serviceAccountUser"
-    ]
-    assert len(acting) == 1
-    type_, body = acting[0]
+    type_, body = the_only_grant(
+        terraform, lambda body: body["role"] == "roles/iam.serviceAccountUser"
+    )
     # actAs on that one account (to create tasks with its OIDC token), not on the project.
     assert type_ == "google_service_account_iam_member"
     assert body["service_account_id"] == f"${{{TASKS_SA}.name}}"
@@ -466,9 +472,7 @@ def test_tasks_account_is_dedicated_and_invokes_only_a_private_api(
     assert tasks["account_id"] == "${var.name_prefix}-tasks"
     assert "/internal/work" in tasks["description"]
     # Its only grant: run.invoker on the API's service, and only when Cloud Run checks IAM.
-    held = [(type_, body) for type_, _, body in iam_grants(terraform) if TASKS_SA in body["member"]]
-    assert len(held) == 1
-    type_, body = held[0]
+    type_, body = the_only_grant(terraform, lambda body: TASKS_SA in body["member"])
     assert type_ == "google_cloud_run_v2_service_iam_member"
     assert (body["role"], body["name"]) == ("roles/run.invoker", API_SERVICE_NAME)
     assert body["count"] == "${var.deploy_api && !var.api_public ? 1 : 0}"
