@@ -1,10 +1,12 @@
-"""Processes a benchmark starts: a free port for each, and waiting until one answers."""
+"""Processes a benchmark starts: a free port for each, waiting until one answers, its memory."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,3 +31,9 @@ def wait_up(url: str, process: subprocess.Popen[Any] | None = None, timeout_s: f
         except httpx.HTTPError:
             time.sleep(0.05)
     raise SystemExit(f"{url} did not come up")
+
+
+def memory_mb(pid: int, key: str = "VmRSS") -> float:
+    """A memory figure of a process from /proc/PID/status (VmRSS, VmHWM: the peak), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(rf"{key}:\s+(\d+) kB", status)[1]) / 1024  # type: ignore[index]

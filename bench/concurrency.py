@@ -7,10 +7,10 @@ its own, or SQLite with --sqlite). Then:
 1. --n concurrent POST /v1/generations (sync) from one user: wall time, successes, the API
    process's peak RSS (VmHWM) — with the shared pooled client, and with a baseline forwarder that
    builds a new httpx client per request (no pooled connections), in the same run.
-2. Overhead: a 3 MB phone photo POSTed to the API vs straight to the stub (answering at once);
-   medians of --repeat sequential requests; also the time the API spends preparing it (the thin
-   path: header checks and a lossless metadata strip) against the old decode/downscale/re-encode
-   (bench/strip.py's baseline), in this process.
+2. Overhead: a 3 MB phone photo (bench/strip.py's) POSTed to the API vs straight to the stub
+   (answering at once); medians of --repeat sequential requests; also the time the API spends
+   preparing it (the thin path: header checks and a lossless metadata strip) against the old
+   decode/downscale/re-encode (bench/strip.py's baseline), in this process.
 3. --n concurrent async uploads (`Prefer: respond-async`, answered 202) from one user, with
    WORK_QUEUE=inprocess and then WORK_QUEUE=cloud_tasks (the real google-cloud-tasks client
    against tests/api/cloud_tasks_fake.py's FakeGoogle, run in this process): the time until all
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import io
 import json
 import os
@@ -41,13 +40,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
-from benchproc import free_port, wait_up
+from benchproc import free_port, memory_mb, wait_up
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -150,9 +150,10 @@ def baseline_app() -> Any:
 
 @contextmanager
 def process(
-    command: list[str], env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env or dict(os.environ))
+    command: list[str], env: dict[str, str] | None = None, **popen: Any
+) -> Iterator[subprocess.Popen[Any]]:
+    """A child process, terminated (killed if it lingers) when the block ends."""
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env or dict(os.environ), **popen)
     try:
         yield proc
     finally:
@@ -180,12 +181,6 @@ def database(use_sqlite: bool) -> Iterator[str]:
         yield url
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of a process: its peak resident set size."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) / 1024  # type: ignore[index]
-
-
 @contextmanager
 def api_server(
     database_url: str, function_url: str, factory: str, extra_env: dict[str, str] | None = None
@@ -204,7 +199,7 @@ def api_server(
                "--port", str(port), "--workers", "1", "--log-level", "warning",
                "--no-access-log", "--backlog", "4096"]  # fmt: skip
     with process(command, env) as proc:
-        wait_up(f"http://127.0.0.1:{port}/healthz")
+        wait_up(f"http://127.0.0.1:{port}/healthz", proc)
         yield f"http://127.0.0.1:{port}", proc.pid
 
 
@@ -213,20 +208,6 @@ def small_selfie() -> bytes:
 
     out = io.BytesIO()
     Image.new("RGB", (640, 480), (180, 140, 120)).save(out, "JPEG", quality=85)
-    return out.getvalue()
-
-
-def phone_photo_3mb() -> bytes:
-    """A 4032x3024 JPEG of about 3 MB (a real photo, upscaled, with sensor-like noise)."""
-    import numpy as np
-    from PIL import Image
-    from skimage import data
-
-    base = Image.fromarray(data.astronaut()).resize((4032, 3024))
-    noise = np.random.default_rng(0).integers(-12, 12, (3024, 4032, 3))
-    pixels = (np.asarray(base).astype(np.int16) + noise).clip(0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "JPEG", quality=90)
     return out.getvalue()
 
 
@@ -258,11 +239,6 @@ def multipart_request(host: str, key: str, image: bytes, prefer: str | None = No
     return head.encode() + body
 
 
-async def send_raw(host: str, port: int, request: bytes) -> int:
-    """Send prepared bytes on a new connection; the answer's status code (0 if none)."""
-    return (await exchange_raw(host, port, request))[0]
-
-
 async def exchange_raw(host: str, port: int, request: bytes) -> tuple[int, bytes]:
     """Send prepared bytes on a new connection: the answer's status code (0 if none) and body."""
     try:
@@ -288,11 +264,9 @@ async def burst(api_url: str, n: int) -> tuple[float, int, dict[int, int]]:
     host, port = api_url.removeprefix("http://").split(":")
     request = multipart_request(host, key, small_selfie())
     started = time.perf_counter()
-    statuses = await asyncio.gather(*(send_raw(host, int(port), request) for _ in range(n)))
+    answers = await asyncio.gather(*(exchange_raw(host, int(port), request) for _ in range(n)))
     wall = time.perf_counter() - started
-    counts: dict[int, int] = {}
-    for status in statuses:
-        counts[status] = counts.get(status, 0) + 1
+    counts = dict(Counter(status for status, _ in answers))
     return wall, counts.get(201, 0), counts
 
 
@@ -312,9 +286,9 @@ async def timed_posts(client: httpx.AsyncClient, url: str, headers: dict[str, st
 
 async def overhead(api_url: str, function_url: str, repeat: int) -> dict[str, float]:
     """Medians (ms) of the same uploads sent straight to the stub and through the API."""
-    from strip import baseline, thin
+    from strip import baseline, phone_jpeg, thin, timings_ms
 
-    photo, small = phone_photo_3mb(), small_selfie()
+    photo, small = phone_jpeg(), small_selfie()
     async with httpx.AsyncClient(base_url=api_url, timeout=60) as client:
         headers = await sign_up(client)
         result = {
@@ -329,18 +303,9 @@ async def overhead(api_url: str, function_url: str, repeat: int) -> dict[str, fl
                 await timed_posts(client, "/v1/generations", headers, small, repeat)
             ),
         }
-    prepare_ms = statistics.median(timed(lambda: thin(photo), repeat))
-    decode_ms = statistics.median(timed(lambda: baseline(photo), repeat))
+    prepare_ms, _ = timings_ms(thin, photo, repeat)
+    decode_ms, _ = timings_ms(baseline, photo, repeat)
     return result | {"bytes": len(photo), "prepare": prepare_ms, "decode": decode_ms}
-
-
-def timed(call: Any, repeat: int) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    return times
 
 
 def cpu_seconds(pid: int) -> float:
@@ -354,7 +319,7 @@ def run_burst(label: str, database_url: str, function_url: str, factory: str, n:
         api_cpu, own_cpu = cpu_seconds(pid), time.process_time()
         wall, ok, counts = asyncio.run(burst(api_url, n))
         api_cpu, own_cpu = cpu_seconds(pid) - api_cpu, time.process_time() - own_cpu
-        rss = peak_rss_mb(pid)
+        rss = memory_mb(pid, "VmHWM")
     print(f"{label:<26} wall {wall:6.2f} s   succeeded {ok:4d}/{n}   peak RSS {rss:6.1f} MB   "
           f"CPU: API {api_cpu:5.2f} s ({api_cpu / n * 1000:4.1f} ms per generation), "
           f"load generator {own_cpu:4.2f} s   {counts}")  # fmt: skip
@@ -375,22 +340,17 @@ FINISH_TIMEOUT_S = 180.0
 UNFINISHED = frozenset({"pending", "processing"})
 
 
-def google_fake() -> Any:
-    """tests/api/cloud_tasks_fake.py (QUEUE, TASKS_ACCOUNT, FakeGoogle), imported from its place."""
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "api"))
-    return importlib.import_module("cloud_tasks_fake")
-
-
 def queue_settings(work_queue: str, fake: Any = None) -> dict[str, str]:
     """The API's work-queue settings (field names); Cloud Tasks' point at the fake."""
+    from tests.api.cloud_tasks_fake import QUEUE, TASKS_ACCOUNT
+
     if fake is None:
         return {"work_queue": work_queue}
-    module = google_fake()
     return {
         "work_queue": work_queue,
         "cloud_tasks_endpoint": fake.url,
-        "cloud_tasks_queue": module.QUEUE,
-        "work_service_account": module.TASKS_ACCOUNT,
+        "cloud_tasks_queue": QUEUE,
+        "work_service_account": TASKS_ACCOUNT,
         "oidc_certs_url": fake.certs_url,
         "work_max_attempts": str(MAX_ATTEMPTS),
     }
@@ -430,9 +390,9 @@ class CloudTasksPlayer:
         running: list[asyncio.Task[None]] = []
         limits = httpx.Limits(max_connections=self._limit, max_keepalive_connections=self._limit)
         async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-            while self.expected is None or len(seen) < self.expected:
-                if time.perf_counter() > deadline:
-                    break
+            while (self.expected is None or len(seen) < self.expected) and (
+                time.perf_counter() <= deadline
+            ):
                 created = self._fake.created[scanned:]  # a list the fake only appends to
                 scanned += len(created)
                 for body in created:
@@ -499,14 +459,14 @@ async def async_uploads(
             player.expected = len(ids)
             run.dispatched = await playing
             run.deliveries = player.deliveries
+        statuses = await record_statuses(client, headers)
+        while (
+            player is None
+            and any(statuses.get(i) in UNFINISHED for i in ids)
+            and time.perf_counter() <= deadline
+        ):
+            await asyncio.sleep(POLL_S)
             statuses = await record_statuses(client, headers)
-        else:
-            statuses = await record_statuses(client, headers)
-            while any(statuses.get(i) in UNFINISHED for i in ids):
-                if time.perf_counter() > deadline:
-                    break
-                await asyncio.sleep(POLL_S)
-                statuses = await record_statuses(client, headers)
         finished = time.perf_counter() - started
         run.api_cpu, run.own_cpu = cpu_seconds(pid) - api_cpu, time.process_time() - own_cpu
         run.final = Counter(statuses.get(i, "missing") for i in ids)
@@ -516,9 +476,8 @@ async def async_uploads(
 
 
 FAKE_PROCESS = """
-import sys, time
-sys.path.insert(0, sys.argv[1])
-from cloud_tasks_fake import FakeGoogle
+import time
+from tests.api.cloud_tasks_fake import FakeGoogle
 fake = FakeGoogle().start()
 print(fake.url, flush=True)
 time.sleep(3600)
@@ -527,16 +486,13 @@ time.sleep(3600)
 
 @contextmanager
 def fake_in_own_process() -> Iterator[Any]:
-    """A FakeGoogle in a process of its own, so its threads do not share this one's GIL."""
-    command = [sys.executable, "-c", FAKE_PROCESS, str(REPO_ROOT / "tests" / "api")]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
+    """A FakeGoogle in a process of its own, so its threads do not share this one's GIL: its
+    url and certs_url."""
+    command = [sys.executable, "-c", FAKE_PROCESS]
+    with process(command, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
         url = child.stdout.readline().strip()
-        yield type("Fake", (), {"url": url, "certs_url": f"{url}/certs"})()
-    finally:
-        child.terminate()
-        child.wait()
+        yield SimpleNamespace(url=url, certs_url=f"{url}/certs")
 
 
 async def enqueue_cost(work_url: str, n: int, repeat: int) -> dict[str, list[float]]:
@@ -549,7 +505,8 @@ async def enqueue_cost(work_url: str, n: int, repeat: int) -> dict[str, list[flo
 
     with fake_in_own_process() as fake:
         settings = Settings(**queue_settings("cloud_tasks", fake), work_url=work_url)  # type: ignore[arg-type]
-        queue = CloudTasksQueue(settings, session_factory=None)  # type: ignore[arg-type]
+        # No runner (or sessions): only enqueue() is called, never start()'s re-offer.
+        queue = CloudTasksQueue(settings, None)  # type: ignore[arg-type]
         cpu: list[float] = []
         create = queue._create
 
@@ -579,19 +536,19 @@ async def enqueue_cost(work_url: str, n: int, repeat: int) -> dict[str, list[flo
 def run_async_uploads(
     database_url: str, function_url: str, n: int, dispatch: int, repeat: int
 ) -> None:
-    fake = google_fake().FakeGoogle().start()
+    from tests.api.cloud_tasks_fake import FakeGoogle
+
+    fake = FakeGoogle().start()
     try:
-        for work_queue in ("inprocess", "cloud_tasks"):
-            with_fake = fake if work_queue == "cloud_tasks" else None
-            env = {k.upper(): v for k, v in queue_settings(work_queue, with_fake).items()}
+        for work_queue, queue_fake in (("inprocess", None), ("cloud_tasks", fake)):
+            env = {k.upper(): v for k, v in queue_settings(work_queue, queue_fake).items()}
             with api_server(database_url, function_url, "api.main:create_app", env) as (url, pid):
-                run = asyncio.run(async_uploads(url, pid, n, with_fake, dispatch))
-                rss = peak_rss_mb(pid)
+                run = asyncio.run(async_uploads(url, pid, n, queue_fake, dispatch))
+                rss = memory_mb(pid, "VmHWM")
             report_async_run(work_queue, run, n, rss)
-        cost = asyncio.run(enqueue_cost("http://127.0.0.1:9", n, repeat))
     finally:
         fake.stop()
-    report_enqueue_cost(cost)
+    report_enqueue_cost(asyncio.run(enqueue_cost("http://127.0.0.1:9", n, repeat)))
 
 
 def report_async_run(work_queue: str, run: AsyncRun, n: int, rss: float) -> None:
@@ -639,18 +596,13 @@ def main() -> None:
         asyncio.run(run_stub(int(args.stub[0]), float(args.stub[1])))
         return
     me = str(Path(__file__).resolve())
-    slow_port, fast_port = free_port(), free_port()
     async_delay = args.delay if args.async_delay is None else args.async_delay
-    async_port = slow_port if async_delay == args.delay else free_port()
-    with (
-        database(args.sqlite) as database_url,
-        process([sys.executable, me, "--stub", str(slow_port), str(args.delay)]),
-        process([sys.executable, me, "--stub", str(fast_port), "0"]),
-        process([sys.executable, me, "--stub", str(async_port), str(async_delay)])
-        if async_port != slow_port
-        else nullcontext(),
-    ):
-        slow_url, fast_url = f"http://127.0.0.1:{slow_port}/", f"http://127.0.0.1:{fast_port}/"
+    ports = {delay: free_port() for delay in {args.delay, 0.0, async_delay}}  # a stub per delay
+    stub_url = {delay: f"http://127.0.0.1:{port}/" for delay, port in ports.items()}
+    with database(args.sqlite) as database_url, ExitStack() as stubs:
+        for delay, port in ports.items():
+            stubs.enter_context(process([sys.executable, me, "--stub", str(port), str(delay)]))
+        slow_url, fast_url = stub_url[args.delay], stub_url[0.0]
         db = "SQLite" if args.sqlite else "PostgreSQL"
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"{db}; stub answers after {args.delay:g} s; one uvicorn worker; {args.n} at once;"
@@ -661,8 +613,8 @@ def main() -> None:
         print(f"\n{args.n} concurrent async (202) uploads, one user; stub answers after "
               f"{async_delay:g} s; Cloud Tasks played by the bench, at most {args.dispatch} "
               f"dispatches at once:")  # fmt: skip
-        run_async_uploads(database_url, f"http://127.0.0.1:{async_port}/", args.n,
-                          args.dispatch, args.repeat)  # fmt: skip
+        run_async_uploads(database_url, stub_url[async_delay], args.n, args.dispatch,
+                          args.repeat)  # fmt: skip
         with api_server(database_url, fast_url, "api.main:create_app") as (api_url, _):
             result = asyncio.run(overhead(api_url, fast_url, args.repeat))
     report_overhead(result, args.repeat)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
-from benchproc import free_port, wait_up
+from benchproc import free_port, memory_mb, wait_up
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = (
@@ -73,17 +72,11 @@ def size_mb(path: Path) -> float:
     return int(done.stdout.split()[0]) / 1024
 
 
-def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024  # type: ignore[index]
-
-
 def start_api(venv: Path, path: str, repo: Path, workdir: Path) -> tuple[float, float, str]:
-    """(RSS after start-up, RSS after requests, heavy packages loaded) of one API process."""
+    """(RSS after start-up, RSS after requests, heavy packages loaded) of one API process, on
+    `workdir`'s database and hooks (see prepare_workdir)."""
     port = free_port()
     hooks = workdir / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE.format(heavy=HEAVY))
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -98,10 +91,10 @@ def start_api(venv: Path, path: str, repo: Path, workdir: Path) -> tuple[float, 
     try:
         url = f"http://127.0.0.1:{port}"
         wait_up(f"{url}/healthz", process)
-        started = rss_mb(process.pid)
-        for path in ("/v1/animals", "/openapi.json", "/problems/not_found", "/healthz"):
-            httpx.get(f"{url}{path}", timeout=10)
-        after = rss_mb(process.pid)
+        started = memory_mb(process.pid)
+        for route in ("/v1/animals", "/openapi.json", "/problems/not_found", "/healthz"):
+            httpx.get(f"{url}{route}", timeout=10)
+        after = memory_mb(process.pid)
     finally:
         # SIGINT, not SIGTERM: uvicorn re-raises the signal after its shutdown, and only
         # SIGINT's default (KeyboardInterrupt) lets the interpreter run its atexit report.
@@ -119,11 +112,10 @@ def measure(label: str, venv: Path, path: str, repo: Path, repeat: int) -> float
 
     `path`: the API process's PYTHONPATH (the old image also had cloud_functions/ on it).
     """
-    runs = []
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory(prefix="footprint-") as workdir:
-            migrate(venv, path, repo, Path(workdir))
-            runs.append(start_api(venv, path, repo, Path(workdir)))
+    with tempfile.TemporaryDirectory(prefix="footprint-") as tmp:
+        workdir = Path(tmp)
+        prepare_workdir(venv, path, repo, workdir)
+        runs = [start_api(venv, path, repo, workdir) for _ in range(repeat)]
     started = statistics.median(run[0] for run in runs)
     after = statistics.median(run[1] for run in runs)
     print(f"  {label:<34} RSS after start-up {started:6.1f} MB, after requests {after:6.1f} MB"
@@ -131,7 +123,12 @@ def measure(label: str, venv: Path, path: str, repo: Path, repeat: int) -> float
     return started
 
 
-def migrate(venv: Path, path: str, repo: Path, workdir: Path) -> None:
+def prepare_workdir(venv: Path, path: str, repo: Path, workdir: Path) -> None:
+    """A migrated SQLite database and the sitecustomize hook, shared by the starts (the requests
+    made only read)."""
+    hooks = workdir / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE.format(heavy=HEAVY))
     env = dict(os.environ) | {
         "DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/footprint.db",
         "PYTHONPATH": path,
