@@ -31,6 +31,7 @@ _CATALOGUE = (
 )
 ANIMALS = tuple(AnimalPublic(id=i, name=n, description=d) for i, n, d in _CATALOGUE)
 ANIMAL_IDS: frozenset[str] = frozenset(a.id for a in ANIMALS)
+CATALOGUE_ORDER: tuple[str, ...] = tuple(a.id for a in ANIMALS)
 
 
 def animal_id(value: str) -> str | None:

@@ -19,6 +19,7 @@ from api.error_handlers import install_error_handlers
 from api.forwarding import build_function_client
 from api.generations.router import router as generations_router
 from api.generations.runner import ForwarderFactory, GenerationRunner
+from api.packs.router import router as packs_router
 from api.problems import add_problem_schema
 from api.problems import router as problems_router
 from api.storage import build_store
@@ -102,6 +103,7 @@ def create_app(
     for router in (
         users_router,
         generations_router,
+        packs_router,
         animals.router,
         health.router,
         media.router,

@@ -17,7 +17,7 @@ from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from api.animals import ANIMAL_IDS, animal_id
+from api.animals import ANIMAL_IDS, CATALOGUE_ORDER, animal_id
 from api.config import Settings
 from api.errors import BadRequest, ImageTooLarge, InvalidImage, InvalidRequest, UnsupportedImage
 from api.images import NOT_AN_IMAGE, SNIFF_BYTES, sniff
@@ -32,18 +32,44 @@ MAX_FIELD_BYTES = 1024
 
 @dataclass(frozen=True)
 class Upload:
-    """The raw fields of a generation request."""
+    """The raw fields of a generation request (one animal) or a pack's (several)."""
 
     image: bytes
-    animal: str
-    # SHA-256 over the animal and the raw image bytes: tells a retry from a reused
+    animals: tuple[str, ...]
+    # SHA-256 over the animals and the raw image bytes: tells a retry from a reused
     # Idempotency-Key; None when not asked for (no key came, nothing to compare it with).
     request_hash: str | None
 
+    @property
+    def animal(self) -> str:
+        """The animal of a single generation's request."""
+        return self.animals[0]
 
-def request_hash(animal: str, image_digest: bytes) -> str:
-    """The idempotency fingerprint of a request: its animal and its image's SHA-256."""
-    return hashlib.sha256(animal.encode() + b"\n" + image_digest).hexdigest()
+
+def request_hash(animals: tuple[str, ...], image_digest: bytes) -> str:
+    """The idempotency fingerprint of a request: its animals, in order, and its image's SHA-256
+    (for one animal, the same as before packs existed)."""
+    return hashlib.sha256(",".join(animals).encode() + b"\n" + image_digest).hexdigest()
+
+
+def parse_animals(value: str) -> tuple[str, ...]:
+    """A pack's `animals`: a comma list of catalogue ids, or `all` (the catalogue's order);
+    InvalidRequest naming the choices for an empty list, an unknown animal or a repeat."""
+    choices = f"choose from: {', '.join(sorted(ANIMAL_IDS))}, or `all`"
+    if value.strip().lower() == "all":
+        return CATALOGUE_ORDER
+    names = [name for name in value.split(",") if name.strip()]
+    if not names:
+        raise InvalidRequest(f"`animals` is empty; {choices}")
+    animals = []
+    for name in names:
+        animal = animal_id(name)
+        if animal is None:
+            raise InvalidRequest(f"unknown animal {name.strip()!r}; {choices}")
+        if animal in animals:
+            raise InvalidRequest(f"{animal!r} is named twice in `animals`; {choices}")
+        animals.append(animal)
+    return tuple(animals)
 
 
 class _FormCollector:
@@ -53,8 +79,9 @@ class _FormCollector:
     copy) and joined once at the end; it is hashed as it streams when `fingerprint` is asked.
     """
 
-    def __init__(self, max_image_bytes: int, *, fingerprint: bool) -> None:
+    def __init__(self, max_image_bytes: int, *, fingerprint: bool, field: str) -> None:
         self.max_image_bytes = max_image_bytes
+        self.field = field
         self.image: list[bytes] | None = None
         self.image_bytes = 0
         self.image_digest = hashlib.sha256() if fingerprint else None
@@ -104,7 +131,7 @@ class _FormCollector:
             if self.image is not None:
                 raise InvalidRequest("send one `image` file, not several")
             self.image, self._in_image = [], True
-        elif self._part_name == "animal":
+        elif self._part_name == self.field:
             self._field = self.fields.setdefault(self._part_name, bytearray())
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -168,14 +195,18 @@ async def _feed(parser: MultipartParser, chunks: AsyncIterator[bytes], max_body_
     parser.finalize()
 
 
-async def read_upload(request: Request, settings: Settings, *, fingerprint: bool) -> Upload:
-    """The `image` and `animal` of a multipart request, read as a stream under the size limit.
+async def read_upload(
+    request: Request, settings: Settings, *, fingerprint: bool, several: bool = False
+) -> Upload:
+    """The `image` and `animal` (or, `several`, a pack's `animals`) of a multipart request,
+    read as a stream under the size limit.
 
     `fingerprint`: also compute the request's hash (for an Idempotency-Key to compare).
     """
     max_body_bytes = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     _check_declared_length(request, max_body_bytes)
-    form = _FormCollector(settings.max_upload_bytes, fingerprint=fingerprint)
+    field = "animals" if several else "animal"
+    form = _FormCollector(settings.max_upload_bytes, fingerprint=fingerprint, field=field)
     try:
         parser = MultipartParser(_boundary(request), form.callbacks())
         await _feed(parser, request.stream(), max_body_bytes)
@@ -191,17 +222,24 @@ async def read_upload(request: Request, settings: Settings, *, fingerprint: bool
 def _upload_from(form: _FormCollector) -> Upload:
     if form.image is None:
         raise InvalidRequest("the `image` file is required")
-    raw_animal = form.fields.get("animal")
-    if raw_animal is None:
-        raise InvalidRequest("the `animal` field is required")
-    animal = animal_id(raw_animal.decode("utf-8", "replace"))
-    if animal is None:
-        msg = f"unknown animal; choose one of: {', '.join(sorted(ANIMAL_IDS))}"
-        raise InvalidRequest(msg)
+    raw = form.fields.get(form.field)
+    if raw is None:
+        raise InvalidRequest(f"the `{form.field}` field is required")
+    animals = _animals(form.field, raw.decode("utf-8", "replace"))
     image = b"".join(form.image)
     if not image:
         raise InvalidImage("the image is empty")
     if sniff(image[:SNIFF_BYTES]) is None:
         raise UnsupportedImage(NOT_AN_IMAGE)
     digest = form.image_digest
-    return Upload(image, animal, request_hash(animal, digest.digest()) if digest else None)
+    return Upload(image, animals, request_hash(animals, digest.digest()) if digest else None)
+
+
+def _animals(field: str, value: str) -> tuple[str, ...]:
+    if field == "animals":
+        return parse_animals(value)
+    animal = animal_id(value)
+    if animal is None:
+        msg = f"unknown animal; choose one of: {', '.join(sorted(ANIMAL_IDS))}"
+        raise InvalidRequest(msg)
+    return (animal,)

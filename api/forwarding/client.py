@@ -36,23 +36,51 @@ CONNECTIONS_PER_POOL = 32
 
 
 @dataclass(frozen=True)
+class Target:
+    """One animal to compose, and the generation its result is stored for."""
+
+    generation_id: uuid.UUID
+    animal: str
+
+
+@dataclass(frozen=True)
 class FunctionRequest:
-    """One prepared upload (metadata stripped) to send to the function."""
+    """One prepared upload (metadata stripped) to send to the function, with the animals to
+    make of it: one (a generation) or several (a pack's, the face found once)."""
 
     image: bytes
     content_type: str
-    animal: str
-    generation_id: uuid.UUID
     user_id: uuid.UUID
+    targets: tuple[Target, ...]
+
+    @property
+    def generation_ids(self) -> tuple[uuid.UUID, ...]:
+        return tuple(target.generation_id for target in self.targets)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One animal's stored result."""
+
+    object_name: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class FunctionResult:
-    """What the API keeps of the function's 200 answer."""
+    """What the API keeps of the function's 200 answer: the faces, and for each generation its
+    stored result or its own error (one animal of a pack may fail while the others succeed)."""
 
-    object_name: str
     faces: list[dict[str, Any]]
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    outcomes: dict[uuid.UUID, Stored | ApiError]
+
+    def outcome(self, generation_id: uuid.UUID) -> Stored | ApiError:
+        """The result for one generation of the request."""
+        found = self.outcomes.get(generation_id)
+        if found is None:
+            msg = "the avatar function's answer left out an animal"
+            return UpstreamUnavailable(msg, retry_after_s=DEFAULT_RETRY_AFTER_S)
+        return found
 
 
 class _RetryableError(Exception):
@@ -120,7 +148,7 @@ class FunctionClient:
         except httpx.TransportError as exc:
             msg = "the connection to the avatar function failed"
             raise UpstreamUnavailable(msg, retry_after_s=DEFAULT_RETRY_AFTER_S) from exc
-        return self._read(response)
+        return self._read(response, request)
 
     async def _post(self, request: FunctionRequest) -> httpx.Response:
         body, content_type = encode_form(request)
@@ -145,9 +173,9 @@ class FunctionClient:
         in_flight = self._in_flight
         return in_flight.index(min(in_flight))
 
-    def _read(self, response: httpx.Response) -> FunctionResult:
+    def _read(self, response: httpx.Response, request: FunctionRequest) -> FunctionResult:
         if response.status_code == 200:
-            return parse_success(response)
+            return parse_success(response, request)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status_code in (401, 403):
             self._tokens.invalidate()
@@ -158,17 +186,20 @@ class FunctionClient:
 
 
 def encode_form(request: FunctionRequest) -> tuple[bytes, str]:
-    """The multipart/form-data body for the function, and its Content-Type.
+    """The multipart/form-data body for the function, and its Content-Type: `animal` and
+    `generation_id` for one animal, else `animals` and `generation_ids` (comma lists).
 
     Written by hand because every field is a known, plain token: httpx's general encoder cost
     a millisecond of CPU per request, a third of the forwarding.
     """
     boundary = uuid.uuid4().hex
-    fields = {
-        "animal": request.animal,
-        "generation_id": str(request.generation_id),
-        "user_id": str(request.user_id),
-    }
+    fields = {"user_id": str(request.user_id)}
+    if len(request.targets) == 1:
+        fields["animal"] = request.targets[0].animal
+        fields["generation_id"] = str(request.targets[0].generation_id)
+    else:
+        fields["animals"] = ",".join(target.animal for target in request.targets)
+        fields["generation_ids"] = ",".join(str(gid) for gid in request.generation_ids)
     head = "".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
         for name, value in fields.items()
@@ -181,22 +212,65 @@ def encode_form(request: FunctionRequest) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def parse_success(response: httpx.Response) -> FunctionResult:
-    """The result in a 200 answer; anything unreadable is the function's fault (503)."""
+def parse_success(response: httpx.Response, request: FunctionRequest) -> FunctionResult:
+    """The results in a 200 answer; anything unreadable is the function's fault (503)."""
     try:
         body = response.json()
-        object_name = body["object_name"]
         faces = body.get("faces") or []
-        timings = body.get("timings_ms") or {}
-        if not isinstance(object_name, str) or not object_name or not isinstance(faces, list):
-            raise TypeError(object_name)
+        if not isinstance(faces, list):
+            raise TypeError(faces)
         # Checked here, once: history shows these as typed faces on every read.
         faces = FACES.dump_python(FACES.validate_python(faces), exclude_none=True)
-        timings_ms = {str(k): float(v) for k, v in timings.items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        timings = _timings(body.get("timings_ms"))
+        if "results" in body:
+            outcomes = _several(body["results"], request, timings)
+        else:
+            stored = Stored(_object_name(body["object_name"]), timings)
+            outcomes = {request.targets[0].generation_id: stored}
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         msg = "the avatar function answered something unreadable"
         raise UpstreamUnavailable(msg, retry_after_s=DEFAULT_RETRY_AFTER_S) from exc
-    return FunctionResult(object_name=object_name, faces=faces, timings_ms=timings_ms)
+    return FunctionResult(faces=faces, outcomes=outcomes)
+
+
+def _several(
+    results: Any, request: FunctionRequest, shared: dict[str, float]
+) -> dict[uuid.UUID, Stored | ApiError]:
+    """Each animal's result of the `animals` form, by generation id: its object (with the
+    shared stages' timings and its own) or its error."""
+    if not isinstance(results, list) or len(results) != len(request.targets):
+        raise TypeError("results")
+    outcomes: dict[uuid.UUID, Stored | ApiError] = {}
+    # In request order; each names its generation too, and the two must agree.
+    for target, result in zip(request.targets, results, strict=True):
+        if uuid.UUID(str(result["generation_id"])) != target.generation_id:
+            raise ValueError("results out of order")
+        code = result.get("error")
+        if code is None:
+            timings = {**shared, **_timings(result.get("timings_ms"))}
+            outcomes[target.generation_id] = Stored(_object_name(result["object_name"]), timings)
+        else:
+            outcomes[target.generation_id] = _animal_error(code, result.get("detail"))
+    return outcomes
+
+
+def _animal_error(code: Any, detail: Any) -> ApiError:
+    """One animal's failure as an API error: the function's code when it is one we pass on."""
+    text = str(detail or code)
+    if code in FUNCTION_CODES:
+        retry_after = DEFAULT_RETRY_AFTER_S if code == "upstream_unavailable" else None
+        return ApiError.from_code(code, text, retry_after_s=retry_after)
+    return UpstreamUnavailable(text, retry_after_s=DEFAULT_RETRY_AFTER_S)
+
+
+def _object_name(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(value)
+    return value
+
+
+def _timings(value: Any) -> dict[str, float]:
+    return {str(k): float(v) for k, v in (value or {}).items()}
 
 
 def parse_failure(response: httpx.Response, retry_after_s: float | None) -> ApiError:

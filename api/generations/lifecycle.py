@@ -11,12 +11,14 @@ record is never rewritten. Everyone else asks this module; nothing else updates 
 
 The upload a pending record needs to survive a restart lives in `generation_inputs` until the
 record finishes, in the same transaction; a sync upload is held by its request only (if the API
-dies, its client retries with the same Idempotency-Key).
+dies, its client retries with the same Idempotency-Key). A pack's generations share one upload,
+in `pack_inputs`, until the last of them finishes.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
@@ -24,7 +26,7 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import utcnow
-from api.generations.models import Generation, GenerationInput, GenerationStatus
+from api.generations.models import Generation, GenerationInput, GenerationStatus, Pack, PackInput
 
 PENDING = GenerationStatus.pending
 PROCESSING = GenerationStatus.processing
@@ -35,6 +37,19 @@ UNFINISHED = (PENDING, PROCESSING)
 # Failures of the function or its upstream, not of the photo: a retry with the same
 # Idempotency-Key runs the work again. Any other failure is the answer for that body.
 RETRYABLE_CODES = ("upstream_unavailable", "upstream_timeout")
+
+
+def overall_status(statuses: Sequence[GenerationStatus]) -> str:
+    """A pack's status, derived from its generations' (one generation's is its own):
+    `pending` until work starts, `processing` while any is unfinished, then `succeeded` (all
+    did), `failed` (all failed) or `partial`."""
+    if all(status is PENDING for status in statuses):
+        return PENDING.value
+    if any(status in UNFINISHED for status in statuses):
+        return PROCESSING.value
+    if all(status is SUCCEEDED for status in statuses):
+        return SUCCEEDED.value
+    return FAILED.value if all(status is FAILED for status in statuses) else "partial"
 
 
 class Transition(NamedTuple):
@@ -62,12 +77,28 @@ TRANSITIONS = {
 
 GENERATIONS = cast(Table, Generation.__table__)
 INPUTS = cast(Table, GenerationInput.__table__)
+PACKS = cast(Table, Pack.__table__)
+PACK_INPUTS = cast(Table, PackInput.__table__)
 # Core statements built once (every generation runs them); the SET clause comes from the
 # values' keys, so one statement serves every transition.
 INSERT_GENERATION = insert(GENERATIONS)
 INSERT_INPUT = insert(INPUTS)
 DELETE_INPUT = delete(INPUTS).where(INPUTS.c.generation_id == bindparam("generation_id"))
 STATUS_OF = select(GENERATIONS.c.status).where(GENERATIONS.c.id == bindparam("generation_id"))
+INSERT_PACK = insert(PACKS)
+INSERT_PACK_INPUT = insert(PACK_INPUTS)
+# The shared upload goes with the pack's last unfinished generation.
+DELETE_FINISHED_PACK_INPUT = delete(PACK_INPUTS).where(
+    PACK_INPUTS.c.pack_id == bindparam("pack_id"),
+    ~select(GENERATIONS.c.id)
+    .where(GENERATIONS.c.pack_id == bindparam("pack_id"), GENERATIONS.c.status.in_(UNFINISHED))
+    .exists(),
+)
+NEXT_PACK_RUN = (
+    update(PACKS)
+    .where(PACKS.c.id == bindparam("pack_id"), PACKS.c.run == bindparam("seen_run"))
+    .values(run=PACKS.c.run + 1)
+)
 
 
 def _move(transition: Transition) -> Any:
@@ -121,12 +152,14 @@ def born(
     idempotency_key: str | None,
     request_hash: str | None,
     claimed: bool,
+    pack_id: uuid.UUID | None = None,
 ) -> Generation:
     """A new record (not yet written): `processing` at attempt 1 when claimed, else pending."""
     now = utcnow()
     return Generation(
         id=uuid.uuid4(),
         user_id=user_id,
+        pack_id=pack_id,
         animal=animal,
         status=PROCESSING if claimed else PENDING,
         run=0,
@@ -149,6 +182,42 @@ async def insert_new(
     await connection.execute(INSERT_GENERATION, row)
     if stored is not None:
         await connection.execute(INSERT_INPUT, _input_row(generation.id, stored))
+
+
+async def insert_pack(
+    session: AsyncSession,
+    pack: Pack,
+    generations: list[Generation],
+    stored: StoredInput | None,
+) -> None:
+    """Write a pack, its born records (one per animal) and the upload it keeps, in the
+    session's transaction."""
+    connection = await session.connection()
+    columns = [column.key for column in PACKS.columns]
+    await connection.execute(INSERT_PACK, {key: getattr(pack, key) for key in columns})
+    for generation in generations:
+        await insert_new(session, generation, None)
+    if stored is not None:
+        await connection.execute(INSERT_PACK_INPUT, _pack_input_row(pack.id, stored))
+
+
+async def drop_finished_pack_input(session: AsyncSession, pack_id: uuid.UUID) -> None:
+    """Drop a pack's kept upload once none of its generations is unfinished."""
+    await (await session.connection()).execute(DELETE_FINISHED_PACK_INPUT, {"pack_id": pack_id})
+
+
+async def retry_pack(
+    session: AsyncSession, pack_id: uuid.UUID, stored: StoredInput | None, *, seen_run: int
+) -> bool:
+    """Start a pack's next run (its retryably failed generations go back to work with
+    `retry`); False if another retry of the same key started it first."""
+    connection = await session.connection()
+    moved = await connection.execute(NEXT_PACK_RUN, {"pack_id": pack_id, "seen_run": seen_run})
+    if not moved.rowcount:
+        return False
+    if stored is not None:
+        await connection.execute(INSERT_PACK_INPUT, _pack_input_row(pack_id, stored))
+    return True
 
 
 async def claim(session: AsyncSession, generation_id: uuid.UUID, seen_attempts: int) -> bool:
@@ -265,6 +334,15 @@ async def _finish(
 def _input_row(generation_id: uuid.UUID, stored: StoredInput) -> dict[str, Any]:
     return {
         "generation_id": generation_id,
+        "image": stored.image,
+        "content_type": stored.content_type,
+        "created_at": utcnow(),
+    }
+
+
+def _pack_input_row(pack_id: uuid.UUID, stored: StoredInput) -> dict[str, Any]:
+    return {
+        "pack_id": pack_id,
         "image": stored.image,
         "content_type": stored.content_type,
         "created_at": utcnow(),

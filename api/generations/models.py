@@ -1,4 +1,5 @@
-"""Generation history, and the pending upload that async work needs to survive a restart."""
+"""Generation history, packs (one upload, several animals), and the pending uploads that async
+work needs to survive a restart."""
 
 from __future__ import annotations
 
@@ -37,10 +38,14 @@ class Generation(Base):
         ),
         # Start-up recovery finds unfinished work by status and age.
         Index("ix_generations_status_updated_at", "status", "updated_at"),
+        # A pack's generations.
+        Index("ix_generations_pack_id", "pack_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The pack this generation is one animal of (None for a single upload).
+    pack_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("packs.id", ondelete="CASCADE"))
     status: Mapped[GenerationStatus] = mapped_column(
         SAEnum(
             GenerationStatus,
@@ -70,6 +75,34 @@ class Generation(Base):
     completed_at: Mapped[datetime | None] = mapped_column()
 
 
+class Pack(Base):
+    """One upload, several animals: a generation per animal (each with `pack_id`), the face
+    found once. Its status is derived from its generations (api.generations.packs), not kept."""
+
+    __tablename__ = "packs"
+    __table_args__ = (
+        Index(
+            "uq_packs_user_id_idempotency_key",
+            "user_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The animals in the order they were asked for (the order its generations are shown in).
+    animals: Mapped[list[str]] = mapped_column(JSON)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # SHA-256 of (animals, image bytes), as for a generation.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    # As a generation's: one more each time a retry puts the pack back to work.
+    run: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class GenerationInput(Base):
     """The prepared upload of an async generation not yet finished; deleted as soon as it is."""
 
@@ -77,6 +110,19 @@ class GenerationInput(Base):
 
     generation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True
+    )
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PackInput(Base):
+    """The prepared upload of an async pack while any of its generations is unfinished."""
+
+    __tablename__ = "pack_inputs"
+
+    pack_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("packs.id", ondelete="CASCADE"), primary_key=True
     )
     image: Mapped[bytes] = mapped_column(LargeBinary)
     content_type: Mapped[str] = mapped_column(String(64))

@@ -1,9 +1,11 @@
-"""The in-process work on generations: claim a record, call the function, finish the record.
+"""The in-process work on generations: claim records, call the function, finish the records.
 
-Every status change goes through api.generations.lifecycle; this module decides when. The
-database is the durable state: a pending record keeps its upload until the work finishes it, and
-a process that dies mid-way leaves a record that start-up recovery (or the sweep, in another
-process) resumes or fails.
+A job is one upload and one call to the function: a single generation, or the unfinished
+generations of a pack (one upload, several animals, the face found once). Every status change
+goes through api.generations.lifecycle; this module decides when. The database is the durable
+state: a pending record keeps its upload (a pack's generations share one) until the work
+finishes it, and a process that dies mid-way leaves records that start-up recovery (or the
+sweep, in another process) resumes or fails.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Row, or_, select
 from sqlalchemy.exc import DBAPIError
@@ -24,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.config import Settings
 from api.db import utcnow
 from api.errors import ApiError
-from api.forwarding.client import FunctionRequest, FunctionResult
+from api.forwarding.client import FunctionRequest, FunctionResult, Stored, Target
 from api.generations import lifecycle
-from api.generations.models import Generation, GenerationInput, GenerationStatus
+from api.generations.models import Generation, GenerationInput, GenerationStatus, Pack, PackInput
 from api.storage import ObjectStore, delete_generation_objects
 
 logger = logging.getLogger(__name__)
@@ -37,8 +39,10 @@ DB_RETRIES = 3
 DB_RETRY_DELAY_S = 0.2
 
 T = TypeVar("T")
-# The columns a finished generation was given, as written (the caller can answer without a read).
-Outcome = dict[str, Any]
+# The columns each finished generation was given, as written (callers answer without a read).
+Outcome = dict[uuid.UUID, dict[str, Any]]
+# What a job works on: one generation, or a pack's generations.
+WorkKind = Literal["generation", "pack"]
 
 
 class Forwarder(Protocol):
@@ -53,23 +57,42 @@ ForwarderFactory = Callable[[Settings], Forwarder]
 
 
 @dataclass(frozen=True)
-class Job:
-    """A record to work on, as it was seen (its attempts count guards the claim).
-
-    `retry_later`: a queue will deliver the job again if this attempt fails retryably, so such
-    a failure hands the record back to pending instead of failing it; and the queue, not
-    MAX_RUNS, counts the attempts.
-    """
+class Member:
+    """A generation of a job, with its attempts as they were seen (that guards its claim)."""
 
     generation_id: uuid.UUID
     attempts: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """A unit of work: `id` is the generation's (kind `generation`) or the pack's (kind
+    `pack`); `members` the generations to work on, as seen.
+
+    `retry_later`: a queue will deliver the job again if this attempt fails retryably, so such
+    a failure hands the records back to pending instead of failing them; and the queue, not
+    MAX_RUNS, counts the attempts.
+    """
+
+    kind: WorkKind
+    id: uuid.UUID
+    members: tuple[Member, ...]
     retry_later: bool = False
+
+    @classmethod
+    def of_generation(cls, generation_id: uuid.UUID, attempts: int) -> Job:
+        return cls("generation", generation_id, (Member(generation_id, attempts),))
+
+    @classmethod
+    def fresh(cls, kind: WorkKind, job_id: uuid.UUID, generation_ids: Iterable[uuid.UUID]) -> Job:
+        """A job on records just written pending (no attempt yet)."""
+        return cls(kind, job_id, tuple(Member(gid, 0) for gid in generation_ids))
 
 
 @dataclass(frozen=True)
 class Unfinished:
-    """An unfinished record as recovery finds it: the job to resume, the record's run, and
-    whether it kept its upload (without one there is nothing to resume)."""
+    """Unfinished work as recovery finds it: the job to resume, its run, and whether its upload
+    was kept (without one there is nothing to resume)."""
 
     job: Job
     run: int
@@ -78,10 +101,45 @@ class Unfinished:
 
 @dataclass(frozen=True)
 class Work:
-    """One attempt in hand: what to send the function, and whether the record kept its upload."""
+    """One attempt in hand: what to send the function, and whether the upload was kept."""
 
     request: FunctionRequest
     kept_input: bool
+
+    def only(self, generation_ids: Iterable[uuid.UUID]) -> Work:
+        """The same work for some of its generations (those this attempt claimed)."""
+        wanted = set(generation_ids)
+        targets = tuple(t for t in self.request.targets if t.generation_id in wanted)
+        return replace(self, request=replace(self.request, targets=targets))
+
+
+# (id, status, attempts, updated_at) of a generation, as a sighting reads it.
+SightedRow = Row[uuid.UUID, GenerationStatus, int, datetime]
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """How a job's records stand: (id, status, attempts, updated_at) of each generation."""
+
+    kind: WorkKind
+    id: uuid.UUID
+    rows: Sequence[SightedRow]
+
+    @property
+    def unfinished(self) -> list[SightedRow]:
+        return [row for row in self.rows if row.status in lifecycle.UNFINISHED]
+
+    @property
+    def status(self) -> str | None:
+        """The generation's status, or the pack's derived one; None when it is gone."""
+        if not self.rows:
+            return None
+        return lifecycle.overall_status([row.status for row in self.rows])
+
+    def job(self, *, retry_later: bool = False) -> Job:
+        """The job on the unfinished generations, as seen."""
+        members = tuple(Member(row.id, row.attempts) for row in self.unfinished)
+        return Job(self.kind, self.id, members, retry_later=retry_later)
 
 
 async def with_db_retry(operation: Callable[[], Awaitable[T]]) -> T:
@@ -98,7 +156,7 @@ async def with_db_retry(operation: Callable[[], Awaitable[T]]) -> T:
 
 
 class GenerationRunner:
-    """Runs generations as tracked asyncio tasks, at most `max_concurrency` at once."""
+    """Runs jobs as tracked asyncio tasks, at most `max_concurrency` at once."""
 
     def __init__(
         self,
@@ -120,23 +178,23 @@ class GenerationRunner:
     def submit(
         self, job: Job, work: Work | None = None, *, claimed: bool = False
     ) -> asyncio.Task[Outcome | None]:
-        """Start the work on a record (or return the task already on it).
+        """Start the work on a job (or return the task already on it).
 
-        `work`: the upload in hand (no read back); `claimed`: the record is already processing
+        `work`: the upload in hand (no read back); `claimed`: the records are already processing
         for this attempt (a sync upload), so the work starts without a claim of its own.
         """
-        task = self._tasks.get(job.generation_id)
+        task = self._tasks.get(job.id)
         if task is None:
             task = asyncio.create_task(
-                self._run(job, work, claimed=claimed), name=f"generation-{job.generation_id}"
+                self._run(job, work, claimed=claimed), name=f"{job.kind}-{job.id}"
             )
-            self._tasks[job.generation_id] = task
-            task.add_done_callback(lambda _: self._tasks.pop(job.generation_id, None))
+            self._tasks[job.id] = task
+            task.add_done_callback(lambda _: self._tasks.pop(job.id, None))
         return task
 
-    def task_for(self, generation_id: uuid.UUID) -> asyncio.Task[Outcome | None] | None:
-        """The task working on a record in this process, if any."""
-        return self._tasks.get(generation_id)
+    def task_for(self, job_id: uuid.UUID) -> asyncio.Task[Outcome | None] | None:
+        """The task working on a generation or pack in this process, if any."""
+        return self._tasks.get(job_id)
 
     async def shutdown(self, grace_s: float) -> None:
         """Let running work finish for `grace_s`, then cancel it (recovery picks it up later)."""
@@ -149,47 +207,49 @@ class GenerationRunner:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def run_delivered(
-        self, generation_id: uuid.UUID, *, retry_count: int, max_attempts: int
-    ) -> GenerationStatus | None:
-        """Run a job a queue delivered (its `retry_count`-th retry) and say how the record stands.
+        self, kind: WorkKind, job_id: uuid.UUID, *, retry_count: int, max_attempts: int
+    ) -> str | None:
+        """Run a job a queue delivered (its `retry_count`-th retry) and say how it stands: the
+        generation's status or the pack's.
 
         Finished or gone (None): the queue is done with it. Still unfinished: the queue should
         deliver it again later, as it does when the attempt failed retryably and there are
         attempts left, or when another worker's attempt on it is still fresh.
         """
-        seen = await with_db_retry(lambda: self._sighting(generation_id))
-        if seen is None or seen.status not in lifecycle.UNFINISHED:
-            return seen.status if seen is not None else None
-        running = self._tasks.get(generation_id)
+        seen = await with_db_retry(partial(self.sight, kind, job_id))
+        if not seen.unfinished:
+            return seen.status
+        running = self._tasks.get(job_id)
         if running is None:
             if retry_count >= max_attempts:
-                await with_db_retry(partial(self._fail, generation_id, "upstream_timeout", GAVE_UP))
-            elif seen.status is lifecycle.PENDING or self._is_stale(seen.updated_at):
+                await with_db_retry(partial(self._fail, seen.job(), "upstream_timeout", GAVE_UP))
+            elif self._is_due(seen.unfinished):
                 last = retry_count + 1 >= max_attempts
-                running = self.submit(Job(generation_id, seen.attempts, retry_later=not last))
+                running = self.submit(seen.job(retry_later=not last))
         if running is not None:
             # Shielded: a queue that hangs up (its deadline) does not cancel the work.
             outcome = await asyncio.shield(running)
-            if outcome is not None:
-                return cast(GenerationStatus, outcome["status"])  # as the work wrote it
-        after = await with_db_retry(lambda: self._sighting(generation_id))
-        return after.status if after is not None else None
+            if kind == "generation" and outcome and job_id in outcome:
+                return str(outcome[job_id]["status"])  # as the work wrote it
+        after = await with_db_retry(partial(self.sight, kind, job_id))
+        return after.status
 
-    def _is_stale(self, updated_at: datetime) -> bool:
-        return updated_at < utcnow() - timedelta(seconds=self._stale_after_s)
+    def _is_due(self, unfinished: Sequence[SightedRow]) -> bool:
+        """Whether unfinished records wait for work: pending, or nobody touched them lately."""
+        if any(row.status is lifecycle.PENDING for row in unfinished):
+            return True
+        cutoff = utcnow() - timedelta(seconds=self._stale_after_s)
+        return all(row.updated_at < cutoff for row in unfinished)
 
-    async def _sighting(
-        self, generation_id: uuid.UUID
-    ) -> Row[GenerationStatus, int, datetime] | None:
-        stmt = select(Generation.status, Generation.attempts, Generation.updated_at).where(
-            Generation.id == generation_id
-        )
+    async def sight(self, kind: WorkKind, job_id: uuid.UUID) -> Sighting:
+        """How a generation, or a pack's generations, stand now."""
+        column = Generation.id if kind == "generation" else Generation.pack_id
+        stmt = select(
+            Generation.id, Generation.status, Generation.attempts, Generation.updated_at
+        ).where(column == job_id)
         async with self._session_factory() as session:
-            return (await session.execute(stmt)).one_or_none()
-
-    async def _fail(self, generation_id: uuid.UUID, code: str, detail: str) -> None:
-        async with self._session_factory() as session, session.begin():
-            await lifecycle.fail(session, generation_id, code, detail)
+            rows = (await session.execute(stmt)).all()
+        return Sighting(kind, job_id, rows)
 
     async def sweep_forever(self) -> None:
         """Every half stale period, resume or fail work that stalled (another process died)."""
@@ -201,20 +261,20 @@ class GenerationRunner:
                 logger.exception("the sweep for stalled generations failed")
 
     async def recover(self, *, on_start: bool) -> int:
-        """Resume (or fail) unfinished records: all pending ones at start-up, and stale ones."""
-        records = await with_db_retry(lambda: self.unfinished(on_start=on_start))
-        for record in records:
-            if not record.kept_input:
-                await with_db_retry(partial(self.abandon, record.job.generation_id))
-            elif record.job.generation_id not in self._tasks:
-                self.submit(record.job)
-        if records:
-            logger.info("recovering %d unfinished generations", len(records))
-        return len(records)
+        """Resume (or fail) unfinished work: all pending at start-up, and stale."""
+        found = await with_db_retry(lambda: self.unfinished(on_start=on_start))
+        for unfinished in found:
+            if not unfinished.kept_input:
+                await with_db_retry(partial(self.abandon, unfinished.job))
+            elif unfinished.job.id not in self._tasks:
+                self.submit(unfinished.job)
+        if found:
+            logger.info("recovering %d unfinished generations or packs", len(found))
+        return len(found)
 
     async def unfinished(self, *, on_start: bool) -> list[Unfinished]:
-        """Unfinished records no worker touched for a stale period, oldest first; at start-up
-        (`on_start`), every pending one too."""
+        """Unfinished work no worker touched for a stale period, oldest first, a pack's
+        generations together; at start-up (`on_start`), every pending record too."""
         cutoff = utcnow() - timedelta(seconds=self._stale_after_s)
         stale = Generation.updated_at < cutoff
         condition = or_(Generation.status == lifecycle.PENDING, stale) if on_start else stale
@@ -223,22 +283,46 @@ class GenerationRunner:
                 Generation.id,
                 Generation.attempts,
                 Generation.run,
+                Generation.pack_id,
+                Pack.run.label("pack_run"),
                 GenerationInput.generation_id.label("kept"),
+                PackInput.pack_id.label("pack_kept"),
             )
             .outerjoin(GenerationInput, GenerationInput.generation_id == Generation.id)
+            .outerjoin(Pack, Pack.id == Generation.pack_id)
+            .outerjoin(PackInput, PackInput.pack_id == Generation.pack_id)
             .where(Generation.status.in_(lifecycle.UNFINISHED), condition)
             .order_by(Generation.updated_at)
         )
         async with self._session_factory() as session:
             rows = (await session.execute(stmt)).all()
-        return [
-            Unfinished(Job(row.id, row.attempts), row.run, row.kept is not None) for row in rows
-        ]
+        found: dict[uuid.UUID, Unfinished] = {}
+        for row in rows:
+            member = Member(row.id, row.attempts)
+            if row.pack_id is None:
+                job = Job("generation", row.id, (member,))
+                found[row.id] = Unfinished(job, row.run, row.kept is not None)
+            elif (seen := found.get(row.pack_id)) is not None:
+                job = replace(seen.job, members=(*seen.job.members, member))
+                found[row.pack_id] = replace(seen, job=job)
+            else:
+                job = Job("pack", row.pack_id, (member,))
+                found[row.pack_id] = Unfinished(job, row.pack_run, row.pack_kept is not None)
+        return list(found.values())
 
-    async def abandon(self, generation_id: uuid.UUID) -> None:
-        """Fail an unfinished record that kept no upload (a sync one whose process died): there
+    async def abandon(self, job: Job) -> None:
+        """Fail unfinished records that kept no upload (a sync one whose process died): there
         is nothing to resume, and its client's retry with the same key runs it again."""
-        await self._fail(generation_id, "upstream_timeout", INPUT_GONE)
+        await self._fail(job, "upstream_timeout", INPUT_GONE)
+
+    async def _fail(self, job: Job, code: str, detail: str) -> None:
+        async with self._session_factory() as session, session.begin():
+            for member in job.members:
+                await lifecycle.fail(
+                    session, member.generation_id, code, detail, kept_input=_own_input(job)
+                )
+            if job.kind == "pack":
+                await lifecycle.drop_finished_pack_input(session, job.id)
 
     async def _run(self, job: Job, given: Work | None, *, claimed: bool) -> Outcome | None:
         async with self._semaphore:
@@ -251,28 +335,34 @@ class GenerationRunner:
                 return await self._attempt(job, work)
             except asyncio.CancelledError:
                 if work is not None:
-                    await asyncio.shield(self._interrupted(job.generation_id, work))
+                    await asyncio.shield(self._interrupted(job, work))
                 raise
             except Exception:
-                # The record stays unfinished; recovery will try it again.
-                logger.exception("generation %s could not be recorded", job.generation_id)
+                # The records stay unfinished; recovery will try them again.
+                logger.exception("%s %s could not be recorded", job.kind, job.id)
                 return None
 
     async def _attempt(self, job: Job, work: Work) -> Outcome | None:
-        """Call the function, finish the record, and drop what no record points to."""
-        generation_id = job.generation_id
+        """Call the function, finish the records, and drop what no record points to."""
         outcome = await self._forward(work.request)
-        if job.retry_later and _retryable(outcome) and work.kept_input:
-            # The queue delivers the job again: back to pending, the upload kept for it.
-            await with_db_retry(lambda: self._release(generation_id))
-            await self._discard_objects(work.request)
-            return None
-        final = await with_db_retry(lambda: self._finish(generation_id, outcome, work))
-        if not final.keeps_objects:
-            # The record failed (a timeout while the function still stored), is gone (deleted
-            # while the work ran), or failed before: what the function stored is an orphan.
-            await self._discard_objects(work.request)
-        return final.values if final.written else None
+        ids = work.request.generation_ids
+        if job.retry_later and work.kept_input:
+            # The queue delivers the job again: those that failed retryably go back to pending,
+            # the upload kept for them; the others finish now.
+            again = [gid for gid in ids if _retryable(_outcome_for(outcome, gid))]
+            if again:
+                await with_db_retry(lambda: self._release(again))
+                await self._discard_objects(work.request.user_id, again)
+                ids = tuple(gid for gid in ids if gid not in again)
+                if not ids:
+                    return None
+        finals = await with_db_retry(lambda: self._finish(job, outcome, work, ids))
+        # Failed (a timeout while the function still stored), gone (deleted while the work ran),
+        # or failed before: what the function stored for those is an orphan.
+        orphans = [gid for gid, final in finals.items() if not final.keeps_objects]
+        await self._discard_objects(work.request.user_id, orphans)
+        written = {gid: final.values for gid, final in finals.items() if final.written}
+        return written or None
 
     async def _forward(self, request: FunctionRequest) -> FunctionResult | ApiError:
         try:
@@ -280,96 +370,139 @@ class GenerationRunner:
         except ApiError as error:
             return error
         except Exception:
-            logger.exception("generation %s failed unexpectedly", request.generation_id)
+            logger.exception("generations %s failed unexpectedly", list(request.generation_ids))
             return ApiError("the generation failed unexpectedly")
 
     async def _finish(
-        self, generation_id: uuid.UUID, outcome: FunctionResult | ApiError, work: Work
-    ) -> lifecycle.Final:
+        self,
+        job: Job,
+        outcome: FunctionResult | ApiError,
+        work: Work,
+        generation_ids: Sequence[uuid.UUID],
+    ) -> dict[uuid.UUID, lifecycle.Final]:
+        """Record each generation's result in one transaction."""
+        own_input = work.kept_input and _own_input(job)
+        finals: dict[uuid.UUID, lifecycle.Final] = {}
         async with self._session_factory() as session, session.begin():
-            if isinstance(outcome, ApiError):
-                return await lifecycle.fail(
-                    session, generation_id, outcome.code, outcome.detail, kept_input=work.kept_input
+            for gid in generation_ids:
+                result = _outcome_for(outcome, gid)
+                if isinstance(result, ApiError):
+                    finals[gid] = await lifecycle.fail(
+                        session, gid, result.code, result.detail, kept_input=own_input
+                    )
+                    continue
+                assert isinstance(outcome, FunctionResult)
+                finals[gid] = await lifecycle.succeed(
+                    session,
+                    gid,
+                    object_name=result.object_name,
+                    faces=outcome.faces,
+                    timings_ms=result.timings_ms,
+                    kept_input=own_input,
                 )
-            return await lifecycle.succeed(
-                session,
-                generation_id,
-                object_name=outcome.object_name,
-                faces=outcome.faces,
-                timings_ms=outcome.timings_ms,
-                kept_input=work.kept_input,
-            )
+            if job.kind == "pack" and work.kept_input:
+                await lifecycle.drop_finished_pack_input(session, job.id)
+        return finals
 
-    async def _discard_objects(self, request: FunctionRequest) -> None:
-        """Delete what the function stored for a record that is gone or failed (best effort)."""
-        try:
-            await delete_generation_objects(self._store, request.user_id, request.generation_id)
-        except Exception:
-            logger.exception("the objects of generation %s were not deleted", request.generation_id)
+    async def _discard_objects(
+        self, user_id: uuid.UUID, generation_ids: Iterable[uuid.UUID]
+    ) -> None:
+        """Delete what the function stored for records that are gone or failed (best effort)."""
+        for generation_id in generation_ids:
+            try:
+                await delete_generation_objects(self._store, user_id, generation_id)
+            except Exception:
+                logger.exception("the objects of generation %s were not deleted", generation_id)
 
-    async def _release(self, generation_id: uuid.UUID) -> None:
+    async def _release(self, generation_ids: Iterable[uuid.UUID]) -> None:
         async with self._session_factory() as session, session.begin():
-            await lifecycle.release(session, generation_id)
+            for generation_id in generation_ids:
+                await lifecycle.release(session, generation_id)
 
-    async def _interrupted(self, generation_id: uuid.UUID, work: Work) -> None:
-        """Shutting down mid-attempt: a kept upload goes back to pending, for the next start to
-        resume at once; a sync upload, which nothing kept, fails retryably (its client retries
-        with the same Idempotency-Key)."""
+    async def _interrupted(self, job: Job, work: Work) -> None:
+        """Shutting down mid-attempt: a kept upload's records go back to pending, for the next
+        start to resume at once; a sync upload's, which nothing kept, fail retryably (the
+        client retries with the same Idempotency-Key)."""
+        ids = work.request.generation_ids
         if work.kept_input:
-            await self._release(generation_id)
+            await self._release(ids)
             return
-        async with self._session_factory() as session, session.begin():
-            detail = "the service restarted before the work finished; please try again"
-            await lifecycle.fail(
-                session, generation_id, "upstream_unavailable", detail, kept_input=False
-            )
+        detail = "the service restarted before the work finished; please try again"
+        await self._fail(Job.fresh(job.kind, job.id, ids), "upstream_unavailable", detail)
 
     async def _claim(self, job: Job, given: Work | None) -> Work | None:
-        """Start an attempt on a pending (or stalled) record, loading its upload if not given."""
+        """Start an attempt on a job's pending (or stalled) records, loading the upload if not
+        given; the work covers the records this claim won."""
         async with self._session_factory() as session, session.begin():
-            if job.attempts >= MAX_RUNS and not job.retry_later:
-                await lifecycle.fail(session, job.generation_id, "upstream_timeout", GAVE_UP)
-                return None
-            work = given or await _load_work(session, job.generation_id)
-            if work is None or not await lifecycle.claim(session, job.generation_id, job.attempts):
-                return None
-            return work
+            claimed = []
+            for member in job.members:
+                if member.attempts >= MAX_RUNS and not job.retry_later:
+                    await lifecycle.fail(
+                        session,
+                        member.generation_id,
+                        "upstream_timeout",
+                        GAVE_UP,
+                        kept_input=_own_input(job),
+                    )
+                elif await lifecycle.claim(session, member.generation_id, member.attempts):
+                    claimed.append(member.generation_id)
+            work = (given or await _load_work(session, job)) if claimed else None
+            if work is None:  # claimed, but the upload is gone: nothing to resume
+                for generation_id in claimed:
+                    await lifecycle.fail(
+                        session, generation_id, "upstream_timeout", INPUT_GONE, kept_input=False
+                    )
+            if job.kind == "pack":
+                await lifecycle.drop_finished_pack_input(session, job.id)
+            return work.only(claimed) if work is not None else None
 
 
 GAVE_UP = "the work was started several times without finishing; please try again"
-
-
-def _retryable(outcome: FunctionResult | ApiError) -> bool:
-    return isinstance(outcome, ApiError) and outcome.code in lifecycle.RETRYABLE_CODES
-
-
 INPUT_GONE = "the work was interrupted and its upload is gone; please try again"
 
 
-async def _load_work(session: AsyncSession, generation_id: uuid.UUID) -> Work | None:
-    """The kept upload of an unfinished record; None (and the record failed) when there is none."""
-    stmt = (
-        select(
-            Generation.user_id,
-            Generation.animal,
-            GenerationInput.image,
-            GenerationInput.content_type,
+def _own_input(job: Job) -> bool:
+    """Whether the job's records keep an upload each (a generation's), not a shared one."""
+    return job.kind == "generation"
+
+
+def _outcome_for(outcome: FunctionResult | ApiError, generation_id: uuid.UUID) -> Stored | ApiError:
+    """One generation's part of the function's answer: its stored result or its error."""
+    if isinstance(outcome, ApiError):
+        return outcome
+    return outcome.outcome(generation_id)
+
+
+def _retryable(outcome: Any) -> bool:
+    return isinstance(outcome, ApiError) and outcome.code in lifecycle.RETRYABLE_CODES
+
+
+async def _load_work(session: AsyncSession, job: Job) -> Work | None:
+    """The kept upload of a job's records, for all its generations; None when there is none
+    (a sync upload, held only by its request, whose process died)."""
+    if job.kind == "generation":
+        stmt = select(GenerationInput.image, GenerationInput.content_type).where(
+            GenerationInput.generation_id == job.id
         )
-        .outerjoin(GenerationInput, GenerationInput.generation_id == Generation.id)
-        .where(Generation.id == generation_id, Generation.status.in_(lifecycle.UNFINISHED))
-    )
-    row = (await session.execute(stmt)).one_or_none()
-    if row is None:
-        return None  # finished, or deleted, since it was seen
-    if row.image is None:
-        # A sync upload (held only by its request) whose process died: nothing to resume.
-        await lifecycle.fail(session, generation_id, "upstream_timeout", INPUT_GONE)
+    else:
+        stmt = select(PackInput.image, PackInput.content_type).where(PackInput.pack_id == job.id)
+    kept = (await session.execute(stmt)).one_or_none()
+    if kept is None:
+        return None
+    column = Generation.id if job.kind == "generation" else Generation.pack_id
+    rows = (
+        await session.execute(
+            select(Generation.id, Generation.user_id, Generation.animal)
+            .where(column == job.id)
+            .order_by(Generation.created_at, Generation.id)
+        )
+    ).all()
+    if not rows:
         return None
     request = FunctionRequest(
-        image=row.image,
-        content_type=row.content_type,
-        animal=row.animal,
-        generation_id=generation_id,
-        user_id=row.user_id,
+        image=kept.image,
+        content_type=kept.content_type,
+        user_id=rows[0].user_id,
+        targets=tuple(Target(row.id, row.animal) for row in rows),
     )
     return Work(request, kept_input=True)

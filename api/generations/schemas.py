@@ -42,7 +42,8 @@ class Face(BaseModel):
 
 
 class GenerationPublic(BaseModel):
-    """A generation record; `image_url` is a fresh, expiring link, null until it succeeded."""
+    """A generation record; `image_url` is a fresh, expiring link, null until it succeeded;
+    `pack_id` names the pack it is one animal of (null for a single upload)."""
 
     id: uuid.UUID
     status: GenerationStatus
@@ -50,5 +51,6 @@ class GenerationPublic(BaseModel):
     image_url: str | None
     error: GenerationError | None
     faces: list[Face]
+    pack_id: uuid.UUID | None = None
     created_at: datetime
     completed_at: datetime | None

@@ -11,7 +11,8 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -20,9 +21,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from api.config import Settings
 from api.errors import NotFound, RateLimited, UpstreamUnavailable
-from api.forwarding.client import FunctionRequest
+from api.forwarding.client import FunctionRequest, Target
 from api.generations import idempotency, lifecycle
-from api.generations.models import Generation
+from api.generations.models import Generation, Pack
 from api.generations.presenter import PUBLIC_COLUMNS, GenerationView, failure_of
 from api.generations.runner import GenerationRunner, Job, Outcome, Work
 from api.images import PreparedImage, prepare, worth_a_thread
@@ -33,6 +34,7 @@ from api.uploads import Upload
 from api.work import QueuedJob, WorkQueue
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The request's body, read when the service is ready for it (after the cheap checks); the
 # argument says whether to fingerprint it (only an Idempotency-Key needs the hash).
@@ -142,17 +144,44 @@ async def admit(
     stored: lifecycle.StoredInput | None,
 ) -> Generation | None:
     """Write a new record within the user's rate limit; or return the twin that won a race for
-    the same Idempotency-Key (None when this one was written).
+    the same Idempotency-Key (None when this one was written)."""
+    user_id = generation.user_id  # read now: a rollback expires every loaded object
+    key, request_hash = generation.idempotency_key, generation.request_hash
+
+    async def twin() -> Generation | None:
+        found = await idempotency.find(session, user_id, key)
+        return idempotency.replay(found, request_hash) if found is not None else None
+
+    return await within_rate_limit(
+        session,
+        settings,
+        user_id,
+        partial(lifecycle.insert_new, session, generation, stored),
+        adding=1,
+        twin=twin,
+    )
+
+
+async def within_rate_limit(
+    session: AsyncSession,
+    settings: Settings,
+    user_id: uuid.UUID,
+    write: Callable[[], Awaitable[None]],
+    *,
+    adding: int,
+    twin: Callable[[], Awaitable[T | None]],
+) -> T | None:
+    """Write `adding` new records (with `write`) within the user's rate limit, all or none; or
+    return the twin that won a race for the same Idempotency-Key (None when they were written).
 
     Insert first, then count under the user's lock, so N concurrent uploads cannot all pass: the
     lock is held for the count and the commit only, and the count sees each upload that held it
-    before (committed) and this one (its own row); one over the limit rolls back.
+    before (committed) and these (its own rows); over the limit, they all roll back.
     """
-    user_id = generation.user_id  # read now: a rollback expires every loaded object
     try:
-        await lifecycle.insert_new(session, generation, stored)
+        await write()
         await lock_user_generations(session, user_id)
-        await check_generation_rate_limit(session, user_id, settings, counting_own=True)
+        await check_generation_rate_limit(session, user_id, settings, adding=adding, counted=True)
         await session.commit()
     except RateLimited:
         await session.rollback()
@@ -160,10 +189,10 @@ async def admit(
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the unique index let one through.
         await session.rollback()
-        twin = await idempotency.find(session, user_id, generation.idempotency_key)
-        if twin is None:
+        found = await twin()
+        if found is None:
             raise
-        return idempotency.replay(twin, generation.request_hash)
+        return found
     return None
 
 
@@ -206,52 +235,66 @@ async def start_work(
     generation: Generation,
     image: PreparedImage,
 ) -> asyncio.Task[Outcome | None] | None:
-    """Start the work on a record just committed, with its upload in hand (no read back): a
-    sync one here and now, an async one through the queue. Returns the work if it runs here.
-
-    A queue that cannot take the job fails the record retryably (503): a pending record with
-    nothing to run it would stay pending for ever.
-    """
+    """Start the work on a generation just committed, with its upload in hand (no read back)."""
     request = FunctionRequest(
         image=image.data,
         content_type=image.content_type,
-        animal=generation.animal,
-        generation_id=generation.id,
         user_id=generation.user_id,
+        targets=(Target(generation.id, generation.animal),),
     )
-    job = Job(generation.id, generation.attempts)
-    if generation.status is lifecycle.PROCESSING:  # sync: born (or retried) claimed
+    job = Job.of_generation(generation.id, generation.attempts)
+    return await start_job(session, runner, queue, job, generation.run, request, [generation])
+
+
+async def start_job(
+    session: AsyncSession,
+    runner: GenerationRunner,
+    queue: WorkQueue,
+    job: Job,
+    run: int,
+    request: FunctionRequest,
+    generations: Sequence[Generation],
+) -> asyncio.Task[Outcome | None] | None:
+    """Start the work on records just committed: a sync upload's (born or retried claimed)
+    here and now, an async one's through the queue. Returns the work if it runs here.
+
+    A queue that cannot take the job fails the records retryably (503): a pending record with
+    nothing to run it would stay pending for ever.
+    """
+    if generations[0].status is lifecycle.PROCESSING:  # sync: born (or retried) claimed
         return runner.submit(job, Work(request, kept_input=False), claimed=True)
     try:
-        await queue.enqueue(
-            QueuedJob("generation", generation.id, generation.run),
-            work=Work(request, kept_input=True),
-        )
+        await queue.enqueue(QueuedJob(job.kind, job.id, run), work=Work(request, kept_input=True))
     except Exception as exc:
-        await _not_queued(session, generation)
+        await _not_queued(session, job, generations)
         if isinstance(exc, UpstreamUnavailable):
             raise
-        logger.exception("generation %s could not be queued", generation.id)
+        logger.exception("%s %s could not be queued", job.kind, job.id)
         raise UpstreamUnavailable(NOT_QUEUED, retry_after_s=NOT_QUEUED_RETRY_AFTER_S) from exc
-    return runner.task_for(generation.id)
+    return runner.task_for(job.id)
 
 
 NOT_QUEUED = "the work queue did not take the generation; please try again"
 NOT_QUEUED_RETRY_AFTER_S = 5
 
 
-async def _not_queued(session: AsyncSession, generation: Generation) -> None:
-    """Fail a record whose job the queue did not take (a retry with its key runs it again)."""
-    values = {}
+async def _not_queued(session: AsyncSession, job: Job, generations: Sequence[Generation]) -> None:
+    """Fail records whose job the queue did not take (a retry with its key runs them again)."""
+    written: dict[uuid.UUID, dict[str, Any]] = {}
     try:
-        final = await lifecycle.fail(session, generation.id, "upstream_unavailable", NOT_QUEUED)
+        for generation in generations:
+            final = await lifecycle.fail(session, generation.id, "upstream_unavailable", NOT_QUEUED)
+            written[generation.id] = final.values
+        if job.kind == "pack":
+            await lifecycle.drop_finished_pack_input(session, job.id)
         await session.commit()
-        values = final.values
     except Exception:
         await session.rollback()
-        logger.exception("generation %s was not queued and could not be failed", generation.id)
-    for name, value in values.items():
-        set_committed_value(generation, name, value)
+        written = {}
+        logger.exception("%s %s was not queued and could not be failed", job.kind, job.id)
+    for generation in generations:
+        for name, value in written.get(generation.id, {}).items():
+            set_committed_value(generation, name, value)
 
 
 async def settle(session: AsyncSession, accepted: Accepted, *, wait: bool) -> Generation:
@@ -264,9 +307,9 @@ async def settle(session: AsyncSession, accepted: Accepted, *, wait: bool) -> Ge
     if wait and accepted.work is not None:
         # Shielded: a client that hangs up does not cancel the work; the record still finishes.
         outcome = await asyncio.shield(accepted.work)
-        if outcome is not None and generation not in session:
+        if outcome and generation.id in outcome and generation not in session:
             # The work said what it wrote: no need to read the record back.
-            for name, value in outcome.items():
+            for name, value in outcome[generation.id].items():
                 setattr(generation, name, value)
             return generation
     fresh = await session.get(Generation, generation.id, populate_existing=True)
@@ -293,10 +336,15 @@ async def delete_generation(
     # By prefix, not object_name: a failed or unfinished record does not name what the function
     # may still have stored. Image first: if that fails the record stays, so the user can retry.
     user_id, generation_id, status = generation.user_id, generation.id, generation.status
+    pack_id = generation.pack_id
     if generation.object_name:
         await store.delete(generation.object_name)  # the name the record holds, whatever it is
     await delete_generation_objects(store, user_id, generation_id)
     await session.execute(delete(Generation).where(Generation.id == generation_id))
+    if pack_id is not None:
+        # The pack's other generations stay; a pack left with none goes with its last one.
+        remaining = select(Generation.id).where(Generation.pack_id == pack_id).exists()
+        await session.execute(delete(Pack).where(Pack.id == pack_id, ~remaining))
     await session.commit()
     if status in lifecycle.UNFINISHED:
         # Work that finished between the two steps stored an image the runner no longer sees

@@ -1,4 +1,5 @@
-"""The work queue: where a job (an async generation, later a webhook delivery) waits and runs.
+"""The work queue: where a job (an async generation or pack, later a webhook delivery) waits
+and runs.
 
 `WORK_QUEUE=inprocess` (the default): jobs are tasks of this process, resumed from the database
 after a restart (api.work.inprocess). `WORK_QUEUE=cloud_tasks`: each job is a Google Cloud Task
@@ -16,7 +17,7 @@ from typing import Literal, Protocol
 from api.config import Settings
 from api.generations.runner import GenerationRunner, Work
 
-JobKind = Literal["generation", "webhook"]
+JobKind = Literal["generation", "pack", "webhook"]
 
 
 @dataclass(frozen=True)

@@ -134,16 +134,15 @@ class CloudTasksQueue:
             # The database's part first: an enqueue waits on the network.
             for record in records:
                 if not record.kept_input:
-                    await with_db_retry(partial(self._runner.abandon, record.job.generation_id))
+                    await with_db_retry(partial(self._runner.abandon, record.job))
             for record in records:
                 if record.kept_input:
-                    job = QueuedJob("generation", record.job.generation_id, record.run)
-                    await self.enqueue(job)
+                    await self.enqueue(QueuedJob(record.job.kind, record.job.id, record.run))
         except Exception:
             logger.exception("re-offering stale generations to the work queue failed")
             return
         if records:
-            logger.info("%d stale unfinished generations offered again or failed", len(records))
+            logger.info("%d stale unfinished jobs offered again or failed", len(records))
 
     async def aclose(self) -> None:
         if self._reoffer is not None:

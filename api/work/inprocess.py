@@ -24,10 +24,13 @@ class InProcessQueue:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def enqueue(self, job: QueuedJob, *, work: Work | None = None) -> None:
-        if job.kind != "generation":
+        if job.kind == "webhook":
             raise ValueError(f"the in-process queue has no handler for {job.kind!r} jobs")
-        # A job is enqueued right after its record was written pending: no attempt yet.
-        self._runner.submit(Job(job.id, attempts=0), work)
+        if work is None:  # not in hand: the records say what to do
+            self._runner.submit((await self._runner.sight(job.kind, job.id)).job())
+            return
+        # A job is enqueued right after its records were written pending: no attempt yet.
+        self._runner.submit(Job.fresh(job.kind, job.id, work.request.generation_ids), work)
 
     async def start(self) -> None:
         try:

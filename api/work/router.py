@@ -9,7 +9,7 @@ queue, and nothing ran. With the in-process queue there is no such endpoint: 404
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast, get_args
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from api.deps import SettingsDep
 from api.errors import NotFound, UpstreamUnavailable
 from api.generations.models import GenerationStatus
-from api.generations.runner import GenerationRunner
+from api.generations.runner import GenerationRunner, WorkKind
 from api.problems import problem_responses
 from api.work import job_url, token_audience
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # the module loads `cryptography`: only with WORK_QUEUE=cloud
 router = APIRouter(prefix="/internal/work", tags=["internal"])
 
 RETRY_AFTER_S = 10
+# The kinds of job with a handler here.
+HANDLED = frozenset(get_args(WorkKind))
 
 
 class JobDone(BaseModel):
@@ -34,7 +36,7 @@ class JobDone(BaseModel):
 
     kind: str
     id: uuid.UUID
-    status: GenerationStatus | None
+    status: str | None
 
 
 @router.post(
@@ -63,11 +65,14 @@ async def run_job(
         email=settings.work_service_account,
     )
     identifier = _job_id(job_id)
-    if kind != "generation":  # the only kind with a handler yet
+    if kind not in HANDLED:
         raise NotFound(f"no {kind!r} jobs here")
     runner: GenerationRunner = request.app.state.runner
     status = await runner.run_delivered(
-        identifier, retry_count=retry_count, max_attempts=settings.work_max_attempts
+        cast(WorkKind, kind),
+        identifier,
+        retry_count=retry_count,
+        max_attempts=settings.work_max_attempts,
     )
     if status in (GenerationStatus.pending, GenerationStatus.processing):
         raise UpstreamUnavailable(

@@ -50,12 +50,15 @@ def parse_multipart(request: httpx.Request) -> dict[str, tuple[bytes, str]]:
 
 @dataclass
 class FunctionStub:
-    """Answers like the function; records what it was sent; can be held until released."""
+    """Answers like the function (one animal, or the `animals` form); records what it was sent;
+    can be held until released. `animal_errors`: animal -> the error code its result carries
+    in the `animals` form (the others succeed)."""
 
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     gate: asyncio.Event | None = None
+    animal_errors: dict[str, str] = field(default_factory=dict)
     received: list[dict[str, tuple[bytes, str]]] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -68,14 +71,10 @@ class FunctionStub:
         body = self.body if self.body is not None else self.success(parts)
         return httpx.Response(self.status, json=body, headers=self.headers)
 
-    @staticmethod
-    def success(parts: dict[str, tuple[bytes, str]]) -> dict[str, Any]:
+    def success(self, parts: dict[str, tuple[bytes, str]]) -> dict[str, Any]:
         user_id = parts["user_id"][0].decode()
-        generation_id = parts["generation_id"][0].decode()
-        return {
+        answer: dict[str, Any] = {
             "image_url": "http://elsewhere/ignored.png",
-            "object_name": f"avatars/{user_id}/{generation_id}.png",
-            "animal": parts["animal"][0].decode(),
             "faces": [
                 {
                     "box": {"x": 10, "y": 20, "width": 30, "height": 40},
@@ -86,6 +85,31 @@ class FunctionStub:
             ],
             "backend": "local",
             "timings_ms": {"decode": 1.5, "detect": 2.0, "total": 12.25},
+        }
+        if "animals" not in parts:
+            generation_id = parts["generation_id"][0].decode()
+            answer["object_name"] = f"avatars/{user_id}/{generation_id}.png"
+            answer["animal"] = parts["animal"][0].decode()
+            return answer
+        animals = parts["animals"][0].decode().split(",")
+        generation_ids = parts["generation_ids"][0].decode().split(",")
+        answer["results"] = [
+            self.result(user_id, animal, generation_id)
+            for animal, generation_id in zip(animals, generation_ids, strict=True)
+        ]
+        return answer
+
+    def result(self, user_id: str, animal: str, generation_id: str) -> dict[str, Any]:
+        """One animal's entry in the `animals` form's answer."""
+        code = self.animal_errors.get(animal)
+        return {
+            "animal": animal,
+            "generation_id": generation_id,
+            "image_url": None if code else "http://elsewhere/ignored.png",
+            "object_name": None if code else f"avatars/{user_id}/{generation_id}.png",
+            "error": code,
+            "detail": f"{animal}: {code}" if code else None,
+            "timings_ms": {"compose": 3.0, "store": 1.0},
         }
 
 
@@ -141,13 +165,32 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     return body
 
 
+async def upload_pack(
+    client: httpx.AsyncClient,
+    key: str,
+    image: bytes,
+    animals: str = "fox,cat,panda",
+    **headers: str,
+) -> httpx.Response:
+    """POST /v1/packs with an image file and the animals."""
+    sent = {"Authorization": f"Bearer {key}"} | {
+        name.replace("_", "-"): value for name, value in headers.items()
+    }
+    return await client.post(
+        "/v1/packs",
+        files={"image": ("selfie.jpg", image, "image/jpeg")},
+        data={"animals": animals},
+        headers=sent,
+    )
+
+
 async def wait_finished(client: httpx.AsyncClient, key: str, location: str) -> dict[str, Any]:
-    """Poll a record until it is succeeded or failed (at most 10 s)."""
+    """Poll a record (or a pack) until it is succeeded, partial or failed (at most 10 s)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         answer = await client.get(location, headers={"Authorization": f"Bearer {key}"})
         body: dict[str, Any] = answer.json()
-        if body["status"] in ("succeeded", "failed"):
+        if body["status"] in ("succeeded", "partial", "failed"):
             return body
         await asyncio.sleep(0.02)
     raise AssertionError(f"{location} did not finish: {body}")

@@ -19,6 +19,7 @@ from api.config import Settings
 from api.db import utcnow
 from api.errors import (
     ApiError,
+    ContentBlocked,
     InvalidImage,
     NoFaceDetected,
     UpstreamTimeout,
@@ -27,6 +28,8 @@ from api.errors import (
 from api.forwarding.client import (
     FunctionClient,
     FunctionRequest,
+    Stored,
+    Target,
     build_function_client,
     pool_sizes,
 )
@@ -47,14 +50,23 @@ GOOD_ANSWER = {
 }
 
 
-def a_request() -> FunctionRequest:
+def a_request(*animals: str) -> FunctionRequest:
     return FunctionRequest(
         image=b"\xff\xd8\xff\xe0fake-jpeg",
         content_type="image/jpeg",
-        animal="fox",
-        generation_id=uuid.uuid4(),
         user_id=uuid.uuid4(),
+        targets=tuple(Target(uuid.uuid4(), animal) for animal in animals or ("fox",)),
     )
+
+
+def stored(result: object, request: FunctionRequest, index: int = 0) -> Stored:
+    """The stored result of one target of the request (fails on an error)."""
+    from api.forwarding.client import FunctionResult
+
+    assert isinstance(result, FunctionResult)
+    outcome = result.outcome(request.targets[index].generation_id)
+    assert isinstance(outcome, Stored), outcome
+    return outcome
 
 
 class FakeSleep:
@@ -84,14 +96,15 @@ async def test_posts_multipart_with_all_fields_and_reads_the_result() -> None:
     route = respx.post(FUNCTION_URL).respond(200, json=GOOD_ANSWER)
     request = a_request()
     result = await a_client(FakeSleep()).generate(request)
-    assert result.object_name == "avatars/u/g.png"
+    assert stored(result, request).object_name == "avatars/u/g.png"
     assert result.faces[0]["confidence"] == 0.9
-    assert result.timings_ms == {"decode": 1.0, "total": 9.5}
+    assert stored(result, request).timings_ms == {"decode": 1.0, "total": 9.5}
     sent = route.calls.last.request
     assert sent.headers["content-type"].startswith("multipart/form-data; boundary=")
     body = sent.content
     assert b'name="animal"\r\n\r\nfox' in body
-    assert f'name="generation_id"\r\n\r\n{request.generation_id}'.encode() in body
+    generation_id = request.targets[0].generation_id
+    assert f'name="generation_id"\r\n\r\n{generation_id}'.encode() in body
     assert f'name="user_id"\r\n\r\n{request.user_id}'.encode() in body
     assert b'name="image"; filename="upload"\r\nContent-Type: image/jpeg' in body
     assert b"fake-jpeg" in body
@@ -106,8 +119,9 @@ async def test_retries_503_then_succeeds_honouring_retry_after() -> None:
         httpx.Response(200, json=GOOD_ANSWER),
     ]
     sleep = FakeSleep()
-    result = await a_client(sleep).generate(a_request())
-    assert result.object_name == GOOD_ANSWER["object_name"]
+    request = a_request()
+    result = await a_client(sleep).generate(request)
+    assert stored(result, request).object_name == GOOD_ANSWER["object_name"]
     assert route.call_count == 2
     assert sleep.delays == [2.0]
 
@@ -206,6 +220,85 @@ async def test_malformed_answers_are_upstream_unavailable(answer: httpx.Response
     respx.post(FUNCTION_URL).mock(return_value=answer)
     with pytest.raises(UpstreamUnavailable):
         await a_client(FakeSleep()).generate(a_request())
+
+
+def several_answer(request: FunctionRequest, **errors: str) -> dict[str, object]:
+    """The function's answer to the `animals` form; `errors`: animal -> its error code."""
+    results = []
+    for target in request.targets:
+        code = errors.get(target.animal)
+        name = None if code else f"avatars/{request.user_id}/{target.generation_id}.jpg"
+        results.append(
+            {
+                "animal": target.animal,
+                "generation_id": str(target.generation_id),
+                "image_url": None if code else "http://elsewhere/x.jpg",
+                "object_name": name,
+                "error": code,
+                "detail": f"{code} here" if code else None,
+                "timings_ms": {"compose": 5.0, "store": 2.0},
+            }
+        )
+    return {
+        "results": results,
+        "faces": GOOD_ANSWER["faces"],
+        "width": 640,
+        "height": 480,
+        "backend": "local",
+        "timings_ms": {"decode": 1.0, "detect": 2.0, "compose": 15.0, "store": 6.0, "total": 30.0},
+    }
+
+
+@respx.mock
+async def test_several_animals_go_in_one_call_and_each_gets_its_result_or_error() -> None:
+    request = a_request("fox", "cat", "panda")
+    route = respx.post(FUNCTION_URL).respond(
+        200, json=several_answer(request, cat="content_blocked", panda="upstream_unavailable")
+    )
+    result = await a_client(FakeSleep()).generate(request)
+    body = route.calls.last.request.content
+    assert b'name="animals"\r\n\r\nfox,cat,panda' in body
+    ids = ",".join(str(t.generation_id) for t in request.targets)
+    assert f'name="generation_ids"\r\n\r\n{ids}'.encode() in body
+    assert b'name="animal"' not in body
+    fox = stored(result, request, 0)
+    assert fox.object_name.endswith(f"{request.targets[0].generation_id}.jpg")
+    # The shared stages' timings and the animal's own.
+    assert fox.timings_ms == {
+        "decode": 1.0,
+        "detect": 2.0,
+        "compose": 5.0,
+        "store": 2.0,
+        "total": 30.0,
+    }
+    cat = result.outcome(request.targets[1].generation_id)
+    panda = result.outcome(request.targets[2].generation_id)
+    assert isinstance(cat, ContentBlocked)
+    assert cat.detail == "content_blocked here"
+    assert isinstance(panda, UpstreamUnavailable)
+    assert panda.retry_after_s is not None
+
+
+@respx.mock
+@pytest.mark.parametrize("damage", ["missing", "reordered", "foreign_id", "not_a_list"])
+async def test_a_several_answer_that_does_not_match_the_request_is_upstream_unavailable(
+    damage: str,
+) -> None:
+    request = a_request("fox", "cat")
+    answer = several_answer(request)
+    results = answer["results"]
+    assert isinstance(results, list)
+    if damage == "missing":
+        answer["results"] = results[:1]
+    elif damage == "reordered":
+        answer["results"] = results[::-1]
+    elif damage == "foreign_id":
+        results[1]["generation_id"] = str(uuid.uuid4())
+    else:
+        answer["results"] = {"fox": results[0]}
+    respx.post(FUNCTION_URL).respond(200, json=answer)
+    with pytest.raises(UpstreamUnavailable):
+        await a_client(FakeSleep()).generate(request)
 
 
 def test_shared_client_takes_limits_and_timeouts_from_settings() -> None:

@@ -39,6 +39,7 @@ async def test_own_record_is_readable(client, make_user, db) -> None:
         "image_url",
         "error",
         "faces",
+        "pack_id",
         "created_at",
         "completed_at",
     }

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.config import REPO_ROOT
 from api.errors import UpstreamTimeout
-from api.forwarding.client import FunctionRequest, FunctionResult
+from api.forwarding.client import FunctionRequest, FunctionResult, Stored, Target
 from api.generations import lifecycle
 from api.generations.models import Generation, GenerationInput, GenerationStatus
 from api.generations.runner import GenerationRunner, Job, Work
@@ -149,8 +149,9 @@ class SucceedingForwarder:
     """A function that answers late, after the record was finished by someone else."""
 
     async def generate(self, request: FunctionRequest) -> FunctionResult:
-        name = f"avatars/{request.user_id}/{request.generation_id}.jpg"
-        return FunctionResult(object_name=name, faces=[])
+        generation_id = request.targets[0].generation_id
+        name = f"avatars/{request.user_id}/{generation_id}.jpg"
+        return FunctionResult(faces=[], outcomes={generation_id: Stored(name)})
 
     async def aclose(self) -> None:
         return None
@@ -161,7 +162,8 @@ def runner(sessionmaker, forwarder, store) -> GenerationRunner:
 
 
 def work_on(generation: Generation) -> Work:
-    request = FunctionRequest(b"", "image/jpeg", "cat", generation.id, generation.user_id)
+    target = Target(generation.id, "cat")
+    request = FunctionRequest(b"", "image/jpeg", generation.user_id, (target,))
     return Work(request, kept_input=False)
 
 
@@ -172,7 +174,9 @@ async def test_a_second_workers_failure_keeps_the_first_workers_image(
     done = await record(db, user_id, SUCCEEDED)
     name = f"avatars/{user_id}/{done.id}.jpg"
     put_object(store, name, b"the avatar")
-    await runner(sessionmaker, FailingForwarder(), store)._attempt(Job(done.id, 1), work_on(done))
+    await runner(sessionmaker, FailingForwarder(), store)._attempt(
+        Job.of_generation(done.id, 1), work_on(done)
+    )
     assert (tmp_path / name).read_bytes() == b"the avatar"
     assert (await fresh(db, done)).status is SUCCEEDED
 
@@ -185,7 +189,7 @@ async def test_a_late_success_on_a_failed_record_leaves_no_image(
     name = f"avatars/{user_id}/{failed.id}.jpg"
     put_object(store, name, b"stored after the API gave up")
     outcome = await runner(sessionmaker, SucceedingForwarder(), store)._attempt(
-        Job(failed.id, 1), work_on(failed)
+        Job.of_generation(failed.id, 1), work_on(failed)
     )
     assert outcome is None
     assert not (tmp_path / name).exists()

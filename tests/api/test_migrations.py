@@ -13,7 +13,7 @@ import api.generations.models
 import api.users.models  # noqa: F401 - the tables the models declare
 from api.db import Base, build_engine
 
-TABLES = {"users", "api_keys", "generations", "generation_inputs"}
+TABLES = {"users", "api_keys", "generations", "generation_inputs", "packs", "pack_inputs"}
 
 
 async def table_names(url: str) -> set[str]:

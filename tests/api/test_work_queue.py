@@ -25,11 +25,12 @@ from function_stub import (
     assert_problem,
     function_stubbed,
     upload,
+    upload_pack,
 )
 from sqlalchemy import func, select, update
 
 from api.db import utcnow
-from api.generations.models import Generation, GenerationInput
+from api.generations.models import Generation, GenerationInput, PackInput
 from api.work import oidc
 
 SELFIE = a_selfie((300, 200))
@@ -453,6 +454,61 @@ async def test_stale_unfinished_records_are_offered_again_or_failed_at_start(
             orphan = await record(app, str(sync_id))
             assert (orphan.status, orphan.error_code) == ("failed", "upstream_timeout")
             assert (await record(app, fresh_id)).status == "pending"
+
+
+async def pack_inputs(app: Any) -> int:
+    async with app.state.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(PackInput)) or 0)
+
+
+async def test_an_async_pack_is_one_task_and_one_call_for_all_its_animals(
+    queued_app, google, stub
+) -> None:
+    async with queued_app() as app, client_for(app) as client:
+        _, key = await create_user(client)
+        response = await upload_pack(client, key, SELFIE, "fox,cat", prefer="respond-async")
+        assert response.status_code == 202, response.text
+        pack_id = response.json()["id"]
+        [sent] = google.created
+        task = sent["task"]
+        assert task["name"] == f"{QUEUE}/tasks/{pack_id}-pack-0"
+        assert task["httpRequest"]["url"] == f"{BASE_URL}/internal/work/pack/{pack_id}"
+        assert not stub.received  # nothing runs until the queue delivers it
+        answer = await google.deliver(client, task)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"kind": "pack", "id": pack_id, "status": "succeeded"}
+        assert len(stub.received) == 1
+        assert stub.received[0]["animals"][0] == b"fox,cat"
+        assert await pack_inputs(app) == 0
+        # Delivered again (Cloud Tasks is at-least-once): done, nothing runs twice.
+        again = await google.deliver(client, task, retry_count=1)
+        assert (again.status_code, again.json()["status"]) == (200, "succeeded")
+        assert len(stub.received) == 1
+
+
+async def test_one_animal_failing_retryably_is_delivered_again_alone(
+    queued_app, google, stub
+) -> None:
+    stub.animal_errors = {"cat": "upstream_unavailable"}
+    async with queued_app() as app, client_for(app) as client:
+        _, key = await create_user(client)
+        response = await upload_pack(client, key, SELFIE, "fox,cat", prefer="respond-async")
+        pack_id = response.json()["id"]
+        task = google.created[0]["task"]
+        answer = await google.deliver(client, task)
+        assert_problem(answer, 503, "upstream_unavailable")
+        pack = (await client.get(f"/v1/packs/{pack_id}", headers=auth(key))).json()
+        statuses = {g["animal"]: g["status"] for g in pack["generations"]}
+        # The fox is done; the cat is back in the queue's hands, the pack's upload kept for it.
+        assert statuses == {"fox": "succeeded", "cat": "pending"}
+        assert pack["status"] == "processing"
+        assert await pack_inputs(app) == 1
+
+        stub.animal_errors = {}
+        answer = await google.deliver(client, task, retry_count=1)
+        assert (answer.status_code, answer.json()["status"]) == (200, "succeeded")
+        assert stub.received[1]["animal"][0] == b"cat"  # only what was left
+        assert await pack_inputs(app) == 0
 
 
 async def test_no_token_reaches_the_logs(queued_app, google, stub, caplog) -> None:
