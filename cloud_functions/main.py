@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 @functions_framework.http
 def generate_animal_avatar(request: Request) -> Response:
-    """POST an image (multipart, raw, or JSON) and an animal; get the stored avatar's URL."""
+    """POST an image (multipart, raw, or JSON) and an animal, or several; get the stored URLs."""
     try:
         settings = configured(get_settings)
         job = parse_request(request, settings)

@@ -151,7 +151,8 @@ def encode(image: Image.Image) -> tuple[bytes, str, str]:
     if image.mode == "RGBA":
         image.save(buffer, "PNG", compress_level=3, **extra)
         return buffer.getvalue(), "png", "image/png"
-    image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY, **extra)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy it
+    rgb.save(buffer, "JPEG", quality=JPEG_QUALITY, **extra)
     return buffer.getvalue(), "jpg", "image/jpeg"
 
 

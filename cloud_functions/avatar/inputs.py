@@ -1,5 +1,8 @@
 """Request parsing: multipart, raw image body, JSON base64 or JSON gcs_uri -> AvatarRequest.
 
+One `animal` (with an optional `generation_id`), or a pack: `animals` (a JSON list, or a comma
+list in JSON, a form field or the query) with optional `generation_ids` in the same order.
+
 By convention a caller that passes an image by reference first uploads it under `uploads/` of
 the store (`gs://<GCS_BUCKET>/uploads/...`, or `uploads/...` for the local store); the stores
 read nothing else, so a `gcs_uri` can never fetch someone's stored avatar.
@@ -30,7 +33,12 @@ FACES_CHOICES = {"largest": False, "all": True}
 
 @dataclass(frozen=True)
 class AvatarRequest:
-    """What to generate: the image (bytes, or a stored object's URI) and how to name the result."""
+    """What to generate: the image (bytes, or a stored object's URI) and how to name the results.
+
+    `animals` and `generation_ids` list every result, in request order (`animal` and
+    `generation_id` are the first); `several` when the `animals` form asked, whose answer lists
+    results even for one animal.
+    """
 
     animal: str
     user_id: str
@@ -38,6 +46,15 @@ class AvatarRequest:
     all_faces: bool
     image: bytes | None = None
     gcs_uri: str | None = None
+    animals: tuple[str, ...] = ()
+    generation_ids: tuple[str, ...] = ()
+    several: bool = False
+
+    @property
+    def targets(self) -> tuple[tuple[str, str], ...]:
+        """(animal, generation_id) of each result to make, in request order."""
+        pairs = tuple(zip(self.animals, self.generation_ids, strict=True))
+        return pairs or ((self.animal, self.generation_id),)  # built with `animal` alone
 
 
 def parse_request(request: Request, settings: Settings) -> AvatarRequest:
@@ -139,15 +156,91 @@ def decode_base64(value: Any) -> bytes:
 def from_fields(
     fields: Any, settings: Settings, *, image: bytes | None = None, gcs_uri: str | None = None
 ) -> AvatarRequest:
-    """Validate the shared fields: animal, user_id, generation_id, faces."""
+    """Validate the shared fields: animal or animals, user_id, generation id(s), faces."""
+    several = fields.get("animals") is not None
+    animals, generation_ids = parse_pack(fields) if several else parse_single(fields)
     return AvatarRequest(
-        animal=parse_animal(fields.get("animal")),
+        animal=animals[0],
         user_id=safe_token(fields.get("user_id"), "user_id") or "anonymous",
-        generation_id=safe_token(fields.get("generation_id"), "generation_id") or uuid.uuid4().hex,
+        generation_id=generation_ids[0],
         all_faces=parse_faces(fields.get("faces")),
         image=image,
         gcs_uri=gcs_uri,
+        animals=animals,
+        generation_ids=generation_ids,
+        several=several,
     )
+
+
+def parse_single(fields: Any) -> tuple[tuple[str], tuple[str]]:
+    """The `animal` form: one catalogue id and its generation id (a fresh uuid4 hex if absent)."""
+    animal = parse_animal(fields.get("animal"))
+    if not absent(fields.get("generation_ids")):
+        raise pack_error("`generation_ids` goes with `animals`, not with `animal`")
+    generation_id = safe_token(fields.get("generation_id"), "generation_id") or uuid.uuid4().hex
+    return (animal,), (generation_id,)
+
+
+def parse_pack(fields: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The `animals` form: distinct catalogue ids and a generation id for each, in order."""
+    if not absent(fields.get("animal")):
+        raise pack_error("give `animal` or `animals`, not both")
+    if not absent(fields.get("generation_id")):
+        raise pack_error("with `animals`, name the results with `generation_ids`")
+    animals = parse_animals(fields["animals"])
+    return animals, parse_generation_ids(fields.get("generation_ids"), len(animals))
+
+
+def parse_animals(value: Any) -> tuple[str, ...]:
+    """1 to len(catalogue) distinct catalogue ids (trimmed, any case), in the given order."""
+    entries = list_entries(value, "animals")
+    if not entries:
+        raise pack_error("`animals` is empty")
+    if len(entries) > len(ANIMAL_IDS):
+        raise pack_error(f"`animals` names {len(entries)}, more than the {len(ANIMAL_IDS)} known")
+    ids: list[str] = []
+    for entry in entries:
+        animal = get_animal(entry) if isinstance(entry, str) else None
+        if animal is None:
+            raise pack_error(f"unknown animal {entry!r} in `animals`")
+        if animal.id in ids:
+            raise pack_error(f"`animals` names {animal.id!r} twice")
+        ids.append(animal.id)
+    return tuple(ids)
+
+
+def parse_generation_ids(value: Any, count: int) -> tuple[str, ...]:
+    """One distinct safe token per animal; a fresh uuid4 hex each when absent."""
+    if absent(value):
+        return tuple(uuid.uuid4().hex for _ in range(count))
+    entries = list_entries(value, "generation_ids")
+    if len(entries) != count:
+        raise pack_error(f"`generation_ids` has {len(entries)} entries for {count} animals")
+    if not all(isinstance(entry, str) and SAFE_TOKEN.fullmatch(entry) for entry in entries):
+        raise pack_error("each of `generation_ids` must be 1-64 characters of A-Z a-z 0-9 _ -")
+    if len(set(entries)) < len(entries):
+        raise pack_error("`generation_ids` names a generation twice")
+    return tuple(entries)
+
+
+def list_entries(value: Any, field: str) -> list[Any]:
+    """A JSON list as it is, or a comma list's trimmed entries ("" is the empty list)."""
+    if isinstance(value, str):
+        return [entry.strip() for entry in value.split(",")] if value.strip() else []
+    if isinstance(value, list):
+        return value
+    raise pack_error(f"`{field}` must be a list or a comma-separated string")
+
+
+def pack_error(problem: str) -> InvalidRequest:
+    """InvalidRequest for the `animals` form: the problem, then the choices."""
+    choices = ", ".join(sorted(ANIMAL_IDS))
+    return InvalidRequest(f"{problem}: `animals` takes 1 to {len(ANIMAL_IDS)} of {choices}")
+
+
+def absent(value: Any) -> bool:
+    """Whether an optional field was left out (a form sends a blank field as "")."""
+    return value is None or value == ""
 
 
 def parse_animal(value: Any) -> str:

@@ -1,33 +1,40 @@
-"""Orchestration: decode -> detect -> mask -> compose -> store, with per-stage timings.
+"""Orchestration: decode -> detect -> mask, once; then compose -> store for each animal.
 
 Backends are passed in (see avatar.backends.build_backends); nothing here picks an adapter.
 Face coordinates in the answer are pixels of the stored image (the upright working image).
+A pack (the `animals` form) shares the found faces and masks; each animal is composed, stored
+and signed on its own (concurrently as far as the compositor allows), and an AvatarError there
+fails only that animal's result.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
 from avatar.backends import Backends
 from avatar.config import Settings
-from avatar.errors import ImageTooLarge, NoFaceDetected
+from avatar.errors import AvatarError, ImageTooLarge, NoFaceDetected
+from avatar.faces import Face
 from avatar.imaging import Decoded, decode, encode
 from avatar.inputs import AvatarRequest
 
 STAGES = ("decode", "detect", "segment", "compose", "store")
+PER_ANIMAL_STAGES = ("compose", "store")
 
 
 class Timings:
     """Milliseconds spent per stage, measured with a monotonic clock."""
 
-    def __init__(self) -> None:
+    def __init__(self, stages: Sequence[str] = STAGES) -> None:
         self.started = time.perf_counter()
-        self.ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self.ms: dict[str, float] = dict.fromkeys(stages, 0.0)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -38,15 +45,55 @@ class Timings:
         finally:
             self.ms[name] += (time.perf_counter() - start) * 1000
 
+    def add(self, ms: Mapping[str, float]) -> None:
+        """Add time measured elsewhere (a pack's animals) to the stages it names."""
+        for name, value in ms.items():
+            self.ms[name] += value
+
+    def stages_json(self) -> dict[str, float]:
+        """The stages, rounded to 0.1 ms."""
+        return {name: round(ms, 1) for name, ms in self.ms.items()}
+
     def as_json(self) -> dict[str, float]:
-        """The stages and the total, rounded to 0.1 ms."""
+        """The stages and the total (wall time since the start), rounded to 0.1 ms."""
         total = (time.perf_counter() - self.started) * 1000
-        return {name: round(ms, 1) for name, ms in {**self.ms, "total": total}.items()}
+        return {**self.stages_json(), "total": round(total, 1)}
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What every animal of a request is drawn from: found once per request."""
+
+    decoded: Decoded
+    rgb: Image.Image  # the working image without alpha, as detectors and compositors take it
+    faces: list[Face]  # every face found, largest first
+    chosen: list[Face]  # the faces to turn into the animal
+    masks: list[Image.Image]  # one per chosen face
 
 
 def generate_avatar(job: AvatarRequest, backends: Backends, settings: Settings) -> dict[str, Any]:
-    """Run the whole pipeline for one request; returns the SPEC's 200 body."""
+    """Run the whole pipeline for one request; returns the SPEC's 200 body (one or a pack)."""
     timings = Timings()
+    renderer = Renderer(find_faces(job, backends, settings, timings), job, backends, settings)
+    if job.several:
+        results = renderer.results()
+        for result in results:  # the pack's compose and store: summed over its animals
+            timings.add(result["timings_ms"])
+        return {"results": results, **renderer.shared_json(), "timings_ms": timings.as_json()}
+    object_name, url = renderer.render(job.targets[0], timings)
+    return {
+        "image_url": url,
+        "object_name": object_name,
+        "animal": job.animal,
+        **renderer.shared_json(),
+        "timings_ms": timings.as_json(),
+    }
+
+
+def find_faces(
+    job: AvatarRequest, backends: Backends, settings: Settings, timings: Timings
+) -> Scene:
+    """Decode, detect and mask: NoFaceDetected (and the stages' own errors) fail the request."""
     with timings.stage("decode"):
         decoded = load_image(job, backends, settings)
     rgb = decoded.image.convert("RGB") if decoded.has_alpha else decoded.image
@@ -57,20 +104,65 @@ def generate_avatar(job: AvatarRequest, backends: Backends, settings: Settings) 
     chosen = faces if job.all_faces else faces[:1]
     with timings.stage("segment"):
         masks = [backends.masker.face_mask(rgb, face) for face in chosen]
-    with timings.stage("compose"):
-        result = restore_alpha(backends.compositor.compose(rgb, chosen, masks, job.animal), decoded)
-    with timings.stage("store"):
-        object_name, url = store_result(result, job, backends, settings)
-    return {
-        "image_url": url,
-        "object_name": object_name,
-        "animal": job.animal,
-        "width": result.width,  # the stored image's size: the frame of the face coordinates
-        "height": result.height,
-        "faces": [face.to_json() for face in faces],
-        "backend": backend_label(backends),
-        "timings_ms": timings.as_json(),
-    }
+    return Scene(decoded, rgb, faces, chosen, masks)
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """Draws the request's animals over its scene and stores each as its own generation."""
+
+    scene: Scene
+    job: AvatarRequest
+    backends: Backends
+    settings: Settings
+
+    def render(self, target: tuple[str, str], timings: Timings) -> tuple[str, str]:
+        """Compose (animal, generation_id), store it, sign a URL: (object_name, url)."""
+        animal, generation_id = target
+        scene, backends = self.scene, self.backends
+        with timings.stage("compose"):
+            composed = backends.compositor.compose(scene.rgb, scene.chosen, scene.masks, animal)
+            result = restore_alpha(composed, scene.decoded)
+        with timings.stage("store"):
+            return store_result(result, self.job.user_id, generation_id, backends, self.settings)
+
+    def results(self) -> list[dict[str, Any]]:
+        """Every animal's result in request order, on as many threads as the compositor allows.
+
+        Workers hand back only strings and timings: no image outlives its own thread.
+        """
+        targets = self.job.targets
+        limit = self.backends.compositor.concurrent_animals
+        workers = len(targets) if limit is None else min(limit, len(targets))
+        if workers <= 1:
+            return [self.result(target) for target in targets]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="animal") as pool:
+            return list(pool.map(self.result, targets))
+
+    def result(self, target: tuple[str, str]) -> dict[str, Any]:
+        """One animal of a pack, stored and signed, or the AvatarError that failed (only) it."""
+        timings = Timings(PER_ANIMAL_STAGES)
+        outcome: dict[str, str | None]
+        try:
+            object_name, url = self.render(target, timings)
+        except AvatarError as exc:  # anything else is a bug, and fails the request
+            outcome = {"image_url": None, "object_name": None, "error": exc.code,
+                       "detail": exc.detail}  # fmt: skip
+        else:
+            outcome = {"image_url": url, "object_name": object_name, "error": None, "detail": None}
+        animal, generation_id = target
+        return {"animal": animal, "generation_id": generation_id, **outcome,
+                "timings_ms": timings.stages_json()}  # fmt: skip
+
+    def shared_json(self) -> dict[str, Any]:
+        """The answer's fields all results share: the stored image's size, faces, backend."""
+        width, height = self.scene.decoded.image.size  # the frame of the face coordinates
+        return {
+            "width": width,
+            "height": height,
+            "faces": [face.to_json() for face in self.scene.faces],
+            "backend": backend_label(self.backends),
+        }
 
 
 def load_image(job: AvatarRequest, backends: Backends, settings: Settings) -> Decoded:
@@ -92,11 +184,11 @@ def restore_alpha(composed: Image.Image, decoded: Decoded) -> Image.Image:
 
 
 def store_result(
-    image: Image.Image, job: AvatarRequest, backends: Backends, settings: Settings
+    image: Image.Image, user_id: str, generation_id: str, backends: Backends, settings: Settings
 ) -> tuple[str, str]:
     """Encode (JPEG, or PNG with alpha; no EXIF), store, and sign a URL to the object."""
     data, extension, content_type = encode(image)
-    object_name = result_name(job.user_id, job.generation_id, extension)
+    object_name = result_name(user_id, generation_id, extension)
     backends.store.put(object_name, data, content_type)
     return object_name, backends.store.signed_url(object_name, settings.signed_url_ttl_s)
 

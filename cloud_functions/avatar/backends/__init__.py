@@ -34,9 +34,14 @@ class FaceMasker(Protocol):
 
 
 class Compositor(Protocol):
-    """Turns each given face into the animal; pixels outside the masks stay unchanged."""
+    """Turns each given face into the animal; pixels outside the masks stay unchanged.
+
+    `concurrent_animals`: how many animals of a pack the pipeline composes at once; None for
+    all of them (the compositor waits on the network), 1 for one after another.
+    """
 
     name: str
+    concurrent_animals: int | None
 
     def compose(
         self,

@@ -1,18 +1,36 @@
-"""Fixtures for the gcp adapters: fake Google endpoints, the storage emulator, test keys."""
+"""Fixtures for the gcp adapters: fake Google endpoints, the storage emulator, test keys, and
+the real function (cloud_functions/main.py under functions-framework) wired to them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import functions_framework
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from flask.testing import FlaskClient
 from PIL import Image
 
 from avatar.backends.gcp.retry import Backoff
-from tests.cloud_functions.gcp.fakes import BUCKET, SIGNER_EMAIL, FakeServer
+from avatar.config import get_settings
+from tests.cloud_functions.gcp.fakes import (
+    ASTRONAUT_FACE,
+    BUCKET,
+    PINK,
+    SIGNER_EMAIL,
+    VERTEX_MODEL,
+    FakeServer,
+    Reply,
+    vertex_image_reply,
+    vision_reply,
+)
+
+MAIN_PY = Path(__file__).resolve().parents[3] / "cloud_functions" / "main.py"
 
 
 @pytest.fixture
@@ -78,3 +96,59 @@ def astronaut() -> Image.Image:
     from skimage import data
 
     return Image.fromarray(np.asarray(data.astronaut())).convert("RGB")
+
+
+@pytest.fixture
+def vertex() -> Iterator[FakeServer]:
+    """Vertex AI generateContent answering every face with a pink square."""
+    server = FakeServer().start()
+    server.script(Reply(vertex_image_reply(Image.new("RGB", (1024, 1024), PINK))))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def vision() -> Iterator[FakeServer]:
+    """Cloud Vision finding the astronaut's face."""
+    server = FakeServer().start()
+    server.script(Reply(vision_reply([ASTRONAUT_FACE])))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gcp_env(
+    vision: FakeServer,
+    vertex: FakeServer,
+    emulator: str,
+    service_account_info: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[None]:
+    """AVATAR_BACKEND=gcp with every endpoint on a local fake; ADC hold a test key for signing."""
+    key_file = tmp_path / "service-account.json"
+    key_file.write_text(json.dumps(service_account_info))
+    env = {
+        "AVATAR_BACKEND": "gcp",
+        "GCP_PROJECT": "test-project",
+        "GCP_LOCATION": "us-central1",
+        "GCS_BUCKET": BUCKET,
+        "VERTEX_MODEL": VERTEX_MODEL,
+        "VISION_API_ENDPOINT": vision.url,
+        "VERTEX_API_ENDPOINT": vertex.url,
+        "GCP_DEADLINE_S": "2",
+        "COMPOSE_FALLBACK": "none",
+        "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def client(gcp_env: None) -> FlaskClient:
+    """A test client of the real cloud_functions/main.py with the gcp backends."""
+    app = functions_framework.create_app(target="generate_animal_avatar", source=str(MAIN_PY))
+    return app.test_client()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from PIL import Image
@@ -19,6 +19,8 @@ from tests.fake_http import running as running
 
 BUCKET = "avatars-test"
 SIGNER_EMAIL = "avatar-fn@test-project.iam.gserviceaccount.com"
+VERTEX_MODEL = "gemini-test-image"
+PINK = (255, 0, 200)  # the colour of the fake model's animals (the `vertex` fixture)
 
 
 # --- Cloud Vision images:annotate ----------------------------------------------------------------
@@ -89,6 +91,11 @@ def face_at(x: float, y: float, size: float, roll: float = 0.0) -> Face:
         }
     vertices = [(v["x"], v["y"]) for v in raw["fdBoundingPoly"]["vertices"]]
     return face_from_vision(vertices, landmarks, roll, 0.9)
+
+
+# The astronaut's face (skimage.data.astronaut), where Cloud Vision would put it (eyes at about
+# (204, 103), (248, 103)).
+ASTRONAUT_FACE = vision_face(171, 61, 110)
 
 
 def vision_reply(
@@ -169,6 +176,29 @@ def inline_image(request: Recorded) -> tuple[str, Image.Image]:
 
 def prompt_text(request: Recorded) -> str:
     return " ".join(p["text"] for p in request.json()["contents"][0]["parts"] if "text" in p)
+
+
+def prompted_animal(request: Recorded) -> str | None:
+    """The catalogue id whose prompt a generateContent request carries, or None."""
+    from avatar.backends.gcp.vertex import prompt
+    from avatar.catalogue import ANIMALS
+
+    text = prompt_text(request)
+    return next((animal.id for animal in ANIMALS if prompt(animal) == text), None)
+
+
+def vertex_per_animal(answers: Mapping[str, Reply], default: Reply) -> Handler:
+    """A generateContent handler answering each animal's request with its reply in `answers`
+    (read at each request), and any other with `default`.
+
+    E.g. `vertex_per_animal(dict.fromkeys(["cat", "fox"], Reply(vertex_blocked_candidate())),
+    Reply(vertex_image_reply(image)))`: the safety filter blocks the cat and the fox of a pack.
+    """
+
+    def handle(request: Recorded) -> Reply:
+        return answers.get(prompted_animal(request) or "", default)
+
+    return handle
 
 
 # --- Cloud Storage: a recording proxy in front of the emulator, IAM signBlob, metadata ----------

@@ -4,12 +4,7 @@ Vision and Vertex answered by local fakes, Cloud Storage by the emulator."""
 from __future__ import annotations
 
 import io
-import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import functions_framework
 import numpy as np
 import pytest
 import requests
@@ -20,7 +15,10 @@ from avatar.config import get_settings
 from avatar.faces import Face
 from avatar.masking import ContourMasker
 from tests.cloud_functions.gcp.fakes import (
+    ASTRONAUT_FACE,
     BUCKET,
+    PINK,
+    VERTEX_MODEL,
     FakeServer,
     Reply,
     face_at,
@@ -29,68 +27,8 @@ from tests.cloud_functions.gcp.fakes import (
     prompt_text,
     vertex_image_reply,
     vertex_text_reply,
-    vision_face,
     vision_reply,
 )
-
-MAIN_PY = Path(__file__).resolve().parents[3] / "cloud_functions" / "main.py"
-MODEL = "gemini-test-image"
-# The astronaut's face, where Cloud Vision would put it (eyes at about (204, 103), (248, 103)).
-ASTRONAUT_FACE = vision_face(171, 61, 110)
-PINK = (255, 0, 200)
-
-
-@pytest.fixture
-def vertex() -> Iterator[FakeServer]:
-    server = FakeServer().start()
-    server.script(Reply(vertex_image_reply(Image.new("RGB", (1024, 1024), PINK))))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def vision() -> Iterator[FakeServer]:
-    server = FakeServer().start()
-    server.script(Reply(vision_reply([ASTRONAUT_FACE])))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def gcp_env(
-    vision: FakeServer,
-    vertex: FakeServer,
-    emulator: str,
-    service_account_info: dict[str, Any],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[None]:
-    """AVATAR_BACKEND=gcp with every endpoint on a local fake; ADC hold a test key for signing."""
-    key_file = tmp_path / "service-account.json"
-    key_file.write_text(json.dumps(service_account_info))
-    env = {
-        "AVATAR_BACKEND": "gcp",
-        "GCP_PROJECT": "test-project",
-        "GCP_LOCATION": "us-central1",
-        "GCS_BUCKET": BUCKET,
-        "VERTEX_MODEL": MODEL,
-        "VISION_API_ENDPOINT": vision.url,
-        "VERTEX_API_ENDPOINT": vertex.url,
-        "GCP_DEADLINE_S": "2",
-        "COMPOSE_FALLBACK": "none",
-        "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def client(gcp_env: None) -> FlaskClient:
-    app = functions_framework.create_app(target="generate_animal_avatar", source=str(MAIN_PY))
-    return app.test_client()
 
 
 def astronaut_face() -> Face:
@@ -121,7 +59,7 @@ def test_selfie_in_object_stored_signed_url_out_and_only_the_face_changed(
 
     assert len(vision.requests) == 1
     [generate] = vertex.requests
-    assert generate.path.endswith(f"/publishers/google/models/{MODEL}:generateContent")
+    assert generate.path.endswith(f"/publishers/google/models/{VERTEX_MODEL}:generateContent")
     assert "panda" in prompt_text(generate)
     assert inline_image(generate)[0] == "image/jpeg"
 

@@ -68,6 +68,7 @@ class VertexCompositor:
     """Compositor over a Gemini image model; `fallback` draws faces the model gave no image for."""
 
     name = "gcp"
+    concurrent_animals: int | None = None  # network-bound: each call has its own deadline
 
     def __init__(
         self,

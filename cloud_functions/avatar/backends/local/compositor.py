@@ -14,6 +14,9 @@ class LocalCompositor:
     """Draws the animal over every given face; pixels away from the faces stay unchanged."""
 
     name = "local"
+    # A pack's animals one after another: drawing and JPEG encoding hold the GIL, so threads
+    # gained nothing on 2 cores (bench/pipeline.py measures both).
+    concurrent_animals: int | None = 1
 
     def compose(
         self,
