@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import functions_framework
+import numpy as np
 import pytest
 from api_testing import BASE_URL, MEDIA_KEY, auth, client_for, create_user
-from function_stub import WSGIThreadTransport, upload
+from function_stub import WSGIThreadTransport, upload, upload_pack
 from PIL import Image
 from sqlalchemy import func, select
 
+from api.animals import CATALOGUE_ORDER
 from api.config import REPO_ROOT, Settings
 from api.forwarding import build_function_client
 from api.generations.models import GenerationInput
@@ -139,3 +141,34 @@ async def test_the_functions_refusal_reaches_the_user_as_its_spec_code(contract_
         (item,) = (await client.get("/v1/generations", headers=auth(key))).json()["items"]
         assert item["status"] == "failed"
         assert item["error"]["code"] == "no_face_detected"
+
+
+async def test_a_pack_of_every_animal_is_one_call_and_a_different_image_each(
+    contract_app, media_dir
+):
+    async with contract_app() as app, client_for(app) as client:
+        user, key = await create_user(client)
+        response = await upload_pack(client, key, photo("astronaut"), "all")
+        assert response.status_code == 201, response.text
+        pack = response.json()
+        assert pack["status"] == "succeeded"
+        generations = pack["generations"]
+        assert [g["animal"] for g in generations] == list(CATALOGUE_ORDER)
+        assert {g["status"] for g in generations} == {"succeeded"}
+        # The face was found once: every record carries the same faces.
+        assert all(g["faces"] == generations[0]["faces"] and g["faces"] for g in generations)
+        images = {}
+        for generation in generations:
+            (stored,) = (media_dir / "avatars" / user["id"]).glob(f"{generation['id']}.*")
+            images[generation["animal"]] = np.asarray(Image.open(stored).convert("RGB"))
+        sizes = {image.shape for image in images.values()}
+        assert len(sizes) == 1
+        # Each animal is its own drawing: every pair differs, and by more than noise.
+        names = list(images)
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                diff = np.abs(images[first].astype(int) - images[second].astype(int))
+                assert (diff.max(axis=2) > 40).mean() > 0.002, (first, second)
+        listed = (await client.get("/v1/generations?limit=50", headers=auth(key))).json()["items"]
+        assert {item["pack_id"] for item in listed} == {pack["id"]}
+        assert len(listed) == len(CATALOGUE_ORDER)
