@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -45,20 +47,40 @@ def patch_box(points: FloatArray, image_size: tuple[int, int], pad: float) -> Pa
 
 def stroke(points: FloatArray, start_width: float, end_width: float) -> FloatArray:
     """A brush stroke along a polyline (tapering from start to end width), as a closed polygon."""
-    d = np.gradient(points, axis=0)
+    d = _gradient(points)
     normal = np.stack([-d[:, 1], d[:, 0]], axis=1) / (np.hypot(d[:, 0], d[:, 1])[:, None] + 1e-9)
-    half = np.linspace(start_width, end_width, len(points))[:, None] / 2
+    half = _half_widths(start_width, end_width, len(points))
     return np.concatenate([points + normal * half, (points - normal * half)[::-1]])
+
+
+def _gradient(points: FloatArray) -> FloatArray:
+    """np.gradient(points, axis=0) for two or more points, with exactly its arithmetic."""
+    d = np.empty_like(points, dtype=np.float64)
+    d[1:-1] = (points[2:] - points[:-2]) / 2.0
+    d[0] = points[1] - points[0]
+    d[-1] = points[-1] - points[-2]
+    return d
+
+
+@lru_cache(maxsize=64)
+def _half_widths(start_width: float, end_width: float, n: int) -> FloatArray:
+    """Half a tapering stroke's width at each of n points, as a column (shared, read-only)."""
+    half: FloatArray = np.linspace(start_width, end_width, n)[:, None] / 2
+    half.setflags(write=False)
+    return half
 
 
 def offset_polygon(points: FloatArray, distance: float) -> FloatArray:
     """A closed polygon grown outwards by `distance` (shrunk when negative), vertex by vertex."""
-    d = np.roll(points, -1, axis=0) - np.roll(points, 1, axis=0)
+    # Each vertex's next minus its previous neighbour (np.roll by -1 and 1, without its overhead).
+    d = np.concatenate([points[1:], points[:1]]) - np.concatenate([points[-1:], points[:-1]])
     normal = np.stack([d[:, 1], -d[:, 0]], axis=1) / (np.hypot(d[:, 0], d[:, 1])[:, None] + 1e-9)
     x, y = points[:, 0], points[:, 1]
-    area = float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+    y_next, x_next = np.concatenate([y[1:], y[:1]]), np.concatenate([x[1:], x[:1]])
+    area = float(np.dot(x, y_next) - np.dot(x_next, y))
     # (d_y, -d_x) points outwards for a clockwise-on-screen (positive area, y down) polygon.
-    return points + normal * (distance if area > 0 else -distance)
+    grown: FloatArray = points + normal * (distance if area > 0 else -distance)
+    return grown
 
 
 class Sketch:
@@ -75,11 +97,13 @@ class Sketch:
         self.draw = ImageDraw.Draw(self.canvas, "RGBA")
         self.draw_opaque = ImageDraw.Draw(self.canvas)  # no blending: several times faster
 
-    def _xy(self, local: FloatArray) -> list[tuple[float, float]]:
+    def _xy(self, local: FloatArray) -> list[float]:
+        """Face-unit points as canvas pixels, flat (x0, y0, x1, y1, ...) as ImageDraw takes them."""
         pts = (self.frame.to_image(local) - (self.box.left, self.box.top)) * self.scale
-        return list(map(tuple, pts.tolist()))
+        flat: list[float] = pts.ravel().tolist()
+        return flat
 
-    def _fill(self, xy: list[tuple[float, float]], color: RGBA) -> None:
+    def _fill(self, xy: list[float], color: RGBA) -> None:
         if color[3] == 255:
             self.draw_opaque.polygon(xy, fill=color[:3])
         else:
@@ -103,7 +127,7 @@ class Sketch:
 
     def dot(self, x: float, y: float, radius: float, color: RGBA) -> None:
         """A filled circle in face units."""
-        (cx, cy), r = self._xy(np.array([[x, y]]))[0], radius * self.frame.unit * self.scale
+        (cx, cy), r = self._xy(np.array([[x, y]])), radius * self.frame.unit * self.scale
         self.draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=color)
 
     def result(self) -> Image.Image:
@@ -116,21 +140,41 @@ class SoftMasks:
 
     They stay small (`shrink` times smaller than the patch): callers combine them at that size and
     enlarge only the final result, which keeps the per-pixel work at full size to a minimum.
+    With `keep`, each mask is kept (read-only) by its shapes and blur and handed out again when
+    asked for the same: animals of a pack share some markings' shapes and every keep-clear zone.
     """
 
-    def __init__(self, box: PatchBox, frame: FaceFrame, shrink: int) -> None:
+    def __init__(self, box: PatchBox, frame: FaceFrame, shrink: int, keep: bool = False) -> None:
         self.box, self.frame, self.shrink = box, frame, shrink
         w, h = box.size
         self.small = (max((w + shrink - 1) // shrink, 1), max((h + shrink - 1) // shrink, 1))
+        self._kept: dict[tuple[object, ...], npt.NDArray[np.float32]] | None = {} if keep else None
+        self._lock = threading.Lock()
 
     def mask(self, shapes: Sequence[FloatArray], blur: float) -> npt.NDArray[np.float32]:
         """Union of polygons (face units) blurred by `blur` units, small, as floats in [0, 1]."""
+        if self._kept is None:
+            return self._draw(shapes, blur)
+        key = (blur, *((s.shape, np.asarray(s, dtype=np.float64).tobytes()) for s in shapes))
+        with self._lock:
+            found = self._kept.get(key)
+        if found is not None:
+            return found
+        drawn = self._draw(shapes, blur)
+        drawn.setflags(write=False)
+        with self._lock:
+            if len(self._kept) >= 64:  # more shapes than all animals' markings: start afresh
+                self._kept.clear()
+            return self._kept.setdefault(key, drawn)
+
+    def _draw(self, shapes: Sequence[FloatArray], blur: float) -> npt.NDArray[np.float32]:
+        """The mask itself, drawn afresh."""
         # Drawn at twice the small size and halved: smooth edges even where the blur is tiny.
         img = Image.new("L", (self.small[0] * 2, self.small[1] * 2), 0)
         draw = ImageDraw.Draw(img)
         for local in shapes:
             pts = (self.frame.to_image(local) - (self.box.left, self.box.top)) * (2 / self.shrink)
-            draw.polygon(list(map(tuple, pts.tolist())), fill=255)
+            draw.polygon(pts.ravel().tolist(), fill=255)
         img = img.reduce(2)
         radius = blur * self.frame.unit / self.shrink
         if radius >= 0.3:

@@ -11,10 +11,11 @@ from PIL import Image
 
 from avatar.compose.animals import STYLES, Style
 from avatar.compose.blend import F32Array, apply_gain, encode_gain, fur_gain
-from avatar.compose.ears import EAR_OUTLINE, both_ears, draw_ear
+from avatar.compose.ears import EAR_OUTLINE, EarShape, both_ears, draw_ear
 from avatar.compose.features import draw_nose, draw_teeth, draw_whiskers, muzzle_extent
 from avatar.compose.geometry import FaceFrame, FloatArray, face_frame
 from avatar.compose.markings import keep_clear, markings_for
+from avatar.compose.prepared import PreparedFace, prepare
 from avatar.compose.raster import PatchBox, Sketch, SoftMasks, offset_polygon, patch_box
 from avatar.errors import InvalidRequest
 from avatar.faces import Face
@@ -33,15 +34,21 @@ def style_for(animal: str) -> Style:
 
 def character_outline(frame: FaceFrame, style: Style, contour: npt.ArrayLike) -> FloatArray:
     """Every point the character may touch (face outline, ears, whiskers), in image pixels."""
-    right, left = both_ears(frame, style)
+    outline = np.asarray(contour, dtype=np.float64).reshape(-1, 2)
+    local = frame.to_local(outline) if len(outline) else outline
+    return _outline(frame, both_ears(frame, style), local)
+
+
+def _outline(frame: FaceFrame, ears: tuple[EarShape, EarShape], contour: FloatArray) -> FloatArray:
+    """character_outline from the ears and the face outline already in face units."""
+    right, left = ears
     reach = 1.15 + 0.25 * frame.half_width  # the whiskers' tips
     extra = np.array(
         [[-reach, frame.nose[1] + 0.4], [reach, frame.nose[1] + 0.4], [0.0, frame.chin + 0.1]]
     )
     pts = [right.outer, left.outer, extra]
-    outline = np.asarray(contour, dtype=np.float64).reshape(-1, 2)
-    if len(outline):
-        pts.append(frame.to_local(outline))
+    if len(contour):
+        pts.append(contour)
     return frame.to_image(np.concatenate(pts))
 
 
@@ -56,20 +63,21 @@ def ear_outlines(face: Face, animal: str) -> list[FloatArray]:
 
 def compose_face(image: Image.Image, face: Face, mask: Image.Image, animal: str) -> Image.Image:
     """A copy of an RGB image with one face turned into the animal; untouched far from the face."""
-    out = image.convert("RGB") if image.mode != "RGB" else image.copy()
-    _paint_into(out, face, mask.convert("L"), style_for(animal))
-    return out
+    return compose_faces(image, [face], [mask], animal)
 
 
-def _paint_into(image: Image.Image, face: Face, mask: Image.Image, style: Style) -> None:
+def _paint_into(
+    image: Image.Image, prepared: PreparedFace, mask: Image.Image, style: Style
+) -> None:
     """Paints one face's character into `image` in place, touching only the region around it."""
-    frame = face_frame(face)
+    frame = prepared.frame
     pad = 0.1 * frame.unit
-    box = patch_box(character_outline(frame, style, face.contour), image.size, pad)
+    ears = both_ears(frame, style)
+    box = patch_box(_outline(frame, ears, prepared.contour), image.size, pad)
     if box is None:
         return
-    _paint_fur(image, mask, box, frame, style)
-    for ear in both_ears(frame, style):
+    _paint_fur(image, prepared, mask, box, style)
+    for ear in ears:
         with _sketch(image, frame, offset_polygon(ear.outer, EAR_OUTLINE)) as sketch:
             if sketch is not None:
                 draw_ear(sketch, ear, style)
@@ -97,19 +105,17 @@ def _sketch(image: Image.Image, frame: FaceFrame, extent: FloatArray) -> Iterato
 
 
 def _paint_fur(
-    image: Image.Image, mask: Image.Image, box: PatchBox, frame: FaceFrame, style: Style
+    image: Image.Image, prepared: PreparedFace, mask: Image.Image, box: PatchBox, style: Style
 ) -> None:
     """Paints fur colours and markings into the image (in place), inside the face mask only."""
-    bbox = mask.crop(box.as_tuple).getbbox()
-    if bbox is None:
+    sub = prepared.fur_box(mask, box)
+    if sub is None:
         return
-    sub = PatchBox(box.left + bbox[0], box.top + bbox[1], box.left + bbox[2], box.top + bbox[3])
-    # Markings need about four samples across a stripe (0.16 units): one per 1/24 unit is enough.
-    soft = SoftMasks(sub, frame, shrink=int(min(max(round(frame.unit / 24), 1), 8)))
-    fur, opacity = _fur_maps(soft, frame, style)
-    region, face_mask = image.crop(sub.as_tuple), mask.crop(sub.as_tuple)
+    soft = prepared.soft_masks(sub)
+    fur, opacity = _fur_maps(soft, prepared.frame, style)
+    region = image.crop(sub.as_tuple)
+    face_mask, small_mask = prepared.mask_patch(mask, sub)
     small_src = np.asarray(region.reduce(soft.shrink), dtype=np.float32)
-    small_mask = np.asarray(face_mask.reduce(soft.shrink), dtype=np.float32) * np.float32(1 / 255)
     gain = fur_gain(small_src, fur, opacity * small_mask, small_mask)
     painted = apply_gain(region, enlarge(encode_gain(gain), region.size))
     # Through the mask: outside it the gain is 1 only up to rounding, and those stay bit-exact.
@@ -148,7 +154,8 @@ def compose_faces(
         msg = f"{len(faces)} faces but {len(masks)} masks"
         raise InvalidRequest(msg)
     out = image.convert("RGB") if image.mode != "RGB" else image.copy()
+    prepared = prepare(faces, masks)  # kept from earlier animals drawn over the same objects
     for i in sorted(range(len(faces)), key=lambda i: faces[i].box.area):
         mask = masks[i] if masks[i].mode == "L" else masks[i].convert("L")
-        _paint_into(out, faces[i], mask, style)
+        _paint_into(out, prepared[i], mask, style)
     return out
