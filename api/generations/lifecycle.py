@@ -124,6 +124,20 @@ CLAIM_MOVE = MOVES[CLAIM].where(GENERATIONS.c.attempts == bindparam("seen_attemp
 
 
 @dataclass(frozen=True)
+class Kept:
+    """Where an unfinished record's upload waits, to be dropped when the work is done with it:
+    in its own row (an async generation), in its pack's row shared by the pack's generations
+    (gone with the last unfinished one), or nowhere (a sync upload, held by its request)."""
+
+    own: bool = False
+    pack_id: uuid.UUID | None = None
+
+
+OWN_INPUT = Kept(own=True)
+NO_INPUT = Kept()
+
+
+@dataclass(frozen=True)
 class StoredInput:
     """The upload a pending record keeps until it finishes."""
 
@@ -201,11 +215,6 @@ async def insert_pack(
         await connection.execute(INSERT_PACK_INPUT, _pack_input_row(pack.id, stored))
 
 
-async def drop_finished_pack_input(session: AsyncSession, pack_id: uuid.UUID) -> None:
-    """Drop a pack's kept upload once none of its generations is unfinished."""
-    await (await session.connection()).execute(DELETE_FINISHED_PACK_INPUT, {"pack_id": pack_id})
-
-
 async def retry_pack(
     session: AsyncSession, pack_id: uuid.UUID, stored: StoredInput | None, *, seen_run: int
 ) -> bool:
@@ -235,12 +244,9 @@ async def succeed(
     object_name: str,
     faces: list[dict[str, Any]],
     timings_ms: dict[str, float],
-    kept_input: bool = True,
+    kept: Kept = OWN_INPUT,
 ) -> Final:
-    """Record the function's result and drop the kept upload.
-
-    `kept_input=False`: the record never kept one (a sync upload), so there is none to drop.
-    """
+    """Record the function's result and drop the upload where it was `kept` (if it was)."""
     values = _finished(
         SUCCEEDED,
         object_name=object_name,
@@ -249,7 +255,7 @@ async def succeed(
         error_code=None,
         error_detail=None,
     )
-    return await _finish(session, SUCCEED, generation_id, values, kept_input=kept_input)
+    return await _finish(session, SUCCEED, generation_id, values, kept)
 
 
 async def fail(
@@ -258,11 +264,11 @@ async def fail(
     code: str,
     detail: str,
     *,
-    kept_input: bool = True,
+    kept: Kept = OWN_INPUT,
 ) -> Final:
     """Record a failure with its SPEC code and drop the kept upload (see `succeed`)."""
     values = _finished(FAILED, error_code=code, error_detail=detail)
-    return await _finish(session, FAIL, generation_id, values, kept_input=kept_input)
+    return await _finish(session, FAIL, generation_id, values, kept)
 
 
 async def release(session: AsyncSession, generation_id: uuid.UUID) -> bool:
@@ -317,13 +323,15 @@ async def _finish(
     transition: Transition,
     generation_id: uuid.UUID,
     values: dict[str, Any],
-    *,
-    kept_input: bool,
+    kept: Kept,
 ) -> Final:
     connection = await session.connection()
     result = await connection.execute(MOVES[transition], {"generation_id": generation_id, **values})
+    if kept.pack_id is not None:
+        # Whether or not this record was finished here, its pack may have no unfinished one left.
+        await connection.execute(DELETE_FINISHED_PACK_INPUT, {"pack_id": kept.pack_id})
     if result.rowcount:
-        if kept_input:  # the selfie is kept only while the work needs it
+        if kept.own:  # the selfie is kept only while the work needs it
             await connection.execute(DELETE_INPUT, {"generation_id": generation_id})
         return Final(written=True, status=transition.target, values=values)
     # Deleted while the work ran, or finished already by another worker: say which.

@@ -79,6 +79,13 @@ class Job:
     members: tuple[Member, ...]
     retry_later: bool = False
 
+    def kept(self, kept_input: bool = True) -> lifecycle.Kept:
+        """Where the job's upload waits when `kept_input`: a generation's own row, or its
+        pack's (shared by the pack's generations)."""
+        if not kept_input:
+            return lifecycle.NO_INPUT
+        return lifecycle.OWN_INPUT if self.kind == "generation" else lifecycle.Kept(pack_id=self.id)
+
     @classmethod
     def of_generation(cls, generation_id: uuid.UUID, attempts: int) -> Job:
         return cls("generation", generation_id, (Member(generation_id, attempts),))
@@ -315,14 +322,12 @@ class GenerationRunner:
         is nothing to resume, and its client's retry with the same key runs it again."""
         await self._fail(job, "upstream_timeout", INPUT_GONE)
 
-    async def _fail(self, job: Job, code: str, detail: str) -> None:
+    async def _fail(self, job: Job, code: str, detail: str, *, kept_input: bool = True) -> None:
         async with self._session_factory() as session, session.begin():
             for member in job.members:
                 await lifecycle.fail(
-                    session, member.generation_id, code, detail, kept_input=_own_input(job)
+                    session, member.generation_id, code, detail, kept=job.kept(kept_input)
                 )
-            if job.kind == "pack":
-                await lifecycle.drop_finished_pack_input(session, job.id)
 
     async def _run(self, job: Job, given: Work | None, *, claimed: bool) -> Outcome | None:
         async with self._semaphore:
@@ -381,14 +386,14 @@ class GenerationRunner:
         generation_ids: Sequence[uuid.UUID],
     ) -> dict[uuid.UUID, lifecycle.Final]:
         """Record each generation's result in one transaction."""
-        own_input = work.kept_input and _own_input(job)
+        kept = job.kept(work.kept_input)
         finals: dict[uuid.UUID, lifecycle.Final] = {}
         async with self._session_factory() as session, session.begin():
             for gid in generation_ids:
                 result = _outcome_for(outcome, gid)
                 if isinstance(result, ApiError):
                     finals[gid] = await lifecycle.fail(
-                        session, gid, result.code, result.detail, kept_input=own_input
+                        session, gid, result.code, result.detail, kept=kept
                     )
                     continue
                 assert isinstance(outcome, FunctionResult)
@@ -398,10 +403,8 @@ class GenerationRunner:
                     object_name=result.object_name,
                     faces=outcome.faces,
                     timings_ms=result.timings_ms,
-                    kept_input=own_input,
+                    kept=kept,
                 )
-            if job.kind == "pack" and work.kept_input:
-                await lifecycle.drop_finished_pack_input(session, job.id)
         return finals
 
     async def _discard_objects(
@@ -428,7 +431,9 @@ class GenerationRunner:
             await self._release(ids)
             return
         detail = "the service restarted before the work finished; please try again"
-        await self._fail(Job.fresh(job.kind, job.id, ids), "upstream_unavailable", detail)
+        await self._fail(
+            Job.fresh(job.kind, job.id, ids), "upstream_unavailable", detail, kept_input=False
+        )
 
     async def _claim(self, job: Job, given: Work | None) -> Work | None:
         """Start an attempt on a job's pending (or stalled) records, loading the upload if not
@@ -442,7 +447,7 @@ class GenerationRunner:
                         member.generation_id,
                         "upstream_timeout",
                         GAVE_UP,
-                        kept_input=_own_input(job),
+                        kept=job.kept(),
                     )
                 elif await lifecycle.claim(session, member.generation_id, member.attempts):
                     claimed.append(member.generation_id)
@@ -450,20 +455,13 @@ class GenerationRunner:
             if work is None:  # claimed, but the upload is gone: nothing to resume
                 for generation_id in claimed:
                     await lifecycle.fail(
-                        session, generation_id, "upstream_timeout", INPUT_GONE, kept_input=False
+                        session, generation_id, "upstream_timeout", INPUT_GONE, kept=job.kept()
                     )
-            if job.kind == "pack":
-                await lifecycle.drop_finished_pack_input(session, job.id)
             return work.only(claimed) if work is not None else None
 
 
 GAVE_UP = "the work was started several times without finishing; please try again"
 INPUT_GONE = "the work was interrupted and its upload is gone; please try again"
-
-
-def _own_input(job: Job) -> bool:
-    """Whether the job's records keep an upload each (a generation's), not a shared one."""
-    return job.kind == "generation"
 
 
 def _outcome_for(outcome: FunctionResult | ApiError, generation_id: uuid.UUID) -> Stored | ApiError:

@@ -283,10 +283,10 @@ async def _not_queued(session: AsyncSession, job: Job, generations: Sequence[Gen
     written: dict[uuid.UUID, dict[str, Any]] = {}
     try:
         for generation in generations:
-            final = await lifecycle.fail(session, generation.id, "upstream_unavailable", NOT_QUEUED)
+            final = await lifecycle.fail(
+                session, generation.id, "upstream_unavailable", NOT_QUEUED, kept=job.kept()
+            )
             written[generation.id] = final.values
-        if job.kind == "pack":
-            await lifecycle.drop_finished_pack_input(session, job.id)
         await session.commit()
     except Exception:
         await session.rollback()
