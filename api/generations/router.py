@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
@@ -78,6 +79,44 @@ def wants_async(prefer: str | None) -> bool:
     return "respond-async" in tokens
 
 
+def intake_of(*, several: bool) -> Callable[..., Awaitable[service.Intake]]:
+    """The dependency that gathers an upload request (a generation's, or with `several` a
+    pack's) for the service: its user, headers and body reader, and what taking it on needs."""
+
+    async def get_intake(
+        request: Request,
+        user: CurrentUser,
+        session: SessionDep,
+        settings: SettingsDep,
+        runner: RunnerDep,
+        queue: QueueDep,
+        idempotency_key: IdempotencyKey = None,
+        prefer: Prefer = None,
+    ) -> service.Intake:
+        return service.Intake(
+            session=session,
+            settings=settings,
+            runner=runner,
+            queue=queue,
+            user_id=user.id,
+            read_upload=lambda fingerprint: read_upload(
+                request, settings, fingerprint=fingerprint, several=several
+            ),
+            idempotency_key=idempotency_key,
+            respond_async=wants_async(prefer),
+        )
+
+    return get_intake
+
+
+def answer_unfinished(response: Response, location: str, intake: service.Intake) -> None:
+    """202 and where to poll, for a record (or pack) not finished when answered."""
+    response.status_code = status.HTTP_202_ACCEPTED
+    response.headers["Location"] = location
+    if intake.respond_async:
+        response.headers["Preference-Applied"] = "respond-async"
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -88,35 +127,15 @@ def wants_async(prefer: str | None) -> bool:
     },
 )
 async def create_generation(
-    request: Request,
     response: Response,
-    user: CurrentUser,
-    session: SessionDep,
+    intake: Annotated[service.Intake, Depends(intake_of(several=False))],
     store: StorageDep,
-    settings: SettingsDep,
-    runner: RunnerDep,
-    queue: QueueDep,
-    idempotency_key: IdempotencyKey = None,
-    prefer: Prefer = None,
 ) -> GenerationPublic:
     """Turn a selfie into an animal character: 201 with the finished record, or 202 and poll."""
-    respond_async = wants_async(prefer)
-    generation = await service.create_generation(
-        session,
-        runner,
-        queue,
-        settings,
-        user.id,
-        lambda fingerprint: read_upload(request, settings, fingerprint=fingerprint),
-        idempotency_key=idempotency_key,
-        respond_async=respond_async,
-    )
+    generation = await service.create_generation(intake)
     if generation.status is not GenerationStatus.succeeded:
-        response.status_code = status.HTTP_202_ACCEPTED
-        response.headers["Location"] = f"{router.prefix}/{generation.id}"
-        if respond_async:
-            response.headers["Preference-Applied"] = "respond-async"
-    return await to_public(generation, store, settings)
+        answer_unfinished(response, f"{router.prefix}/{generation.id}", intake)
+    return await to_public(generation, store, intake.settings)
 
 
 @router.get("", responses=problem_responses(401, 422, 503))

@@ -42,6 +42,38 @@ UploadReader = Callable[[bool], Awaitable[Upload]]
 
 
 @dataclass(frozen=True)
+class Intake:
+    """One upload request being taken on (a generation or a pack): what it asked, and what
+    taking it on needs."""
+
+    session: AsyncSession
+    settings: Settings
+    runner: GenerationRunner
+    queue: WorkQueue
+    user_id: uuid.UUID
+    read_upload: UploadReader
+    idempotency_key: str | None
+    respond_async: bool
+
+    async def upload_after_checks(self, existing: object | None) -> Upload:
+        """The cheap checks, then the upload read. A new request must find room for one
+        generation at least (the records written are counted again, atomically); the
+        connection is released before the body streams in: a slow phone must not hold the
+        pool."""
+        if existing is None:
+            await check_generation_rate_limit(self.session, self.user_id, self.settings)
+        await self.session.commit()
+        return await self.read_upload(self.idempotency_key is not None)
+
+    def kept(self, image: PreparedImage) -> lifecycle.StoredInput | None:
+        """What an async request's records keep of the upload until their work is done; sync
+        keeps nothing."""
+        if not self.respond_async:
+            return None
+        return lifecycle.StoredInput(image.data, image.content_type)
+
+
+@dataclass(frozen=True)
 class Accepted:
     """A generation the API took on: the record, and the work on it in this process (if any)."""
 
@@ -49,75 +81,41 @@ class Accepted:
     work: asyncio.Task[Outcome | None] | None
 
 
-async def create_generation(
-    session: AsyncSession,
-    runner: GenerationRunner,
-    queue: WorkQueue,
-    settings: Settings,
-    user_id: uuid.UUID,
-    read_upload: UploadReader,
-    *,
-    idempotency_key: str | None,
-    respond_async: bool,
-) -> Generation:
+async def create_generation(intake: Intake) -> Generation:
     """Take an upload on and return its record: finished unless `respond_async` (pending then).
 
     A record that failed raises the error it answers with, whenever it failed.
     """
-    accepted = await accept(
-        session,
-        runner,
-        queue,
-        settings,
-        user_id,
-        read_upload,
-        idempotency_key=idempotency_key,
-        respond_async=respond_async,
-    )
-    generation = await settle(session, accepted, wait=not respond_async)
+    accepted = await accept(intake)
+    generation = await settle(intake.session, accepted, wait=not intake.respond_async)
     if generation.status is lifecycle.FAILED:
         raise failure_of(generation)
     return generation
 
 
-async def accept(
-    session: AsyncSession,
-    runner: GenerationRunner,
-    queue: WorkQueue,
-    settings: Settings,
-    user_id: uuid.UUID,
-    read_upload: UploadReader,
-    *,
-    idempotency_key: str | None,
-    respond_async: bool,
-) -> Accepted:
+async def accept(intake: Intake) -> Accepted:
     """Check the limit, read and prepare the upload, record it, and start the work.
 
     Sync: the record is born claimed (`processing`), the upload held by the request only, and
     the work runs in this process. Async: it is born `pending` with its upload kept, and
     enqueued once committed (api.work); the work claims it wherever the queue runs it.
     """
-    existing = await idempotency.find(session, user_id, idempotency_key)
-    if existing is None:
-        # Cheap, before the upload streams in; `admit` counts again atomically.
-        await check_generation_rate_limit(session, user_id, settings)
-    # Release the connection before the upload streams in: a slow phone must not hold the pool.
-    await session.commit()
-    upload = await read_upload(idempotency_key is not None)
+    existing = await idempotency.find(intake.session, intake.user_id, intake.idempotency_key)
+    upload = await intake.upload_after_checks(existing)
     if existing is not None:
-        return await accept_retry(session, runner, queue, settings, existing, upload, respond_async)
-    image = await prepare_upload(upload, settings)
+        return await accept_retry(intake, existing, upload)
+    image = await prepare_upload(upload, intake.settings)
     generation = lifecycle.born(
-        user_id,
+        intake.user_id,
         upload.animal,
-        idempotency_key=idempotency_key,
+        idempotency_key=intake.idempotency_key,
         request_hash=upload.request_hash,
-        claimed=not respond_async,
+        claimed=not intake.respond_async,
     )
-    twin = await admit(session, settings, generation, kept(image, respond_async))
+    twin = await admit(intake.session, intake.settings, generation, intake.kept(image))
     if twin is not None:
-        return Accepted(twin, runner.task_for(twin.id))
-    return Accepted(generation, await start_work(session, runner, queue, generation, image))
+        return Accepted(twin, intake.runner.task_for(twin.id))
+    return Accepted(generation, await start_work(intake, generation, image))
 
 
 async def prepare_upload(upload: Upload, settings: Settings) -> PreparedImage:
@@ -130,11 +128,6 @@ async def prepare_upload(upload: Upload, settings: Settings) -> PreparedImage:
 
 def _prepare_limits(settings: Settings) -> dict[str, int]:
     return {"max_pixels": settings.max_pixels, "heic_max_side_px": settings.forward_max_side_px}
-
-
-def kept(image: PreparedImage, respond_async: bool) -> lifecycle.StoredInput | None:
-    """What an async record keeps of its upload until its work is done; sync keeps nothing."""
-    return lifecycle.StoredInput(image.data, image.content_type) if respond_async else None
 
 
 async def admit(
@@ -196,26 +189,19 @@ async def within_rate_limit(
     return None
 
 
-async def accept_retry(
-    session: AsyncSession,
-    runner: GenerationRunner,
-    queue: WorkQueue,
-    settings: Settings,
-    existing: Generation,
-    upload: Upload,
-    respond_async: bool,
-) -> Accepted:
+async def accept_retry(intake: Intake, existing: Generation, upload: Upload) -> Accepted:
     """A retried request gets its record; one that failed retryably runs again as a new
     attempt (not counted against the limit), from the retried request's own body."""
+    runner, session = intake.runner, intake.session
     generation = idempotency.replay(existing, upload.request_hash)
     if not idempotency.runs_again(generation):
         return Accepted(generation, runner.task_for(generation.id))
-    image = await prepare_upload(upload, settings)
+    image = await prepare_upload(upload, intake.settings)
     values = await lifecycle.retry(
         session,
         generation.id,
-        kept(image, respond_async),
-        claimed=not respond_async,
+        intake.kept(image),
+        claimed=not intake.respond_async,
         seen_run=generation.run,
     )
     if values is None:
@@ -225,53 +211,50 @@ async def accept_retry(
     await session.commit()
     for name, value in values.items():
         set_committed_value(generation, name, value)
-    return Accepted(generation, await start_work(session, runner, queue, generation, image))
+    return Accepted(generation, await start_work(intake, generation, image))
 
 
 async def start_work(
-    session: AsyncSession,
-    runner: GenerationRunner,
-    queue: WorkQueue,
-    generation: Generation,
-    image: PreparedImage,
+    intake: Intake, generation: Generation, image: PreparedImage
 ) -> asyncio.Task[Outcome | None] | None:
     """Start the work on a generation just committed, with its upload in hand (no read back)."""
-    request = FunctionRequest(
-        image=image.data,
-        content_type=image.content_type,
-        user_id=generation.user_id,
-        targets=(Target(generation.id, generation.animal),),
-    )
     job = Job.of_generation(generation.id, generation.attempts)
-    return await start_job(session, runner, queue, job, generation.run, request, [generation])
+    return await start_job(intake, job, generation.run, image, [generation])
 
 
 async def start_job(
-    session: AsyncSession,
-    runner: GenerationRunner,
-    queue: WorkQueue,
+    intake: Intake,
     job: Job,
     run: int,
-    request: FunctionRequest,
+    image: PreparedImage,
     generations: Sequence[Generation],
 ) -> asyncio.Task[Outcome | None] | None:
-    """Start the work on records just committed: a sync upload's (born or retried claimed)
-    here and now, an async one's through the queue. Returns the work if it runs here.
+    """Start the work on records just committed, with the upload in hand: a sync upload's
+    (born or retried claimed) here and now, an async one's through the queue. Returns the work
+    if it runs here.
 
     A queue that cannot take the job fails the records retryably (503): a pending record with
     nothing to run it would stay pending for ever.
     """
+    request = FunctionRequest(
+        image=image.data,
+        content_type=image.content_type,
+        user_id=intake.user_id,
+        targets=tuple(Target(g.id, g.animal) for g in generations),
+    )
     if generations[0].status is lifecycle.PROCESSING:  # sync: born (or retried) claimed
-        return runner.submit(job, Work(request, kept_input=False), claimed=True)
+        return intake.runner.submit(job, Work(request, kept_input=False), claimed=True)
     try:
-        await queue.enqueue(QueuedJob(job.kind, job.id, run), work=Work(request, kept_input=True))
+        await intake.queue.enqueue(
+            QueuedJob(job.kind, job.id, run), work=Work(request, kept_input=True)
+        )
     except Exception as exc:
-        await _not_queued(session, job, generations)
+        await _not_queued(intake.session, job, generations)
         if isinstance(exc, UpstreamUnavailable):
             raise
         logger.exception("%s %s could not be queued", job.kind, job.id)
         raise UpstreamUnavailable(NOT_QUEUED, retry_after_s=NOT_QUEUED_RETRY_AFTER_S) from exc
-    return runner.task_for(job.id)
+    return intake.runner.task_for(job.id)
 
 
 NOT_QUEUED = "the work queue did not take the generation; please try again"

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from api.config import Settings
 from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
 from api.generations.presenter import to_public_many
-from api.generations.router import IdempotencyKey, Prefer, QueueDep, RunnerDep, wants_async
+from api.generations.router import answer_unfinished, intake_of
+from api.generations.service import Intake
 from api.packs import service
 from api.packs.schemas import PackPublic
 from api.problems import problem_responses
 from api.storage import ObjectStore
-from api.uploads import read_upload
 
 router = APIRouter(prefix="/v1/packs", tags=["packs"])
 
@@ -57,38 +58,18 @@ PACK_BODY = {
     },
 )
 async def create_pack(
-    request: Request,
     response: Response,
-    user: CurrentUser,
-    session: SessionDep,
+    intake: Annotated[Intake, Depends(intake_of(several=True))],
     store: StorageDep,
-    settings: SettingsDep,
-    runner: RunnerDep,
-    queue: QueueDep,
-    idempotency_key: IdempotencyKey = None,
-    prefer: Prefer = None,
 ) -> PackPublic:
     """One selfie, several animals: the face is found once and each animal is a generation
     (in the history too, with `pack_id`). 201 with the finished pack (`succeeded`, or
     `partial` when some animals failed), or with `Prefer: respond-async` 202 and poll
     `Location`. The whole pack fits the rate limit or none of it is made (429)."""
-    respond_async = wants_async(prefer)
-    view = await service.create_pack(
-        session,
-        runner,
-        queue,
-        settings,
-        user.id,
-        lambda fingerprint: read_upload(request, settings, fingerprint=fingerprint, several=True),
-        idempotency_key=idempotency_key,
-        respond_async=respond_async,
-    )
+    view = await service.create_pack(intake)
     if view.status not in ("succeeded", "partial"):
-        response.status_code = status.HTTP_202_ACCEPTED
-        response.headers["Location"] = f"{router.prefix}/{view.pack.id}"
-        if respond_async:
-            response.headers["Preference-Applied"] = "respond-async"
-    return await to_public(view, store, settings)
+        answer_unfinished(response, f"{router.prefix}/{view.pack.id}", intake)
+    return await to_public(view, store, intake.settings)
 
 
 @router.get("/{pack_id}", responses=problem_responses(401, 404, 422, 503))

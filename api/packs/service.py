@@ -21,25 +21,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from api.config import Settings
 from api.db import utcnow
 from api.errors import InvalidRequest, NotFound
-from api.forwarding.client import FunctionRequest, Target
 from api.generations import idempotency, lifecycle
 from api.generations.models import Generation, Pack
 from api.generations.presenter import failure_of
-from api.generations.runner import GenerationRunner, Job, Outcome
-from api.generations.service import (
-    UploadReader,
-    kept,
-    prepare_upload,
-    start_job,
-    within_rate_limit,
-)
+from api.generations.runner import Job, Outcome
+from api.generations.service import Intake, prepare_upload, start_job, within_rate_limit
 from api.images import PreparedImage
-from api.ratelimit import check_generation_rate_limit
 from api.uploads import Upload
-from api.work import WorkQueue
 
 
 @dataclass(frozen=True)
@@ -70,64 +60,29 @@ class AcceptedPack:
     work: asyncio.Task[Outcome | None] | None
 
 
-async def create_pack(
-    session: AsyncSession,
-    runner: GenerationRunner,
-    queue: WorkQueue,
-    settings: Settings,
-    user_id: uuid.UUID,
-    read_upload: UploadReader,
-    *,
-    idempotency_key: str | None,
-    respond_async: bool,
-) -> PackView:
+async def create_pack(intake: Intake) -> PackView:
     """Take an upload on for several animals and return the pack: finished unless
     `respond_async` (pending then). A pack whose every generation failed raises the first
     one's error, as a single generation does; a partial one is an answer."""
-    accepted = await accept_pack(
-        session,
-        runner,
-        queue,
-        settings,
-        user_id,
-        read_upload,
-        idempotency_key=idempotency_key,
-        respond_async=respond_async,
-    )
-    if not respond_async and accepted.work is not None:
+    accepted = await accept_pack(intake)
+    if not intake.respond_async and accepted.work is not None:
         # Shielded: a client that hangs up does not cancel the work; the records still finish.
         await asyncio.shield(accepted.work)
-    view = await read_pack(session, accepted.pack)
+    view = await read_pack(intake.session, accepted.pack)
     if view.status == lifecycle.FAILED.value:
         raise failure_of(view.generations[0])
     return view
 
 
-async def accept_pack(
-    session: AsyncSession,
-    runner: GenerationRunner,
-    queue: WorkQueue,
-    settings: Settings,
-    user_id: uuid.UUID,
-    read_upload: UploadReader,
-    *,
-    idempotency_key: str | None,
-    respond_async: bool,
-) -> AcceptedPack:
+async def accept_pack(intake: Intake) -> AcceptedPack:
     """Check the limit, read and prepare the upload, record the pack and a generation per
     animal (all within the rate limit, or none), and start the work: as for a generation
     (api.generations.service.accept), one job for the whole pack."""
-    existing = await idempotency.find_pack(session, user_id, idempotency_key)
-    if existing is None:
-        # Cheap, before the upload streams in (room for one at least); the whole pack is
-        # counted atomically once its records are written.
-        await check_generation_rate_limit(session, user_id, settings)
-    await session.commit()  # release the connection while the upload streams in
-    upload = await read_upload(idempotency_key is not None)
+    session, settings, user_id = intake.session, intake.settings, intake.user_id
+    existing = await idempotency.find_pack(session, user_id, intake.idempotency_key)
+    upload = await intake.upload_after_checks(existing)
     if existing is not None:
-        return await accept_pack_retry(
-            session, runner, queue, settings, existing, upload, respond_async
-        )
+        return await accept_pack_retry(intake, existing, upload)
     if len(upload.animals) > settings.rate_limit_generations:
         msg = (
             f"a pack of {len(upload.animals)} animals can never fit the limit of "
@@ -139,7 +94,7 @@ async def accept_pack(
         id=uuid.uuid4(),
         user_id=user_id,
         animals=list(upload.animals),
-        idempotency_key=idempotency_key,
+        idempotency_key=intake.idempotency_key,
         request_hash=upload.request_hash,
         run=0,
         created_at=utcnow(),
@@ -150,12 +105,12 @@ async def accept_pack(
             animal,
             idempotency_key=None,
             request_hash=None,
-            claimed=not respond_async,
+            claimed=not intake.respond_async,
             pack_id=pack.id,
         )
         for animal in upload.animals
     ]
-    key, request_hash = idempotency_key, upload.request_hash
+    key, request_hash = intake.idempotency_key, upload.request_hash
 
     async def twin() -> Pack | None:
         found = await idempotency.find_pack(session, user_id, key)
@@ -165,67 +120,45 @@ async def accept_pack(
         session,
         settings,
         user_id,
-        partial(lifecycle.insert_pack, session, pack, generations, kept(image, respond_async)),
+        partial(lifecycle.insert_pack, session, pack, generations, intake.kept(image)),
         adding=len(generations),
         twin=twin,
     )
     if won is not None:
-        return AcceptedPack(won, runner.task_for(won.id))
-    work = await _start(session, runner, queue, pack, generations, image)
-    return AcceptedPack(pack, work)
+        return AcceptedPack(won, intake.runner.task_for(won.id))
+    return AcceptedPack(pack, await _start(intake, pack, generations, image))
 
 
-async def accept_pack_retry(
-    session: AsyncSession,
-    runner: GenerationRunner,
-    queue: WorkQueue,
-    settings: Settings,
-    existing: Pack,
-    upload: Upload,
-    respond_async: bool,
-) -> AcceptedPack:
+async def accept_pack_retry(intake: Intake, existing: Pack, upload: Upload) -> AcceptedPack:
     """A retried request gets its pack; when every generation finished and some failed
     retryably (the function was down or slow), those run again as the pack's next run (not
     counted against the limit), from the retried request's own body."""
+    session, runner = intake.session, intake.runner
     pack = idempotency.replay(existing, upload.request_hash)
     view = await read_pack(session, pack)
     again = [g for g in view.generations if idempotency.runs_again(g)]
     if not again or any(g.status in lifecycle.UNFINISHED for g in view.generations):
         return AcceptedPack(pack, runner.task_for(pack.id))
-    image = await prepare_upload(upload, settings)
-    claimed = not respond_async
-    if not await lifecycle.retry_pack(
-        session, pack.id, kept(image, respond_async), seen_run=pack.run
-    ):
+    image = await prepare_upload(upload, intake.settings)
+    if not await lifecycle.retry_pack(session, pack.id, intake.kept(image), seen_run=pack.run):
         await session.rollback()  # another retry of the same key started it first
         return AcceptedPack(pack, runner.task_for(pack.id))
     for generation in again:
         values = await lifecycle.retry(
-            session, generation.id, None, claimed=claimed, seen_run=generation.run
+            session, generation.id, None, claimed=not intake.respond_async, seen_run=generation.run
         )
         for name, value in (values or {}).items():
             set_committed_value(generation, name, value)
     await session.commit()
     set_committed_value(pack, "run", pack.run + 1)
-    return AcceptedPack(pack, await _start(session, runner, queue, pack, again, image))
+    return AcceptedPack(pack, await _start(intake, pack, again, image))
 
 
 async def _start(
-    session: AsyncSession,
-    runner: GenerationRunner,
-    queue: WorkQueue,
-    pack: Pack,
-    generations: Sequence[Generation],
-    image: PreparedImage,
+    intake: Intake, pack: Pack, generations: Sequence[Generation], image: PreparedImage
 ) -> asyncio.Task[Outcome | None] | None:
-    request = FunctionRequest(
-        image=image.data,
-        content_type=image.content_type,
-        user_id=pack.user_id,
-        targets=tuple(Target(g.id, g.animal) for g in generations),
-    )
     job = Job.fresh("pack", pack.id, (g.id for g in generations))
-    return await start_job(session, runner, queue, job, pack.run, request, generations)
+    return await start_job(intake, job, pack.run, image, generations)
 
 
 async def read_pack(session: AsyncSession, pack: Pack) -> PackView:
