@@ -132,14 +132,34 @@ async def upload(
     **headers: str,
 ) -> httpx.Response:
     """POST /v1/generations with an image file and an animal."""
+    return await _post_form(client, "/v1/generations", key, image, {"animal": animal}, headers)
+
+
+async def upload_pack(
+    client: httpx.AsyncClient,
+    key: str,
+    image: bytes,
+    animals: str = "fox,cat,panda",
+    **headers: str,
+) -> httpx.Response:
+    """POST /v1/packs with an image file and the animals."""
+    return await _post_form(client, "/v1/packs", key, image, {"animals": animals}, headers)
+
+
+async def _post_form(
+    client: httpx.AsyncClient,
+    path: str,
+    key: str,
+    image: bytes,
+    fields: dict[str, str],
+    headers: dict[str, str],
+) -> httpx.Response:
+    """A multipart upload with the key; `headers` by keyword (`prefer=` is `Prefer:`)."""
     sent = {"Authorization": f"Bearer {key}"} | {
         name.replace("_", "-"): value for name, value in headers.items()
     }
     return await client.post(
-        "/v1/generations",
-        files={"image": ("selfie.jpg", image, "image/jpeg")},
-        data={"animal": animal},
-        headers=sent,
+        path, files={"image": ("selfie.jpg", image, "image/jpeg")}, data=fields, headers=sent
     )
 
 
@@ -163,25 +183,6 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     body: dict[str, Any] = response.json()
     assert (body["code"], body["status"]) == (code, status)
     return body
-
-
-async def upload_pack(
-    client: httpx.AsyncClient,
-    key: str,
-    image: bytes,
-    animals: str = "fox,cat,panda",
-    **headers: str,
-) -> httpx.Response:
-    """POST /v1/packs with an image file and the animals."""
-    sent = {"Authorization": f"Bearer {key}"} | {
-        name.replace("_", "-"): value for name, value in headers.items()
-    }
-    return await client.post(
-        "/v1/packs",
-        files={"image": ("selfie.jpg", image, "image/jpeg")},
-        data={"animals": animals},
-        headers=sent,
-    )
 
 
 async def wait_finished(client: httpx.AsyncClient, key: str, location: str) -> dict[str, Any]:
