@@ -15,7 +15,14 @@ from function_testing import MAIN_PY, MEDIA_BASE_URL, MEDIA_KEY, Post, encode, l
 from PIL import Image
 from werkzeug.test import TestResponse
 
-from avatar.config import get_settings
+from avatar.backends import Backends, build_backends
+from avatar.config import Settings, get_settings
+
+
+@pytest.fixture(scope="session")
+def backends() -> Backends:
+    """The local backends (the real face models), built once."""
+    return build_backends(Settings(avatar_backend="local"))
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,9 @@ from typing import Any
 from PIL import Image
 from werkzeug.test import TestResponse
 
+from avatar.backends import Backends
+from avatar.faces import Face
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAIN_PY = REPO_ROOT / "cloud_functions" / "main.py"
 MEDIA_KEY = "test-media-signing-key"
@@ -115,3 +118,13 @@ def box_of(face: Mapping[str, Any]) -> tuple[float, float, float, float]:
     """A JSON face's box as (x0, y0, x1, y1)."""
     b = face["box"]
     return (b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"])
+
+
+# An image with the faces found in it and their masks, as the pipeline hands them to compose.
+Case = tuple[Image.Image, list[Face], list[Image.Image]]
+
+
+def detect(backends: Backends, image: Image.Image) -> Case:
+    """The faces the backends find in the image, and their masks."""
+    faces = backends.detector.detect(image)
+    return image, faces, [backends.masker.face_mask(image, f) for f in faces]

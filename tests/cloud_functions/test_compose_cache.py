@@ -10,31 +10,17 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import numpy.typing as npt
 import pytest
-from function_testing import load_photo, side_by_side
-from PIL import Image
+from function_testing import Case, detect, load_photo, side_by_side
 
-from avatar.backends import Backends, build_backends
+from avatar.backends import Backends
 from avatar.backends.local.compositor import LocalCompositor
 from avatar.catalogue import ANIMALS
 from avatar.compose import compose_face
 from avatar.compose.geometry import cubic, ellipse, face_frame
 from avatar.compose.prepared import PREPARED
 from avatar.compose.raster import offset_polygon, stroke
-from avatar.config import Settings
-from avatar.faces import Face
 
-Case = tuple[Image.Image, list[Face], list[Image.Image]]
 EVERY_ANIMAL = [a.id for a in ANIMALS]
-
-
-@pytest.fixture(scope="module")
-def backends() -> Backends:
-    return build_backends(Settings(avatar_backend="local"))
-
-
-def detect(backends: Backends, image: Image.Image) -> Case:
-    faces = backends.detector.detect(image)
-    return image, faces, [backends.masker.face_mask(image, f) for f in faces]
 
 
 @pytest.fixture(scope="module")

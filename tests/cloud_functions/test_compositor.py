@@ -8,32 +8,20 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import pytest
-from function_testing import load_photo, side_by_side
+from function_testing import Case, detect, load_photo, side_by_side
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from avatar.backends import Backends, build_backends
+from avatar.backends import Backends
 from avatar.backends.local.compositor import LocalCompositor
 from avatar.catalogue import ANIMAL_IDS, ANIMALS
 from avatar.compose import STYLES, ear_outlines
 from avatar.compose.synthetic import synthetic_face, synthetic_mask
-from avatar.config import Settings
 from avatar.errors import InvalidRequest
 from avatar.faces import Face
 
-Case = tuple[Image.Image, list[Face], list[Image.Image]]
 BoolArray = npt.NDArray[np.bool_]
 PHOTOS = ["astronaut", "grace_hopper", "camera", "two_faces", "no_mesh"]
-
-
-@pytest.fixture(scope="module")
-def backends() -> Backends:
-    return build_backends(Settings(avatar_backend="local"))
-
-
-def detect(backends: Backends, image: Image.Image) -> Case:
-    faces = backends.detector.detect(image)
-    return image, faces, [backends.masker.face_mask(image, f) for f in faces]
 
 
 def photo(name: str) -> Image.Image:
