@@ -185,6 +185,39 @@ def born(
     )
 
 
+def born_pack(
+    user_id: uuid.UUID,
+    animals: Sequence[str],
+    *,
+    idempotency_key: str | None,
+    request_hash: str | None,
+    claimed: bool,
+) -> tuple[Pack, list[Generation]]:
+    """A new pack and its records, one per animal (not yet written); the key and fingerprint
+    are the pack's."""
+    pack = Pack(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        animals=list(animals),
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        run=0,
+        created_at=utcnow(),
+    )
+    generations = [
+        born(
+            user_id,
+            animal,
+            idempotency_key=None,
+            request_hash=None,
+            claimed=claimed,
+            pack_id=pack.id,
+        )
+        for animal in animals
+    ]
+    return pack, generations
+
+
 async def insert_new(
     session: AsyncSession, generation: Generation, stored: StoredInput | None
 ) -> None:
@@ -340,18 +373,12 @@ async def _finish(
 
 
 def _input_row(generation_id: uuid.UUID, stored: StoredInput) -> dict[str, Any]:
-    return {
-        "generation_id": generation_id,
-        "image": stored.image,
-        "content_type": stored.content_type,
-        "created_at": utcnow(),
-    }
+    return {"generation_id": generation_id, **_kept_upload(stored)}
 
 
 def _pack_input_row(pack_id: uuid.UUID, stored: StoredInput) -> dict[str, Any]:
-    return {
-        "pack_id": pack_id,
-        "image": stored.image,
-        "content_type": stored.content_type,
-        "created_at": utcnow(),
-    }
+    return {"pack_id": pack_id, **_kept_upload(stored)}
+
+
+def _kept_upload(stored: StoredInput) -> dict[str, Any]:
+    return {"image": stored.image, "content_type": stored.content_type, "created_at": utcnow()}

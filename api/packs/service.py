@@ -21,7 +21,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from api.db import utcnow
 from api.errors import InvalidRequest, NotFound
 from api.generations import idempotency, lifecycle
 from api.generations.models import Generation, Pack
@@ -90,26 +89,13 @@ async def accept_pack(intake: Intake) -> AcceptedPack:
         )
         raise InvalidRequest(msg)
     image = await prepare_upload(upload, settings)
-    pack = Pack(
-        id=uuid.uuid4(),
-        user_id=user_id,
-        animals=list(upload.animals),
+    pack, generations = lifecycle.born_pack(
+        user_id,
+        upload.animals,
         idempotency_key=intake.idempotency_key,
         request_hash=upload.request_hash,
-        run=0,
-        created_at=utcnow(),
+        claimed=not intake.respond_async,
     )
-    generations = [
-        lifecycle.born(
-            user_id,
-            animal,
-            idempotency_key=None,
-            request_hash=None,
-            claimed=not intake.respond_async,
-            pack_id=pack.id,
-        )
-        for animal in upload.animals
-    ]
     key, request_hash = intake.idempotency_key, upload.request_hash
 
     async def twin() -> Pack | None:

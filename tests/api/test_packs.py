@@ -23,7 +23,6 @@ from function_stub import (
 from sqlalchemy import func, select
 
 from api.animals import CATALOGUE_ORDER
-from api.db import utcnow
 from api.generations import lifecycle
 from api.generations.models import Generation, Pack, PackInput
 
@@ -368,20 +367,9 @@ async def test_an_unfinished_async_pack_is_resumed_at_start_as_one_call(app_fact
 async def _write_pack(
     app: Any, user_id: uuid.UUID, *, claimed: bool, age: timedelta = timedelta(0)
 ) -> uuid.UUID:
-    pack = Pack(
-        id=uuid.uuid4(), user_id=user_id, animals=["fox", "cat"], run=0, created_at=utcnow()
+    pack, generations = lifecycle.born_pack(
+        user_id, ["fox", "cat"], idempotency_key=None, request_hash=None, claimed=claimed
     )
-    generations = [
-        lifecycle.born(
-            user_id,
-            animal,
-            idempotency_key=None,
-            request_hash=None,
-            claimed=claimed,
-            pack_id=pack.id,
-        )
-        for animal in pack.animals
-    ]
     for generation in generations:
         generation.updated_at -= age
     stored = None if claimed else lifecycle.StoredInput(SELFIE, "image/jpeg")
