@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.config import REPO_ROOT
 from api.generations.models import Generation, GenerationStatus
 
+MAIN_PY = REPO_ROOT / "cloud_functions" / "main.py"
+
 ADMIN_KEY = "test-admin-key-" + "x" * 32
 MEDIA_KEY = "test-media-signing-key-" + "y" * 32
 # Nothing listens on the discard port: the function is "down" unless a test says otherwise.
@@ -121,3 +123,15 @@ def put_object(store: Any, name: str, data: bytes) -> None:
     path = store.path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+
+
+def photo(name: str) -> bytes:
+    """An offline photograph from scikit-image, as a JPEG."""
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    out = io.BytesIO()
+    Image.fromarray(getattr(data, name)()).convert("RGB").save(out, "JPEG", quality=92)
+    return out.getvalue()

@@ -18,6 +18,7 @@ import pytest
 from api_testing import (
     ADMIN_KEY,
     BASE_URL,
+    MAIN_PY,
     MEDIA_KEY,
     UNREACHABLE_URL,
     auth,
@@ -187,3 +188,52 @@ def make_user(client: httpx.AsyncClient) -> UserFactory:
 def admin_headers() -> dict[str, str]:
     """Headers that carry the test admin key."""
     return auth(ADMIN_KEY)
+
+
+@pytest.fixture
+def media_dir(tmp_path: Path) -> Path:
+    """Where the function stores and the API serves /media from, in the contract tests."""
+    return tmp_path / "media"
+
+
+@pytest.fixture
+def function_app(media_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The real cloud_functions/main.py with the local backends, storing in `media_dir`."""
+    import functions_framework
+
+    from avatar.config import get_settings
+
+    monkeypatch.setenv("AVATAR_BACKEND", "local")
+    monkeypatch.setenv("STORAGE_DIR", str(media_dir))
+    monkeypatch.setenv("MEDIA_SIGNING_KEY", MEDIA_KEY)
+    monkeypatch.setenv("MEDIA_BASE_URL", f"{BASE_URL}/media")
+    get_settings.cache_clear()
+    yield functions_framework.create_app(target="generate_animal_avatar", source=str(MAIN_PY))
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def contract_app(
+    settings_factory: Callable[..., Settings],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    media_dir: Path,
+    function_app: Any,
+) -> Callable[[], AbstractAsyncContextManager[FastAPI]]:
+    """`async with contract_app() as app`: the API, its forwarder's transport plugged into
+    `function_app` in-process (a test module may override that fixture, e.g. with gcp)."""
+    from function_stub import WSGIThreadTransport
+
+    from api.forwarding import build_function_client
+
+    def forwarder(settings: Settings) -> Any:
+        return build_function_client(settings, transport=WSGIThreadTransport(function_app))
+
+    @asynccontextmanager
+    async def start() -> AsyncIterator[FastAPI]:
+        settings = settings_factory(function_url="http://function.test/", storage_dir=media_dir)
+        app = create_app(settings, forwarder_factory=forwarder)
+        async with LifespanManager(app):
+            app.state.sessionmaker = sessionmaker
+            yield app
+
+    return start

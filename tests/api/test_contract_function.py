@@ -7,75 +7,15 @@ function's answer is parsed by the API. Local backends and the real face models 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import functions_framework
 import numpy as np
-import pytest
-from api_testing import BASE_URL, MEDIA_KEY, auth, client_for, create_user
-from function_stub import WSGIThreadTransport, upload, upload_pack
+from api_testing import BASE_URL, auth, client_for, create_user, photo
+from function_stub import upload, upload_pack
 from PIL import Image
 from sqlalchemy import func, select
 
 from api.animals import CATALOGUE_ORDER
-from api.config import REPO_ROOT, Settings
-from api.forwarding import build_function_client
 from api.generations.models import GenerationInput
-
-MAIN_PY = REPO_ROOT / "cloud_functions" / "main.py"
-
-
-def photo(name: str) -> bytes:
-    """An offline photograph from scikit-image, as a JPEG."""
-    from skimage import data
-
-    out = io.BytesIO()
-    Image.fromarray(getattr(data, name)()).convert("RGB").save(out, "JPEG", quality=92)
-    return out.getvalue()
-
-
-@pytest.fixture
-def media_dir(tmp_path: Path) -> Path:
-    return tmp_path / "media"
-
-
-@pytest.fixture
-def function_app(media_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The real cloud_functions/main.py, storing where the API serves /media from."""
-    from avatar.config import get_settings
-
-    monkeypatch.setenv("AVATAR_BACKEND", "local")
-    monkeypatch.setenv("STORAGE_DIR", str(media_dir))
-    monkeypatch.setenv("MEDIA_SIGNING_KEY", MEDIA_KEY)
-    monkeypatch.setenv("MEDIA_BASE_URL", f"{BASE_URL}/media")
-    get_settings.cache_clear()
-    yield functions_framework.create_app(target="generate_animal_avatar", source=str(MAIN_PY))
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def contract_app(settings_factory, sessionmaker, media_dir, function_app):
-    """The API, its forwarder's transport plugged into the function app."""
-    from contextlib import asynccontextmanager
-
-    from asgi_lifespan import LifespanManager
-
-    from api.main import create_app
-
-    def forwarder(settings: Settings) -> Any:
-        return build_function_client(settings, transport=WSGIThreadTransport(function_app))
-
-    @asynccontextmanager
-    async def start():
-        settings = settings_factory(function_url="http://function.test/", storage_dir=media_dir)
-        app = create_app(settings, forwarder_factory=forwarder)
-        async with LifespanManager(app):
-            app.state.sessionmaker = sessionmaker
-            yield app
-
-    return start
 
 
 async def test_a_selfie_goes_through_the_real_function_and_back(contract_app, db, media_dir):

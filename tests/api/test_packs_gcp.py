@@ -4,21 +4,15 @@ refusing one animal. The API's request goes into the function app in-process."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import functions_framework
 import pytest
-from api_testing import client_for, create_user
-from asgi_lifespan import LifespanManager
-from function_stub import WSGIThreadTransport, upload_pack
+from api_testing import MAIN_PY, client_for, create_user, photo
+from function_stub import upload_pack
 from PIL import Image
-from test_contract_function import MAIN_PY, photo
 
-from api.config import Settings
-from api.forwarding import build_function_client
-from api.main import create_app
 from tests.cloud_functions.gcp.conftest import (  # noqa: F401 (fixtures the gcp function needs)
     emulator,
     gcp_env,
@@ -49,26 +43,12 @@ def vertex() -> Iterator[FakeServer]:
 
 
 @pytest.fixture
-def gcp_app(gcp_env: None, settings_factory: Any, sessionmaker: Any) -> Any:  # noqa: F811
-    function = functions_framework.create_app(target="generate_animal_avatar", source=str(MAIN_PY))
-
-    def forwarder(settings: Settings) -> Any:
-        return build_function_client(settings, transport=WSGIThreadTransport(function))
-
-    @asynccontextmanager
-    async def start() -> AsyncIterator[Any]:
-        app = create_app(
-            settings_factory(function_url="http://function.test/"), forwarder_factory=forwarder
-        )
-        async with LifespanManager(app):
-            app.state.sessionmaker = sessionmaker
-            yield app
-
-    return start
+def function_app(gcp_env: None) -> Any:  # noqa: F811 (the gcp function, for contract_app)
+    return functions_framework.create_app(target="generate_animal_avatar", source=str(MAIN_PY))
 
 
-async def test_one_animal_refused_by_the_safety_filter_fails_alone(gcp_app, vertex) -> None:
-    async with gcp_app() as app, client_for(app) as client:
+async def test_one_animal_refused_by_the_safety_filter_fails_alone(contract_app, vertex) -> None:
+    async with contract_app() as app, client_for(app) as client:
         _, key = await create_user(client)
         response = await upload_pack(client, key, photo("astronaut"), "fox,panda,koala")
         assert response.status_code == 201, response.text
