@@ -1,5 +1,5 @@
 """Packs: take one upload on for several animals (limits, idempotency, the records, their
-work); read one; forget an emptied one.
+work); read one.
 
 A pack is a generation per animal plus one row that says what was asked (animals, key,
 fingerprint). Its status is derived from its generations (lifecycle.overall_status), so there is
