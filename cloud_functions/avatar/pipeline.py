@@ -119,12 +119,18 @@ class Renderer:
     def render(self, target: tuple[str, str], timings: Timings) -> tuple[str, str]:
         """Compose (animal, generation_id), store it, sign a URL: (object_name, url)."""
         animal, generation_id = target
-        scene, backends = self.scene, self.backends
         with timings.stage("compose"):
-            composed = backends.compositor.compose(scene.rgb, scene.chosen, scene.masks, animal)
-            result = restore_alpha(composed, scene.decoded)
+            result = self.draw(animal)
         with timings.stage("store"):
-            return store_result(result, self.job.user_id, generation_id, backends, self.settings)
+            return store_result(
+                result, self.job.user_id, generation_id, self.backends, self.settings
+            )
+
+    def draw(self, animal: str) -> Image.Image:
+        """The scene with its chosen faces turned into `animal` (the input's alpha restored)."""
+        scene = self.scene
+        composed = self.backends.compositor.compose(scene.rgb, scene.chosen, scene.masks, animal)
+        return restore_alpha(composed, scene.decoded)
 
     def results(self) -> list[dict[str, Any]]:
         """Every animal's result in request order, on as many threads as the compositor allows.
