@@ -66,6 +66,8 @@ FAIL = Transition(UNFINISHED, FAILED)
 RELEASE = Transition((PROCESSING,), PENDING)
 RETRY_ASYNC = Transition((FAILED,), PENDING)
 RETRY_SYNC = Transition((FAILED,), PROCESSING)
+# A batch job's result that failed, done again with --retry-failed (batch/): a new outcome.
+REDO = Transition((FAILED,), SUCCEEDED)
 TRANSITIONS = {
     "claim": CLAIM,
     "succeed": SUCCEED,
@@ -73,6 +75,7 @@ TRANSITIONS = {
     "release": RELEASE,
     "retry_async": RETRY_ASYNC,
     "retry_sync": RETRY_SYNC,
+    "redo": REDO,
 }
 
 GENERATIONS = cast(Table, Generation.__table__)
@@ -216,6 +219,63 @@ def born_pack(
         for animal in animals
     ]
     return pack, generations
+
+
+def born_finished(
+    user_id: uuid.UUID,
+    generation_id: uuid.UUID,
+    animal: str,
+    *,
+    object_name: str | None,
+    faces: list[dict[str, Any]] | None,
+    timings_ms: dict[str, float],
+    error: tuple[str, str] | None,
+) -> Generation:
+    """A record born finished (not yet written): a batch job's result, made outside the API's
+    work, so there is no upload to keep and nothing to queue; failed when `error` is given."""
+    now = utcnow()
+    code, detail = error or (None, None)
+    return Generation(
+        id=generation_id,
+        user_id=user_id,
+        animal=animal,
+        status=FAILED if error else SUCCEEDED,
+        run=0,
+        attempts=1,
+        object_name=None if error else object_name,
+        faces=faces,
+        timings_ms=timings_ms,
+        error_code=code,
+        error_detail=detail,
+        created_at=now,
+        updated_at=now,
+        completed_at=now,
+    )
+
+
+async def insert_finished(session: AsyncSession, generation: Generation) -> bool:
+    """Write a record born finished, once per id; whether it was written.
+
+    The same id again is the same batch line run again (after a crash, or with
+    --retry-failed): the earlier record stays, unless it failed and this one succeeded.
+    """
+    connection = await session.connection()
+    found = (await connection.execute(STATUS_OF, {"generation_id": generation.id})).scalar()
+    if found is None:
+        await insert_new(session, generation, None)
+        return True
+    if found is not FAILED or generation.status is not SUCCEEDED:
+        return False
+    values = _finished(
+        SUCCEEDED,
+        object_name=generation.object_name,
+        faces=generation.faces,
+        timings_ms=generation.timings_ms,
+        error_code=None,
+        error_detail=None,
+    )
+    result = await connection.execute(MOVES[REDO], {"generation_id": generation.id, **values})
+    return bool(result.rowcount)
 
 
 async def insert_new(

@@ -39,6 +39,7 @@ def test_the_state_machine_is_the_specs() -> None:
         ("processing", "pending"),  # released at shutdown
         ("failed", "pending"),  # an Idempotency-Key retry after an outage (async)
         ("failed", "processing"),  # (sync)
+        ("failed", "succeeded"),  # a batch job's failed result, redone (--retry-failed)
     }
     assert not any(t.sources for t in lifecycle.TRANSITIONS.values() if SUCCEEDED in t.sources)
 
@@ -52,7 +53,12 @@ STATUS_WRITE = re.compile(
 
 @pytest.mark.parametrize(
     "path",
-    sorted(p for p in (REPO_ROOT / "api").rglob("*.py") if p.name != "lifecycle.py"),
+    sorted(
+        p
+        for folder in ("api", "batch")
+        for p in (REPO_ROOT / folder).rglob("*.py")
+        if p.name != "lifecycle.py"
+    ),
     ids=lambda p: str(p.relative_to(REPO_ROOT)),
 )
 def test_no_other_module_writes_a_status(path: Path) -> None:
