@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 REQUIREMENTS := requirements.txt requirements-dev.txt cloud_functions/requirements.txt \
-	cloud_functions/requirements-local.txt
+	cloud_functions/requirements-local.txt batch/requirements.txt
 
-.PHONY: run test lint typecheck unit infra-check install models migrate bench gallery clean
+.PHONY: run test lint typecheck unit infra-check install models migrate bench gallery batch clean
 
 run: install models migrate
 	bash scripts/run-local.sh
@@ -46,7 +46,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy api cloud_functions
+	$(VENV)/bin/mypy api cloud_functions batch
 
 unit: install models
 	$(VENV)/bin/pytest
@@ -58,6 +58,12 @@ bench: install models
 	$(PY) bench/concurrency.py
 	$(PY) bench/history.py
 	$(PY) bench/footprint.py
+
+# The batch job over a folder or gs:// prefix: make batch INPUT=photos OUTPUT=out ANIMAL=all
+# (more options: BATCH_ARGS="--workers 2 --retry-failed"; python -m batch --help).
+batch: install models
+	$(PY) -m batch $(if $(INPUT),--input "$(INPUT)") $(if $(OUTPUT),--output "$(OUTPUT)") \
+		$(if $(ANIMAL),--animal "$(ANIMAL)") $(BATCH_ARGS)
 
 gallery: install models
 	$(PY) scripts/gallery.py

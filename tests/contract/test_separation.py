@@ -1,7 +1,8 @@
 """The API and the function are two services that meet only over HTTP.
 
-`api/` imports nothing of `cloud_functions/`, runs without the function's packages, and its
-requirements install none of them (no Cloud Vision, Vertex AI or LiteRT in its environment).
+`api/` imports nothing of `cloud_functions/` (nor of `batch/`, the batch job, which imports the
+function's pipeline), runs without the function's packages, and its requirements install none
+of them (no Cloud Vision, Vertex AI or LiteRT in its environment).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def test_no_api_module_imports_the_functions_code(path: Path) -> None:
     forbidden = {
         name
         for name in imported_modules(path)
-        if name.partition(".")[0] in {"avatar", "cloud_functions", "main"}
+        if name.partition(".")[0] in {"avatar", "cloud_functions", "main", "batch"}
         or name.startswith(FUNCTION_MODULES[1:])
     }
     assert not forbidden, f"{path.relative_to(REPO)} imports {forbidden}"
