@@ -13,7 +13,7 @@ import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -313,11 +313,3 @@ def _client() -> Any:
     from google.cloud.storage import Client
 
     return Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT"))
-
-
-def walk(location: Location, names: list[str]) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of each named object that exists."""
-    for name in names:
-        data = location.fetch(name)
-        if data is not None:
-            yield name, data

@@ -89,3 +89,35 @@ def test_a_stop_hands_out_nothing_more() -> None:
     engine = FakeProcesses(deadly=set())
     drive(engine, [Task(Item("a", 1), ("fox",))], lambda task, results: None, stop)
     assert not engine.handed
+
+
+def test_a_terminal_gets_a_bar_and_a_log_gets_a_line_per_hundred() -> None:
+    import io
+
+    from batch.progress import EVERY, Bar, Plain, Tally, progress_for
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    bar = progress_for(3, terminal)
+    assert isinstance(bar, Bar)
+    tally = Tally(todo=3)
+    for _ in range(3):
+        tally.add([Result("fox")])
+        bar.advance(tally)
+    bar.close()
+    assert "3/3" in terminal.getvalue()
+
+    log = io.StringIO()
+    plain = progress_for(250, log)
+    assert isinstance(plain, Plain)
+    tally = Tally(todo=250)
+    for _ in range(250):
+        tally.add([Result("fox", error=("no_face_detected", "no face"))])
+        plain.advance(tally)
+    printed = log.getvalue().splitlines()
+    assert [line.split()[1] for line in printed] == [f"{EVERY}/250", "200/250", "250/250"]
+    assert "250 failed results" in printed[-1]
+    assert "no_face_detected       250" in tally.summary()
