@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Two services, two images; they meet only over HTTP. Each target installs only its own
-# requirements:
+# requirements (the batch job's image, a third target, is both services' code run as one CLI):
 #   api (the last stage: a plain `docker build .` gives it; infra deploys it to Cloud Run):
 #       docker build --target api -t animal-avatar-api .
 #       uvicorn on $PORT (8000 by default; Cloud Run sets PORT itself)
@@ -9,11 +9,15 @@
 #   Cloud Functions itself builds from a zip of cloud_functions/, see infra/):
 #       docker build --target function -t animal-avatar-function .
 #       functions-framework --target generate_animal_avatar --source main.py on $PORT (8080)
+#   batch (the batch job: the function's pipeline in-process over a folder or a gs:// prefix;
+#   `docker compose run --rm batch ...`, or a Cloud Run job with infra's deploy_batch):
+#       docker build --target batch -t animal-avatar-batch .
+#       python -m batch --input ... --output ... --animal ...   (the entrypoint; args appended)
 # docker-compose.yml wires them together; infra/README.md covers the cloud.
 
 # The base image, pinned to a patch release; bump every FROM line together (the other stages
 # build on builder-base and runtime-base).
-# --- builder-base: an empty venv, what both builders start from --------------------------------
+# --- builder-base: an empty venv, what every builder starts from --------------------------------
 FROM python:3.11.14-slim-bookworm AS builder-base
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -24,7 +28,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /build
 RUN python -m venv /opt/venv
 
-# --- runtime-base: what both images run on -----------------------------------------------------
+# --- runtime-base: what every image runs on -----------------------------------------------------
 FROM python:3.11.14-slim-bookworm AS runtime-base
 
 # ENVIRONMENT=production: the settings refuse the code's placeholder secrets (dev-only-...), so
@@ -36,8 +40,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH \
     STORAGE_DIR=/data/media
 
-# A fixed, unprivileged uid, the same in both images: a named volume mounted at /data keeps this
-# ownership, and the API and the function share the media volume.
+# A fixed, unprivileged uid, the same in every image: a named volume mounted at /data keeps this
+# ownership, and the API, the function and the batch job share the media volume.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app \
     && mkdir -p /data/media \
@@ -90,6 +94,44 @@ RUN pip install --no-cache-dir "gcp-storage-emulator==${GCP_STORAGE_EMULATOR_VER
 USER 65534:65534
 EXPOSE 9023
 CMD ["gcp-storage-emulator", "start", "--host=0.0.0.0", "--port=9023", "--in-memory"]
+
+# --- batch-builder: the batch job's venv, from batch/requirements.txt ---------------------------
+FROM builder-base AS batch-builder
+
+# Requirements first. batch/requirements.txt pulls in ../cloud_functions/requirements-local.txt
+# (which pulls in its requirements.txt) and ../requirements.txt by relative path: the four files
+# keep the repository's layout under /build. The batch job runs the function's pipeline and
+# writes the API's records (--user-id), so it is the one image with both services' packages.
+COPY batch/requirements.txt batch/
+COPY cloud_functions/requirements.txt cloud_functions/requirements-local.txt cloud_functions/
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r batch/requirements.txt
+
+# --- batch: `python -m batch`, the function's pipeline run in-process over many images ----------
+FROM runtime-base AS batch
+
+# Both services' code under /app: `api` and `batch` from /app, the function's `avatar` package
+# from /app/cloud_functions (its deployed layout). The face models are the function image's own,
+# fetched by function-builder: only /opt/models is taken from it, not its venv (building this
+# target builds that stage too; a compose build shares it with the function image).
+ENV PYTHONPATH=/app:/app/cloud_functions \
+    MODEL_DIR=/opt/models
+
+COPY --from=batch-builder /opt/venv /opt/venv
+COPY --from=function-builder /opt/models /opt/models
+COPY --chown=root:root api/ api/
+COPY --chown=root:root cloud_functions/ cloud_functions/
+COPY --chown=root:root batch/ batch/
+
+USER 10001:10001
+
+# A job, not a server: no port, nothing to probe; it exits when the inputs are done.
+HEALTHCHECK NONE
+
+# The arguments follow: `docker run IMAGE --input ... --output ... --animal ...`, a Cloud Run
+# job's args, `docker compose run --rm batch ...`. Without any, the usage.
+ENTRYPOINT ["python", "-m", "batch"]
+CMD ["--help"]
 
 # --- api-builder: the API's venv, from requirements.txt only ------------------------------------
 FROM builder-base AS api-builder
