@@ -3,6 +3,7 @@
 #   storage.tf  results and source buckets     function.tf     the function and its identity
 #   iam.tf      the API's identity and grants   api_cloud_run.tf  the optional Cloud Run + Cloud SQL part
 #   work_queue.tf  with deploy_api: the Cloud Tasks queue of the API's async work, its identity
+#   batch.tf    with deploy_batch: the batch job on Cloud Run jobs, its identity, its schedule
 
 locals {
   function_apis = [
@@ -23,7 +24,9 @@ locals {
     "servicenetworking.googleapis.com",
     "sqladmin.googleapis.com",
   ]
-  required_apis = toset(concat(local.function_apis, var.deploy_api ? local.api_apis : []))
+  # The batch job needs only run.googleapis.com (above); its schedule, Cloud Scheduler.
+  batch_apis    = var.deploy_batch && var.batch_schedule != null ? ["cloudscheduler.googleapis.com"] : []
+  required_apis = toset(concat(local.function_apis, var.deploy_api ? local.api_apis : [], local.batch_apis))
 
   results_bucket_name = "${var.project_id}-${var.name_prefix}-results"
   source_bucket_name  = "${var.project_id}-${var.name_prefix}-function-source"

@@ -47,3 +47,18 @@ output "tasks_service_account_email" {
   description = "The identity of the work queue's OIDC tokens, the only caller /internal/work accepts (null unless deploy_api)."
   value       = one(google_service_account.tasks[*].email)
 }
+
+output "batch_job" {
+  description = "Cloud Run job of the batch job (null unless deploy_batch): gcloud run jobs execute NAME --region REGION --wait."
+  value       = one(google_cloud_run_v2_job.batch[*].name)
+}
+
+output "batch_output" {
+  description = "Where the batch job writes its images and manifest parts, gs://RESULTS_BUCKET/PREFIX/ (null unless deploy_batch)."
+  value       = var.deploy_batch ? local.batch_output_url : null
+}
+
+output "batch_service_account_email" {
+  description = "The batch job's identity: reads batch_input, writes batch_output, nothing else (null unless deploy_batch)."
+  value       = one(google_service_account.batch[*].email)
+}

@@ -362,3 +362,174 @@ variable "work_queue_log_sampling_ratio" {
     error_message = "work_queue_log_sampling_ratio must be between 0 and 1."
   }
 }
+
+# --- optional: the batch job on Cloud Run jobs (batch.tf) ----------------------------------------
+
+variable "deploy_batch" {
+  type        = bool
+  description = "Also deploy the batch job (python -m batch) as a Cloud Run job, with its own service account and, with batch_schedule, a Cloud Scheduler trigger (see README: the batch job)."
+  default     = false
+}
+
+variable "batch_image" {
+  type        = string
+  description = "Container image of the batch job (this repository's Dockerfile, target batch: docker build --target batch) in Artifact Registry; required when deploy_batch is true."
+  default     = null
+
+  validation {
+    condition     = var.batch_image != null || !var.deploy_batch
+    error_message = "deploy_batch = true needs batch_image (the image built with docker build --target batch, pushed to Artifact Registry)."
+  }
+}
+
+variable "batch_input" {
+  type        = string
+  description = "The images the batch job reads: gs://BUCKET/PREFIX/ (any bucket with uniform bucket-level access; the job may only get and list objects under that prefix). Required when deploy_batch is true."
+  default     = null
+
+  validation {
+    condition     = var.batch_input != null || !var.deploy_batch
+    error_message = "deploy_batch = true needs batch_input, the gs://BUCKET/PREFIX/ of the images to process."
+  }
+
+  validation {
+    condition     = var.batch_input == null || can(regex("^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^/]+)*/?$", var.batch_input))
+    error_message = "batch_input must be gs://BUCKET or gs://BUCKET/PREFIX/ (no empty path segment)."
+  }
+
+  validation {
+    # The job's outputs must not become its inputs, whichever holds the other.
+    condition = var.batch_input == null || (
+      !startswith(
+        "${trimsuffix(coalesce(var.batch_output, "gs://${var.project_id}-${var.name_prefix}-results/batch"), "/")}/",
+        "${trimsuffix(coalesce(var.batch_input, "gs://-"), "/")}/",
+      ) &&
+      !startswith(
+        "${trimsuffix(coalesce(var.batch_input, "gs://-"), "/")}/",
+        "${trimsuffix(coalesce(var.batch_output, "gs://${var.project_id}-${var.name_prefix}-results/batch"), "/")}/",
+      )
+    )
+    error_message = "batch_input and batch_output must not overlap: neither prefix may hold the other (the job would read its own results)."
+  }
+}
+
+variable "batch_output" {
+  type        = string
+  description = "Where the batch job writes its images and manifest parts: a gs://RESULTS_BUCKET/PREFIX/ of this stack's results bucket (the only bucket it may write to, and only under that prefix); null is gs://RESULTS_BUCKET/batch/. Objects there age out after results_retention_days like every result."
+  default     = null
+
+  validation {
+    condition     = var.batch_output == null || can(regex("^gs://${var.project_id}-${var.name_prefix}-results(/[^/]+)+/?$", var.batch_output))
+    error_message = "batch_output must be gs://PROJECT_ID-NAME_PREFIX-results/PREFIX/ (a prefix of this stack's results bucket, not the whole bucket)."
+  }
+
+  validation {
+    # Those prefixes hold the users' avatars and kept uploads (the API erases them by prefix).
+    condition     = var.batch_output == null || !can(regex("^gs://[^/]+/(avatars|uploads)(/|$)", var.batch_output))
+    error_message = "batch_output must not be under avatars/ or uploads/ of the results bucket: those hold the users' images."
+  }
+}
+
+variable "batch_animals" {
+  type        = string
+  description = "The animals each image gets (--animal): one name, a comma list (cat,fox) or all."
+  default     = "all"
+
+  validation {
+    condition     = can(regex("^(all|[a-z]+(,[a-z]+)*)$", var.batch_animals))
+    error_message = "batch_animals must be all, an animal name, or a comma list of names (lower case, no spaces)."
+  }
+}
+
+variable "batch_task_count" {
+  type        = number
+  description = "Tasks of one execution: the inputs are split in this many disjoint shares (by a hash of each name), one per task, each writing its own manifest part."
+  default     = 4
+
+  validation {
+    condition     = var.batch_task_count >= 1 && var.batch_task_count <= 10000 && floor(var.batch_task_count) == var.batch_task_count
+    error_message = "batch_task_count must be a whole number from 1 to 10000 (Cloud Run's limit)."
+  }
+}
+
+variable "batch_parallelism" {
+  type        = number
+  description = "Tasks running at once (at most batch_task_count); each holds batch_cpu vCPUs, so this bounds the job's share of the region's Cloud Run CPU quota."
+  default     = 4
+
+  validation {
+    condition     = var.batch_parallelism >= 1 && var.batch_parallelism <= var.batch_task_count && floor(var.batch_parallelism) == var.batch_parallelism
+    error_message = "batch_parallelism must be a whole number from 1 to batch_task_count."
+  }
+}
+
+variable "batch_task_timeout_s" {
+  type        = number
+  description = "Longest one task (one share of the inputs) may run, in seconds, before Cloud Run stops it and retries it (batch_max_retries); a retried task skips what its manifest part already holds."
+  default     = 3600
+
+  validation {
+    condition     = var.batch_task_timeout_s >= 60 && var.batch_task_timeout_s <= 86400 && floor(var.batch_task_timeout_s) == var.batch_task_timeout_s
+    error_message = "batch_task_timeout_s must be a whole number of seconds from 60 to 86400 (24 h)."
+  }
+}
+
+variable "batch_max_retries" {
+  type        = number
+  description = "Runs of a failed task after its first (a task fails when the job exits non-zero or passes batch_task_timeout_s; failed images are manifest lines, not task failures)."
+  default     = 3
+
+  validation {
+    condition     = var.batch_max_retries >= 0 && var.batch_max_retries <= 10 && floor(var.batch_max_retries) == var.batch_max_retries
+    error_message = "batch_max_retries must be a whole number from 0 to 10 (Cloud Run's limit)."
+  }
+}
+
+variable "batch_cpu" {
+  type        = string
+  description = "vCPUs of one task; the job starts one worker process per vCPU (--workers defaults to the CPU count)."
+  default     = "2"
+
+  validation {
+    condition     = contains(["1", "2", "4", "6", "8"], var.batch_cpu)
+    error_message = "batch_cpu must be 1, 2, 4, 6 or 8."
+  }
+}
+
+variable "batch_memory_mb" {
+  type        = number
+  description = "Memory of one task, in MiB: each worker holds the face models and one decoded image (up to MAX_PIXELS x 4 bytes, 200 MB at 50 MP), so about 1 GiB per vCPU."
+  default     = 4096
+
+  validation {
+    # Cloud Run's bounds: at most 4 GiB per vCPU; 4 vCPUs need 2 GiB, 6 and 8 need 4 GiB.
+    condition = (
+      floor(var.batch_memory_mb) == var.batch_memory_mb && var.batch_memory_mb >= 512 &&
+      var.batch_memory_mb <= 4096 * try(tonumber(var.batch_cpu), 8) &&
+      var.batch_memory_mb >= lookup({ "4" = 2048, "6" = 4096, "8" = 4096 }, var.batch_cpu, 512)
+    )
+    error_message = "batch_memory_mb must be a whole number of MiB from 512 to 4096 x batch_cpu, and at least 2048 with 4 vCPUs, 4096 with 6 or 8."
+  }
+}
+
+variable "batch_schedule" {
+  type        = string
+  description = "When Cloud Scheduler starts the batch job, in cron syntax (e.g. \"0 3 * * *\", every night at 3:00 in batch_time_zone); null creates no scheduler: run it by hand (gcloud run jobs execute)."
+  default     = null
+
+  validation {
+    condition     = var.batch_schedule == null || can(regex("^\\S+(\\s+\\S+){4}$", trimspace(coalesce(var.batch_schedule, "-"))))
+    error_message = "batch_schedule must be a cron expression of five fields (minute hour day-of-month month day-of-week), or null."
+  }
+}
+
+variable "batch_time_zone" {
+  type        = string
+  description = "Time zone of batch_schedule, a tz database name (Europe/Paris, America/New_York)."
+  default     = "Etc/UTC"
+
+  validation {
+    condition     = can(regex("^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", var.batch_time_zone))
+    error_message = "batch_time_zone must be a tz database name such as Etc/UTC or Europe/Paris."
+  }
+}

@@ -1,5 +1,5 @@
-"""The Dockerfile (hadolint, its two targets), docker-compose.yml (compose-spec schema, wiring)
-and the split requirements the two images install.
+"""The Dockerfile (hadolint, its targets), docker-compose.yml (compose-spec schema, wiring)
+and the split requirements the images install: one image per service, and the batch job's.
 
 No Docker engine runs here: these are static checks of what `docker build` and
 `docker compose up` would do. The Dockerfile is read as stages; a stage inherits ENV and WORKDIR
@@ -34,11 +34,15 @@ PIP_REQUIREMENT = re.compile(r"(?:-r|--requirement)[ =](\S+)")
 
 API_REQUIREMENTS = REPO / "requirements.txt"
 FUNCTION_REQUIREMENTS = sorted((REPO / "cloud_functions").glob("requirements*.txt"))
+BATCH_REQUIREMENTS = REPO / "batch" / "requirements.txt"
 # The function's packages: the API's image (and requirements.txt) must not carry them.
 FUNCTION_ONLY_PACKAGES = {"google-cloud-vision", "google-cloud-aiplatform", "ai-edge-litert"}
 # What each image may take from the build context.
 API_SOURCES = {"requirements.txt", "api"}
 FUNCTION_SOURCES = {"cloud_functions", "scripts/fetch_models.py"}
+BATCH_SOURCES = {"batch"}
+# The runtimes: the two services' images and the batch job's.
+RUNTIMES = ("api", "function", "batch")
 
 
 def run_tool(*command: str) -> subprocess.CompletedProcess[str]:
@@ -232,7 +236,7 @@ def test_hadolint_does_find_a_bad_dockerfile(tmp_path: Path) -> None:
 
 def test_image_targets_exist_and_api_is_the_default(stage_list: list[Stage]) -> None:
     names = [stage.name for stage in stage_list]
-    assert {"api", "function", "storage-emulator"} <= set(names), names
+    assert {"api", "function", "batch", "storage-emulator"} <= set(names), names
     # A plain `docker build .` builds the last stage: the API, which infra deploys to Cloud Run.
     assert names[-1] == "api", names
 
@@ -264,7 +268,7 @@ def test_the_stage_reader_follows_copy_from_and_from() -> None:
     assert [stage.name for stage in chain(stages, "d")] == ["d", "c", "a"]
 
 
-@pytest.mark.parametrize("target", ["api", "function"])
+@pytest.mark.parametrize("target", RUNTIMES)
 def test_each_target_builds_its_venv_in_a_builder(stages: dict[str, Stage], target: str) -> None:
     runtime = stages[target]
     venv = [c for c in runtime.copies() if c.sources == ("/opt/venv",)]
@@ -280,8 +284,8 @@ def test_each_target_builds_its_venv_in_a_builder(stages: dict[str, Stage], targ
 
 
 def builders(stages: dict[str, Stage]) -> list[Stage]:
-    """The stages the two runtimes copy from."""
-    names = {c.source_stage for t in ("api", "function") for c in stages[t].copies()}
+    """The stages the runtimes copy from."""
+    names = {c.source_stage for t in RUNTIMES for c in stages[t].copies()}
     return [stages[name] for name in sorted(name for name in names if name is not None)]
 
 
@@ -369,7 +373,7 @@ def function_source_in_image(stages: dict[str, Stage]) -> str:
     return posixpath.join(dest, "main.py")
 
 
-@pytest.mark.parametrize("target", ["api", "function"])
+@pytest.mark.parametrize("target", RUNTIMES)
 def test_runtimes_run_as_a_non_root_user(stages: dict[str, Stage], target: str) -> None:
     users = stages[target].instructions("USER")
     assert users, f"{target} has no USER instruction"
@@ -425,6 +429,84 @@ def test_function_image_serves_the_function(stages: dict[str, Stage]) -> None:
     assert "urllib" not in healthcheck
 
 
+def venv_builder(stages: dict[str, Stage], target: str) -> Stage:
+    """The stage whose /opt/venv a runtime copies."""
+    (copy,) = [c for c in stages[target].copies() if c.sources == ("/opt/venv",)]
+    assert copy.source_stage is not None
+    return stages[copy.source_stage]
+
+
+def included_files(path: Path) -> list[Path]:
+    """A requirements file and every file it pulls in with -r, recursively."""
+    return [path.resolve(), *(f for included in includes(path) for f in included_files(included))]
+
+
+def test_batch_target_installs_the_batch_requirements(stages: dict[str, Stage]) -> None:
+    builder = venv_builder(stages, "batch")
+    assert pip_installs([builder]) == ["batch/requirements.txt"]
+    # pip follows batch/requirements.txt's `-r ../...` relative to it: every file it pulls in is
+    # copied into the builder at the place the repository has it (before the install, per
+    # test_builders_install_requirements_before_copying_code).
+    workdir = builder.workdir()
+    copied = {
+        resolve(posixpath.join(copy.dest, posixpath.basename(source)), workdir)
+        for copy in builder.copies()
+        for source in copy.sources
+    }
+    needed = {
+        resolve(str(path.relative_to(REPO)), workdir) for path in included_files(BATCH_REQUIREMENTS)
+    }
+    assert len(needed) == 4, needed  # batch's, the function's two, the API's
+    assert needed <= copied, needed - copied
+    # Only requirement files: the builder copies no code.
+    assert all(source.endswith(".txt") for copy in builder.copies() for source in copy.sources)
+
+
+def test_batch_requirements_are_both_services_plus_the_cli() -> None:
+    included = includes(BATCH_REQUIREMENTS)
+    assert (REPO / "cloud_functions" / "requirements-local.txt").resolve() in included
+    assert API_REQUIREMENTS.resolve() in included
+    # One venv for both services' packages: pins() refuses a package pinned twice differently.
+    batch = pins(BATCH_REQUIREMENTS)
+    function = pins(REPO / "cloud_functions" / "requirements-local.txt")
+    assert set(pins(API_REQUIREMENTS)) | set(function) <= set(batch)
+
+
+def test_batch_image_runs_the_batch_cli_on_both_services_code(stages: dict[str, Stage]) -> None:
+    batch = stages["batch"]
+    assert batch.exec_form("ENTRYPOINT") == ["python", "-m", "batch"]
+    assert batch.exec_form("CMD") == ["--help"]  # a bare `docker run` prints the usage
+    env = batch.env()
+    # `api` and `batch` from /app, the function's `avatar` as deployed (its folder on sys.path).
+    assert env["PYTHONPATH"] == "/app:/app/cloud_functions"
+    assert env["ENVIRONMENT"] == "production"
+    assert env["STORAGE_DIR"] == "/data/media"
+    copies = [c for c in batch.copies() if c.source_stage is None]
+    assert [(c.sources, resolve(c.dest, batch.workdir())) for c in copies] == [
+        (("api/",), "/app/api"),
+        (("cloud_functions/",), "/app/cloud_functions"),
+        (("batch/",), "/app/batch"),
+    ]
+    # A job, not a server.
+    assert not batch.instructions("EXPOSE")
+    assert batch.instructions("HEALTHCHECK") == ["NONE"]
+
+
+def test_batch_image_takes_the_functions_models_only(stages: dict[str, Stage]) -> None:
+    batch = stages["batch"]
+    models = [c for c in batch.copies() if c.sources == ("/opt/models",)]
+    assert len(models) == 1
+    assert models[0].dest == "/opt/models"
+    assert batch.env()["MODEL_DIR"] == "/opt/models"
+    # The stage that fetched them (test_function_models_are_fetched_at_build_time): its models,
+    # not its venv; the batch venv is the batch builder's.
+    fetcher = stages[models[0].source_stage or ""]
+    assert any("scripts/fetch_models.py" in run for run in fetcher.instructions("RUN"))
+    from_fetcher = [c.sources for c in batch.copies() if c.source_stage == fetcher.name]
+    assert from_fetcher == [("/opt/models",)]
+    assert venv_builder(stages, "batch").name != fetcher.name
+
+
 def test_storage_emulator_stage_runs_unprivileged(stages: dict[str, Stage]) -> None:
     emulator = stages["storage-emulator"]
     assert any("gcp-storage-emulator==" in run for run in emulator.instructions("RUN"))
@@ -458,7 +540,7 @@ def test_dockerignore_is_an_allowlist_of_what_the_images_need(ignore_rules: list
     # Everything is excluded first; only the sources the images need are let back in.
     assert ignore_rules[0] == "*"
     allowed = {line[1:].rstrip("/") for line in ignore_rules if line.startswith("!")}
-    assert allowed <= API_SOURCES | FUNCTION_SOURCES, allowed
+    assert allowed <= API_SOURCES | FUNCTION_SOURCES | BATCH_SOURCES, allowed
     for secret in (".env", ".venv/bin/python", ".git/config", "infra/terraform.tfvars"):
         assert not dockerignore_allows(secret, ignore_rules), secret
     assert not dockerignore_allows("api/__pycache__/main.cpython-311.pyc", ignore_rules)
@@ -470,7 +552,14 @@ def test_dockerignore_keeps_everything_the_dockerfile_copies(
     for source in context_sources(list(stages.values())):
         assert (REPO / source).exists(), f"the Dockerfile copies {source}, which does not exist"
         assert dockerignore_allows(source, ignore_rules), f".dockerignore drops {source}"
-    for needed in ("cloud_functions/main.py", "cloud_functions/avatar/models.py", "api/main.py"):
+    needed_files = (
+        "cloud_functions/main.py",
+        "cloud_functions/avatar/models.py",
+        "api/main.py",
+        "batch/__main__.py",
+        "batch/requirements.txt",
+    )
+    for needed in needed_files:
         assert dockerignore_allows(needed, ignore_rules), needed
 
 
@@ -567,6 +656,7 @@ def test_compose_builds_each_service_from_its_target(
     expected = {
         "api": ("api", "${API_IMAGE:-animal-avatar-api:local}"),
         "function": ("function", "${FUNCTION_IMAGE:-animal-avatar-function:local}"),
+        "batch": ("batch", "${BATCH_IMAGE:-animal-avatar-batch:local}"),
         "storage-emulator": ("storage-emulator", None),
     }
     for name, (target, image) in expected.items():
@@ -629,6 +719,7 @@ def test_secrets_must_be_provided(compose: dict[str, Any]) -> None:
         services["api"]["environment"]["ADMIN_API_KEY"],
         services["api"]["environment"]["MEDIA_SIGNING_KEY"],
         services["function"]["environment"]["MEDIA_SIGNING_KEY"],
+        services["batch"]["environment"]["MEDIA_SIGNING_KEY"],
     }
     names = {REQUIRED_VAR.match(value)["name"] for value in secrets if REQUIRED_VAR.match(value)}
     assert names == {"POSTGRES_PASSWORD", "ADMIN_API_KEY", "MEDIA_SIGNING_KEY"}
@@ -641,3 +732,40 @@ def test_api_and_function_run_in_production(compose: dict[str, Any]) -> None:
         environment = compose["services"][name]["environment"]
         assert environment["ENVIRONMENT"] == "${ENVIRONMENT:-production}", name
         assert REQUIRED_VAR.match(environment["MEDIA_SIGNING_KEY"]), name
+
+
+def mount_target(volume: str) -> str:
+    """The container path of a short-syntax volume SOURCE:TARGET[:ro] (SOURCE may be ${X:-y})."""
+    match = re.search(r":(/[^:]+)(?::ro)?$", volume)
+    assert match, f"not SOURCE:TARGET[:ro]: {volume}"
+    return match[1]
+
+
+def test_compose_runs_the_batch_job_on_demand(
+    compose: dict[str, Any], stages: dict[str, Stage]
+) -> None:
+    batch = compose["services"]["batch"]
+    # Under its own profile: `docker compose up` leaves it out, `docker compose run` starts it.
+    assert batch["profiles"] == ["batch"]
+    assert batch["restart"] == "no"
+    # `docker compose run --rm batch --input ... --output ... --animal ...`: the words after the
+    # service name replace the image's CMD and follow its entrypoint, python -m batch.
+    assert "command" not in batch
+    assert "entrypoint" not in batch
+    assert stages["batch"].exec_form("ENTRYPOINT") == ["python", "-m", "batch"]
+    mounts = {mount_target(volume): volume for volume in batch["volumes"]}
+    assert mounts["/data/media"] == "media:/data/media"  # the function's and the API's files
+    assert mounts["/data/in"].endswith(":/data/in:ro")
+    assert mounts["/data/out"].endswith(":/data/out")
+
+
+def test_compose_batch_job_has_the_functions_settings(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    batch, function = services["batch"]["environment"], services["function"]["environment"]
+    # The pipeline in-process: the function's settings, its media store; --user-id writes the
+    # stack's database, as the API would.
+    shared = ("ENVIRONMENT", "STORAGE_DIR", "MEDIA_SIGNING_KEY", "MEDIA_BASE_URL")
+    for name in (*shared, "AVATAR_BACKEND", "AVATAR_STORE"):
+        assert batch[name] == function[name], name
+    assert batch["DATABASE_URL"] == services["api"]["environment"]["DATABASE_URL"]
+    assert services["batch"]["depends_on"]["postgres"]["condition"] == "service_healthy"

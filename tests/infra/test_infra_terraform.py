@@ -21,7 +21,10 @@ IAM_RESOURCE = re.compile(r"^google_.*_iam_(member|binding|policy)$")
 INVOKER_ROLES = {"roles/run.invoker", "roles/cloudfunctions.invoker"}
 FUNCTION_SA = "google_service_account.function"
 TASKS_SA = "google_service_account.tasks[0]"
+BATCH_SA = "google_service_account.batch[0]"
+SCHEDULER_SA = "google_service_account.batch_scheduler[0]"
 API_SERVICE_NAME = "${google_cloud_run_v2_service.api[0].name}"
+BATCH_JOB_NAME = "${google_cloud_run_v2_job.batch[0].name}"
 
 
 def fmt_check(directory: Path) -> tuple[int, str]:
@@ -148,6 +151,9 @@ def test_no_bucket_level_grant_to_anyone_but_our_service_accounts(
         (results, "roles/storage.objectAdmin", f"${{{FUNCTION_SA}.member}}"),
         (results, "roles/storage.objectAdmin", "${local.api_member}"),
         (source, "roles/storage.objectViewer", "${google_service_account.build.member}"),
+        # With deploy_batch, under IAM conditions (test_batch_service_account_...).
+        ("${local.batch_input_bucket}", "roles/storage.objectViewer", f"${{{BATCH_SA}.member}}"),
+        (results, "roles/storage.objectUser", f"${{{BATCH_SA}.member}}"),
     }
 
 
@@ -258,10 +264,12 @@ def test_only_the_api_may_invoke_the_function(terraform: dict[str, Any]) -> None
         if body["role"] in INVOKER_ROLES
     }
     function = "${google_cloudfunctions2_function.main.service_config[0].service}"
-    # Two invoker grants in all: the API on the function, the work queue on a private API.
+    # Three invoker grants in all: the API on the function, the work queue on a private API, and
+    # the batch scheduler on the batch job (run.invoker on a job is jobs.run, nothing else).
     assert invokers == {
         ("google_cloud_run_v2_service_iam_member", function, "${local.api_member}"),
         ("google_cloud_run_v2_service_iam_member", API_SERVICE_NAME, f"${{{TASKS_SA}.member}}"),
+        ("google_cloud_run_v2_job_iam_member", BATCH_JOB_NAME, f"${{{SCHEDULER_SA}.member}}"),
     }
 
 
@@ -408,10 +416,35 @@ def plan_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PlanErrors:
     return plan
 
 
+BATCH_ON = {"deploy_batch": "true", "batch_image": "us-docker.pkg.dev/p/r/batch:1"}
+
+
 @pytest.mark.parametrize(
     "values",
-    [{}, {"api_min_instances": "0", "api_url": "https://api.example.com"}],
-    ids=["the defaults", "a scaled-to-zero API on a custom domain"],
+    [
+        {},
+        {"api_min_instances": "0", "api_url": "https://api.example.com"},
+        {**BATCH_ON, "batch_input": "gs://selfies/in/", "batch_schedule": "0 3 * * *"},
+        {
+            **BATCH_ON,
+            "batch_input": "gs://my-project-avatar-results/imports",
+            "batch_output": "gs://my-project-avatar-results/runs/nightly/",
+            "batch_animals": "cat,fox",
+            "batch_task_count": "100",
+            "batch_parallelism": "10",
+            "batch_cpu": "4",
+            "batch_memory_mb": "8192",
+            "batch_time_zone": "Europe/Paris",
+        },
+        {"batch_input": "gs://selfies"},  # set but not deployed: nothing checks it is needed
+    ],
+    ids=[
+        "the defaults",
+        "a scaled-to-zero API on a custom domain",
+        "a nightly batch job",
+        "a batch job within the results bucket",
+        "a batch input without deploy_batch",
+    ],
 )
 def test_validations_accept_good_values(plan_errors: PlanErrors, values: dict[str, str]) -> None:
     assert plan_errors(values) == []
@@ -435,6 +468,36 @@ def test_validations_accept_good_values(plan_errors: PlanErrors, values: dict[st
         ({"api_request_timeout_s": "3600"}, "api_request_timeout_s"),
         ({"api_url": "https://api.example.com/"}, "api_url"),
         ({"api_url": "http://api.example.com"}, "api_url"),
+        (BATCH_ON, "batch_input"),
+        ({"deploy_batch": "true", "batch_input": "gs://selfies/in/"}, "batch_image"),
+        ({**BATCH_ON, "batch_input": "s3://selfies/in/"}, "batch_input"),
+        ({**BATCH_ON, "batch_input": "gs://selfies//in/"}, "batch_input"),
+        # The job must not read what it writes: the whole results bucket holds batch/.
+        ({**BATCH_ON, "batch_input": "gs://my-project-avatar-results"}, "batch_input"),
+        (
+            {
+                **BATCH_ON,
+                "batch_input": "gs://my-project-avatar-results/runs/a/b/",
+                "batch_output": "gs://my-project-avatar-results/runs/a",
+            },
+            "batch_input",
+        ),
+        ({"batch_output": "gs://another-bucket/out/"}, "batch_output"),
+        ({"batch_output": "gs://my-project-avatar-results/"}, "batch_output"),
+        ({"batch_output": "gs://my-project-avatar-results/avatars/"}, "batch_output"),
+        ({"batch_output": "gs://my-project-avatar-results/uploads"}, "batch_output"),
+        ({"batch_animals": "Cat, fox"}, "batch_animals"),
+        ({"batch_animals": ""}, "batch_animals"),
+        ({"batch_task_count": "0"}, "batch_task_count"),
+        ({"batch_task_count": "1.5"}, "batch_task_count"),
+        ({"batch_parallelism": "5"}, "batch_parallelism"),  # over the 4 tasks
+        ({"batch_task_timeout_s": "30"}, "batch_task_timeout_s"),
+        ({"batch_max_retries": "11"}, "batch_max_retries"),
+        ({"batch_cpu": "3"}, "batch_cpu"),
+        ({"batch_memory_mb": "16384"}, "batch_memory_mb"),  # over 4 GiB per vCPU with 2
+        ({"batch_cpu": "4", "batch_memory_mb": "1024"}, "batch_memory_mb"),
+        ({"batch_schedule": "every night"}, "batch_schedule"),
+        ({"batch_time_zone": "UTC+2"}, "batch_time_zone"),
     ],
 )
 def test_validations_refuse_bad_values(
@@ -576,3 +639,244 @@ def test_tfvars_example_sets_only_declared_variables(terraform: dict[str, Any]) 
     assert set(values) <= set(terraform["variable"])
     required = {name for name, body in terraform["variable"].items() if "default" not in body}
     assert required <= set(values)
+
+
+# --- with deploy_batch: the batch job on Cloud Run jobs -----------------------------------------
+
+
+def batch_resources() -> dict[str, dict[str, Any]]:
+    """The resources batch.tf declares, by type.name."""
+    blocks = load_hcl(INFRA / "batch.tf").get("resource", [])
+    return {
+        f"{type_}.{name}": body
+        for block in blocks
+        for type_, named in block.items()
+        for name, body in named.items()
+    }
+
+
+def the_batch_job(terraform: dict[str, Any]) -> dict[str, Any]:
+    jobs = resources(terraform, "google_cloud_run_v2_job")
+    assert set(jobs) == {"migrate", "batch"}
+    return jobs["batch"]
+
+
+def test_batch_resources_are_off_by_default(terraform: dict[str, Any]) -> None:
+    variables, local = terraform["variable"], terraform["locals"]
+    assert (variables["deploy_batch"]["type"], variables["deploy_batch"]["default"]) == (
+        "bool",
+        False,
+    )
+    assert variables["batch_schedule"]["default"] is None
+    assert local["batch_count"] == "${var.deploy_batch ? 1 : 0}"
+    assert local["batch_schedule_count"] == (
+        "${var.deploy_batch && var.batch_schedule != null ? 1 : 0}"
+    )
+    declared = batch_resources()
+    assert len(declared) == 7, sorted(declared)
+    scheduled = {
+        "google_service_account.batch_scheduler",
+        "google_cloud_run_v2_job_iam_member.batch_scheduler_runs_job",
+        "google_cloud_scheduler_job.batch",
+    }
+    for name, body in declared.items():
+        expected = "batch_schedule_count" if name in scheduled else "batch_count"
+        assert body["count"] == f"${{local.{expected}}}", name
+    # Cloud Scheduler's API only for a schedule; Cloud Run's is the function's already.
+    assert local["batch_apis"] == (
+        '${var.deploy_batch && var.batch_schedule != null ? ["cloudscheduler.googleapis.com"] : []}'
+    )
+    assert "local.batch_apis" in local["required_apis"]
+    assert "run.googleapis.com" in local["function_apis"]
+
+
+def test_batch_job_runs_the_batch_cli_with_the_three_arguments(terraform: dict[str, Any]) -> None:
+    job = the_batch_job(terraform)
+    assert job["name"] == "${local.batch_job_name}"
+    execution = one_block(job, "template")
+    assert execution["task_count"] == "${var.batch_task_count}"
+    assert execution["parallelism"] == "${var.batch_parallelism}"
+    task = one_block(execution, "template")
+    assert task["service_account"] == f"${{{BATCH_SA}.email}}"
+    assert task["timeout"] == "${var.batch_task_timeout_s}s"
+    assert task["max_retries"] == "${var.batch_max_retries}"
+    container = one_block(task, "containers")
+    assert container["image"] == "${var.batch_image}"
+    assert container["command"] == ["python", "-m", "batch"]
+    assert container["args"] == [
+        "--input",
+        "${local.batch_input_url}",
+        "--output",
+        "${local.batch_output_url}",
+        "--animal",
+        "${var.batch_animals}",
+    ]
+    limits = one_block(container, "resources")["limits"]
+    assert limits == {"cpu": "${var.batch_cpu}", "memory": "${var.batch_memory_mb}Mi"}
+    # The first execution finds its grants in place.
+    assert "${google_storage_bucket_iam_member.batch_input}" in job["depends_on"]
+    assert "${google_storage_bucket_iam_member.batch_output}" in job["depends_on"]
+
+
+def test_batch_job_runs_the_local_pipeline_without_secrets(terraform: dict[str, Any]) -> None:
+    env = terraform["locals"]["batch_env"]
+    # The function's settings: its local backends (no Vision, Vertex AI or SQL for the job), in
+    # production. No MEDIA_SIGNING_KEY: the job signs no link (its store's key is a throwaway).
+    assert env == {"ENVIRONMENT": "production", "AVATAR_BACKEND": "local"}
+    container = one_block(
+        one_block(one_block(the_batch_job(terraform), "template"), "template"), "containers"
+    )
+    (env_block,) = [block["env"] for block in container["dynamic"] if "env" in block]
+    assert env_block["for_each"] == "${local.batch_env}"
+    assert "vpc_access" not in one_block(
+        one_block(the_batch_job(terraform), "template"), "template"
+    )
+
+
+def test_batch_service_account_holds_only_its_storage_grants(terraform: dict[str, Any]) -> None:
+    account = resources(terraform, "google_service_account")["batch"]
+    assert account["account_id"] == "${var.name_prefix}-batch"
+    held = [(type_, body) for type_, _, body in iam_grants(terraform) if BATCH_SA in body["member"]]
+    assert {type_ for type_, _ in held} == {"google_storage_bucket_iam_member"}
+    by_role = {body["role"]: body for _, body in held}
+    assert set(by_role) == {"roles/storage.objectViewer", "roles/storage.objectUser"}
+    assert len(held) == 2
+    # Read (get, list) on the input bucket, only under the input prefix.
+    read = by_role["roles/storage.objectViewer"]
+    assert read["bucket"] == "${local.batch_input_bucket}"
+    assert one_block(read, "condition")["expression"] == "${local.batch_input_condition}"
+    # Write (create, overwrite, compose, delete; no IAM) on the results bucket, only under the
+    # output prefix.
+    write = by_role["roles/storage.objectUser"]
+    assert write["bucket"] == "${google_storage_bucket.results.name}"
+    assert one_block(write, "condition")["expression"] == "${local.batch_output_condition}"
+
+
+def test_batch_scheduler_may_only_run_that_job(terraform: dict[str, Any]) -> None:
+    account = resources(terraform, "google_service_account")["batch_scheduler"]
+    assert account["account_id"] == "${var.name_prefix}-batch-sched"
+    type_, grant = the_only_grant(terraform, lambda body: SCHEDULER_SA in body["member"])
+    assert type_ == "google_cloud_run_v2_job_iam_member"  # on the job, not the project
+    assert (grant["role"], grant["name"]) == ("roles/run.invoker", BATCH_JOB_NAME)
+    assert grant["location"] == "${google_cloud_run_v2_job.batch[0].location}"
+    scheduler = resources(terraform, "google_cloud_scheduler_job")["batch"]
+    assert scheduler["schedule"] == "${var.batch_schedule}"
+    assert scheduler["time_zone"] == "${var.batch_time_zone}"
+    target = one_block(scheduler, "http_target")
+    assert target["http_method"] == "POST"
+    assert target["uri"] == (
+        "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}"
+        f"/jobs/{BATCH_JOB_NAME}:run"
+    )
+    token = one_block(target, "oauth_token")
+    assert token["service_account_email"] == f"${{{SCHEDULER_SA}.email}}"
+    assert "oidc_token" not in target  # the Admin API takes an OAuth access token
+    # Neither account may be impersonated through a grant of this module.
+    for type_, _, body in iam_grants(terraform):
+        if type_ == "google_service_account_iam_member":
+            assert "batch" not in body["service_account_id"], body
+
+
+@pytest.fixture(scope="module")
+def batch_paths(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., dict[str, Any]]:
+    """The first locals block of batch.tf (the job's paths and IAM conditions, from variables
+    only) applied offline with variables.tf: its values for given variables."""
+    directory = tmp_path_factory.mktemp("batch_paths")
+    shutil.copy(INFRA / "variables.tf", directory / "variables.tf")
+    block = re.search(r"^locals \{\n.*?^\}\n", (INFRA / "batch.tf").read_text(), re.M | re.S)
+    assert block, "batch.tf starts with a locals block"
+    # main.tf's name of the results bucket (test_batch_paths_use_the_results_bucket checks it).
+    names = [
+        "batch_input_bucket",
+        "batch_input_prefix",
+        "batch_input_url",
+        "batch_output_prefix",
+        "batch_output_url",
+        "batch_input_condition",
+        "batch_output_condition",
+    ]
+    outputs = "".join(f'output "{n}" {{\n  value = local.{n}\n}}\n' for n in names)
+    (directory / "main.tf").write_text(
+        block[0]
+        + 'locals {\n  results_bucket_name = "${var.project_id}-${var.name_prefix}-results"\n}\n'
+        + outputs
+    )
+    cli = TerraformCommand(str(directory))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHECKPOINT_DISABLE", "1")
+        assert cli.init().retcode == 0
+
+    def values(**variables: str) -> dict[str, Any]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("CHECKPOINT_DISABLE", "1")
+            done = cli.apply(vars={"project_id": "my-project", **variables})
+            messages = done.value if isinstance(done.value, list) else []
+            errors = [m["diagnostic"] for m in messages if m.get("@level") == "error"]
+            assert done.retcode == 0, errors or done.error
+            return {name: body["value"] for name, body in dict(cli.output().value).items()}
+
+    return values
+
+
+def test_batch_paths_use_the_results_bucket(terraform: dict[str, Any]) -> None:
+    assert terraform["locals"]["results_bucket_name"] == (
+        "${var.project_id}-${var.name_prefix}-results"
+    )
+
+
+def test_batch_iam_conditions_hold_the_prefixes(
+    batch_paths: Callable[..., dict[str, Any]],
+) -> None:
+    paths = batch_paths(batch_input="gs://selfies/in")
+    # A prefix ends in "/": access to in/ is not access to in-old/.
+    assert (paths["batch_input_bucket"], paths["batch_input_prefix"]) == ("selfies", "in/")
+    assert paths["batch_input_url"] == "gs://selfies/in/"
+    assert paths["batch_output_url"] == "gs://my-project-avatar-results/batch/"
+    list_prefix = 'api.getAttribute("storage.googleapis.com/objectListPrefix", "")'
+    assert paths["batch_input_condition"] == (
+        'resource.name.startsWith("projects/_/buckets/selfies/objects/in/")'
+        f' || {list_prefix}.startsWith("in/")'
+    )
+    assert paths["batch_output_condition"] == (
+        'resource.name.startsWith("projects/_/buckets/my-project-avatar-results/objects/batch/")'
+        f' || {list_prefix}.startsWith("batch/")'
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"batch_input": "gs://selfies"}, {"batch_input_url": "gs://selfies/"}),
+        ({"batch_input": "gs://selfies/"}, {"batch_input_prefix": ""}),
+        ({"batch_input": "gs://selfies/a/b/"}, {"batch_input_url": "gs://selfies/a/b/"}),
+        (
+            {"batch_input": "gs://selfies/", "batch_output": "gs://my-project-avatar-results/x/y"},
+            {
+                "batch_output_prefix": "x/y/",
+                "batch_output_url": "gs://my-project-avatar-results/x/y/",
+            },
+        ),
+    ],
+)
+def test_batch_paths_are_normalized(
+    batch_paths: Callable[..., dict[str, Any]], variables: dict[str, str], expected: dict[str, str]
+) -> None:
+    paths = batch_paths(**variables)
+    assert {name: paths[name] for name in expected} == expected
+
+
+def test_readme_explains_the_batch_job() -> None:
+    readme = (INFRA / "README.md").read_text()
+    for needle in (
+        "docker build --target batch",
+        "deploy_batch = true",
+        "gcloud run jobs execute",
+        "--args=",
+        "batch_schedule",
+        "CLOUD_RUN_TASK_INDEX",
+        "--merge",
+        "results_retention_days",
+        "--function-url",
+        "roles/run.invoker",
+    ):
+        assert needle in readme, needle
