@@ -41,6 +41,7 @@ from tests.cloud_functions.gcp.fakes import (
     google_error,
     iam_and_metadata,
 )
+from tests.storage_emulator import storage_emulator
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"avatar" * 50
 TOKEN = "ya29.test-token"
@@ -68,12 +69,8 @@ class RoutedRequest(auth_requests.Request):
 
 @pytest.fixture(scope="module")
 def emulator_url() -> Iterator[str]:
-    from gcp_storage_emulator.server import create_server
-
-    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    yield f"http://127.0.0.1:{server._api._httpd.server_address[1]}"
-    server.stop()
+    with storage_emulator(BUCKET) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

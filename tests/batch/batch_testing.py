@@ -17,6 +17,7 @@ NO_FACE = "people/coffee.jpg"
 BROKEN = "broken.jpg"  # JPEG magic bytes, then nothing an image is made of
 NOT_AN_IMAGE = "notes.txt"
 INPUTS = (*FACES, NO_FACE, BROKEN, NOT_AN_IMAGE)
+BUCKET = "batch-test"  # the storage emulator's
 
 
 def skimage_photo(name: str) -> Image.Image:

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batch_testing import RunBatch, make_photos, run_batch, write_inputs
+from batch_testing import BUCKET, RunBatch, make_photos, run_batch, write_inputs
+
+from tests.storage_emulator import storage_emulator
 
 
 @pytest.fixture(scope="session")
@@ -38,18 +40,11 @@ def run_batch_fixture() -> RunBatch:
     return run_batch
 
 
-BUCKET = "batch-test"
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """gcp-storage-emulator in this process, with one bucket; yields its base URL."""
-    from gcp_storage_emulator.server import create_server
-
-    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    yield f"http://127.0.0.1:{server._api._httpd.server_address[1]}"
-    server.stop()
+    with storage_emulator(BUCKET) as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from batch_testing import FACES, INPUTS, RunBatch
-from conftest import BUCKET
+from batch_testing import BUCKET, FACES, INPUTS, RunBatch
 
 from batch.manifest import MANIFEST
 

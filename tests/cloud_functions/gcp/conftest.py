@@ -29,6 +29,7 @@ from tests.cloud_functions.gcp.fakes import (
     vertex_image_reply,
     vision_reply,
 )
+from tests.storage_emulator import storage_emulator
 
 MAIN_PY = Path(__file__).resolve().parents[3] / "cloud_functions" / "main.py"
 
@@ -74,13 +75,8 @@ def service_account_info(rsa_key: rsa.RSAPrivateKey) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """gcp-storage-emulator in this process, with the test bucket; yields its base URL."""
-    from gcp_storage_emulator.server import create_server
-
-    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    port = server._api._httpd.server_address[1]
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with storage_emulator(BUCKET) as url:
+        yield url
 
 
 @pytest.fixture

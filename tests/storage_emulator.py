@@ -1,0 +1,19 @@
+"""gcp-storage-emulator in the test process: the one local Cloud Storage the tests use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def storage_emulator(bucket: str) -> Iterator[str]:
+    """The emulator (in memory, on a free loopback port) with `bucket`; yields its base URL."""
+    from gcp_storage_emulator.server import create_server
+
+    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket=bucket)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server._api._httpd.server_address[1]}"
+    finally:
+        server.stop()
