@@ -15,7 +15,9 @@ import uuid
 from collections.abc import Sequence
 from typing import IO, NoReturn
 
-from avatar.catalogue import ANIMALS, get_animal
+from avatar import inputs
+from avatar.catalogue import ANIMALS
+from avatar.errors import InvalidRequest
 from batch import manifest
 from batch.errors import BatchError
 from batch.job import Options, Stop, run
@@ -114,19 +116,14 @@ def user_id(value: str) -> uuid.UUID:
 
 
 def parse_animals(value: str) -> tuple[str, ...]:
-    """`all` (the catalogue's order), one id, or a comma list of distinct ids."""
-    choices = ", ".join(a.id for a in ANIMALS)
+    """`all` (the catalogue's order), or one id or a comma list of distinct ids, checked as the
+    function checks its `animals` field."""
     if value.strip().lower() == "all":
         return tuple(a.id for a in ANIMALS)
-    ids: list[str] = []
-    for entry in value.split(","):
-        animal = get_animal(entry)
-        if animal is None:
-            raise BatchError(f"unknown animal {entry.strip()!r}: choose from {choices}, or all")
-        if animal.id in ids:
-            raise BatchError(f"--animal names {animal.id!r} twice")
-        ids.append(animal.id)
-    return tuple(ids)
+    try:
+        return inputs.parse_animals(value)
+    except InvalidRequest as exc:
+        raise BatchError(f"--animal: {exc.detail}, or all") from exc
 
 
 def cpu_count() -> int:
