@@ -58,6 +58,7 @@ bench: install models
 	$(PY) bench/concurrency.py
 	$(PY) bench/history.py
 	$(PY) bench/footprint.py
+	$(PY) bench/batch.py
 
 # The batch job over a folder or gs:// prefix: make batch INPUT=photos OUTPUT=out ANIMAL=all
 # (more options: BATCH_ARGS="--workers 2 --retry-failed"; python -m batch --help).
