@@ -114,7 +114,14 @@ resource "google_cloud_run_v2_job" "batch" {
         image = var.batch_image
         # The image's entrypoint, spelled out; `gcloud run jobs execute --args` replaces the args.
         command = ["python", "-m", "batch"]
-        args    = ["--input", local.batch_input_url, "--output", local.batch_output_url, "--animal", var.batch_animals]
+        # One worker process per vCPU of the task, said outright rather than read from the
+        # sandbox's CPU affinity.
+        args = [
+          "--input", local.batch_input_url,
+          "--output", local.batch_output_url,
+          "--animal", var.batch_animals,
+          "--workers", var.batch_cpu,
+        ]
 
         resources {
           limits = {

@@ -487,7 +487,7 @@ variable "batch_max_retries" {
 
 variable "batch_cpu" {
   type        = string
-  description = "vCPUs of one task; the job starts one worker process per vCPU (--workers defaults to the CPU count)."
+  description = "vCPUs of one task; the job starts one worker process per vCPU (--workers)."
   default     = "2"
 
   validation {

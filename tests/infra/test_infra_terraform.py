@@ -710,6 +710,8 @@ def test_batch_job_runs_the_batch_cli_with_the_three_arguments(terraform: dict[s
         "${local.batch_output_url}",
         "--animal",
         "${var.batch_animals}",
+        "--workers",
+        "${var.batch_cpu}",
     ]
     limits = one_block(container, "resources")["limits"]
     assert limits == {"cpu": "${var.batch_cpu}", "memory": "${var.batch_memory_mb}Mi"}
