@@ -195,3 +195,29 @@ def test_an_unreadable_output_stops_the_job(
     assert run.code == 1
     assert "batch: error: cannot" in run.err
     assert "blocked/out" in run.err
+
+
+@pytest.mark.parametrize(
+    ("limit", "value", "unit"),
+    [("MAX_REQUEST_BYTES", "20000", "bytes"), ("MAX_PIXELS", "100000", "pixels")],
+    ids=["bytes", "pixels"],
+)
+def test_too_large_images_are_lines_with_the_functions_code(
+    run_batch: RunBatch,
+    inputs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    limit: str,
+    value: str,
+    unit: str,
+) -> None:
+    monkeypatch.setenv(limit, value)  # the function's own limits, from its settings
+    output = tmp_path / "out"
+    run = run_batch("--input", str(inputs), "--output", str(output), "--animal", "fox",
+                    "--workers", "1")  # fmt: skip
+
+    assert run.code == 0
+    line = by_key(read_lines(output))[(f"{inputs}/astronaut.jpg", "fox")]  # 512x512, 30+ kB
+    assert line["status"] == "failed"
+    assert line["error"]["code"] == "image_too_large"
+    assert unit in line["error"]["detail"]
