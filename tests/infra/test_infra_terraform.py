@@ -690,7 +690,7 @@ def test_batch_resources_are_off_by_default(terraform: dict[str, Any]) -> None:
     assert "run.googleapis.com" in local["function_apis"]
 
 
-def test_batch_job_runs_the_batch_cli_with_the_three_arguments(terraform: dict[str, Any]) -> None:
+def test_batch_job_runs_the_batch_cli_with_its_arguments(terraform: dict[str, Any]) -> None:
     job = the_batch_job(terraform)
     assert job["name"] == "${local.batch_job_name}"
     execution = one_block(job, "template")
