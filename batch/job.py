@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from batch import manifest
 from batch.errors import BatchError
@@ -31,6 +31,9 @@ from batch.progress import Tally, progress_for
 from batch.remote import Auth
 from batch.shards import Shard
 from batch.work import INTERNAL_ERROR, Result, Spec, Task, attempt, failed
+
+if TYPE_CHECKING:
+    from batch.history import History
 
 GCS_MANIFEST_EVERY_S = 10.0  # a bucket's manifest is appended to at most this often
 IN_FLIGHT_PER_WORKER = 2  # inputs handed out ahead, so no worker waits for the next one
@@ -272,10 +275,11 @@ def run(
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
-def _history(options: Options) -> Any:
+def _history(options: Options) -> History | None:
+    """The user's history (--user-id), checked: the database answers and the user exists."""
     if options.user_id is None:
         return None
-    from batch.history import History
+    from batch.history import History  # the API's models: only when asked for
 
     history = History(options.user_id)
     try:
