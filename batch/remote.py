@@ -19,14 +19,15 @@ from typing import Any, Literal
 
 import httpx
 
+from api.forwarding.id_token import REFRESH_MARGIN_S
+from api.forwarding.retry import RetryPolicy, parse_retry_after
 from batch.errors import BatchError
 from batch.work import CONTENT_TYPES, Result, Spec, Task, failed, output_name
 
 Auth = Literal["auto", "none", "id_token"]
-ATTEMPTS = 4  # per call: the first and three retries
-BACKOFF_S = (1.0, 2.0, 4.0)
-MAX_RETRY_AFTER_S = 30.0
-REFRESH_MARGIN_S = 300.0  # refresh an ID token this long before it expires
+# The API's policy (full-jitter backoff, or the server's Retry-After), with the patience of a
+# job: 4 tries in all, each wait at most 30 s, within 5 minutes of the first.
+RETRY = RetryPolicy(max_attempts=4, budget_s=300.0, base_s=1.0, cap_s=30.0)
 # The function's own answers about an image: that image's manifest line, not a problem of the job.
 IMAGE_STATUSES = frozenset({400, 413, 415, 422})
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # Cloud Functions (2nd gen) refuses larger requests
@@ -147,7 +148,8 @@ class FunctionWorker:
         timings = {"function": call_ms}
         if answer is None:
             error = ("internal_error", f"the function's answer has no result for {animal}")
-            return Result(animal, error=error, faces=faces, timings_ms=timings)
+            return Result(animal, error=error, faces=faces, timings_ms=timings,
+                          generation_id=generation_id)  # fmt: skip
         if answer.get("error"):
             error = (str(answer["error"]), str(answer.get("detail") or ""))
             return Result(
@@ -213,29 +215,31 @@ class FunctionWorker:
         return response.content
 
     def _with_retries(self, call: Callable[[], httpx.Response], what: str) -> httpx.Response:
-        """The response, once it is not 429 or 5xx; Unavailable after ATTEMPTS tries."""
-        for attempt in range(ATTEMPTS):
-            last = attempt == ATTEMPTS - 1
+        """The response, once it is not 429 or 5xx; Unavailable when RETRY gives up."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            failure: Unavailable
+            retry_after_s = None
             try:
                 response = call()
-            except httpx.TimeoutException as exc:
-                if last:
-                    raise Unavailable("upstream_timeout", f"{what} did not answer in time") from exc
-                self.sleep(BACKOFF_S[attempt])
-                continue
+            except httpx.TimeoutException:
+                failure = Unavailable("upstream_timeout", f"{what} did not answer in time")
             except httpx.TransportError as exc:
-                if last:
-                    detail = f"{what} is unreachable: {type(exc).__name__}"
-                    raise Unavailable("upstream_unavailable", detail) from exc
-                self.sleep(BACKOFF_S[attempt])
-                continue
-            if response.status_code != 429 and response.status_code < 500:
-                return response
-            if last:
-                code = "upstream_timeout" if response.status_code == 504 else "upstream_unavailable"
-                raise Unavailable(code, f"{what} answered HTTP {response.status_code}")
-            self.sleep(retry_after(response, BACKOFF_S[attempt]))
-        raise AssertionError("unreachable")  # pragma: no cover
+                detail = f"{what} is unreachable: {type(exc).__name__}"
+                failure = Unavailable("upstream_unavailable", detail)
+            else:
+                status = response.status_code
+                if status != 429 and status < 500:
+                    return response
+                code = "upstream_timeout" if status == 504 else "upstream_unavailable"
+                failure = Unavailable(code, f"{what} answered HTTP {status}")
+                retry_after_s = parse_retry_after(response.headers.get("Retry-After"))
+            delay_s = min(RETRY.delay_s(attempt, retry_after_s), RETRY.cap_s)
+            if not RETRY.may_retry(attempt, time.monotonic() - started, delay_s):
+                raise failure
+            self.sleep(delay_s)
 
 
 def _is_error_body(response: httpx.Response) -> bool:
@@ -245,11 +249,3 @@ def _is_error_body(response: httpx.Response) -> bool:
     except ValueError:
         return False
     return isinstance(body, dict) and isinstance(body.get("error"), str)
-
-
-def retry_after(response: httpx.Response, default: float) -> float:
-    """Retry-After in seconds (capped), or the default backoff."""
-    try:
-        return min(float(response.headers.get("Retry-After", default)), MAX_RETRY_AFTER_S)
-    except ValueError:
-        return default
