@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import signal
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
@@ -18,8 +19,8 @@ from avatar.config import Settings
 from avatar.errors import AvatarError, ImageTooLarge, NoFaceDetected
 from avatar.imaging import encode
 from avatar.inputs import AvatarRequest
-from avatar.pipeline import PER_ANIMAL_STAGES, Renderer, Scene, Timings, find_faces, result_name
-from batch.work import CONTENT_TYPES, Result, Spec, Task, attempt, failed, output_name
+from avatar.pipeline import PER_ANIMAL_STAGES, Renderer, Timings, find_faces, result_name
+from batch.work import Result, Spec, Task, attempt, failed, output_name
 
 # The batch job signs no links (the API signs a recorded result's link when it is read), so
 # its store gets a throwaway signing key, one per process (the backends are cached by settings),
@@ -64,21 +65,21 @@ class PipelineWorker:
             ran = timings.as_json()
             return failed(task, spec, exc.code, exc.detail, faces=faces, timings_ms=ran)
         renderer = Renderer(scene, request, self.backends, settings)
-        return [self.result(task, renderer, animal, timings) for animal in task.animals]
+        found = Found(renderer, renderer.shared_json()["faces"], timings.stages_json())
+        return [self.result(task, found, animal) for animal in task.animals]
 
-    def result(self, task: Task, renderer: Renderer, animal: str, shared: Timings) -> Result:
+    def result(self, task: Task, found: Found, animal: str) -> Result:
         """One animal: compose, encode, write; an AvatarError fails only this animal."""
-        spec = self.spec
+        spec, faces = self.spec, found.faces
         timings = Timings(PER_ANIMAL_STAGES)
         generation_id = spec.generation_id(task.item, animal)
-        faces = faces_json(renderer.scene)
         try:
             with timings.stage("compose"):
-                image = renderer.draw(animal)
+                image = found.renderer.draw(animal)
             with timings.stage("store"):
                 data, extension, content_type = encode(image)
                 name = output_name(task.item, animal, extension)
-                spec.output.write(name, data, CONTENT_TYPES.get(extension, content_type))
+                spec.output.write(name, data, content_type)
                 object_name = None
                 if generation_id is not None:  # the user's copy, where the API finds it
                     object_name = result_name(spec.owner, generation_id, extension)
@@ -88,28 +89,32 @@ class PipelineWorker:
                 animal,
                 error=(exc.code, exc.detail),
                 faces=faces,
-                timings_ms=stages(shared, timings),
+                timings_ms=found.with_stages(timings),
                 generation_id=generation_id,
             )
         return Result(
             animal,
             output=name,
             faces=faces,
-            timings_ms=stages(shared, timings),
+            timings_ms=found.with_stages(timings),
             generation_id=generation_id,
             object_name=object_name,
         )
 
 
-def faces_json(scene: Scene) -> list[dict[str, Any]]:
-    """Every face found, as the function answers them."""
-    return [face.to_json() for face in scene.faces]
+@dataclass(frozen=True)
+class Found:
+    """What an input's animals share: the scene to draw on, its faces as the function answers
+    them, and the milliseconds of the stages that found them (decode, detect, segment)."""
 
+    renderer: Renderer
+    faces: list[dict[str, Any]]
+    shared_ms: dict[str, float]
 
-def stages(shared: Timings, own: Timings) -> dict[str, float]:
-    """The input's shared stages (decode, detect, segment), this animal's, and their sum."""
-    ms = {**shared.stages_json(), **own.stages_json()}
-    return {**ms, "total": round(sum(ms.values()), 1)}
+    def with_stages(self, own: Timings) -> dict[str, float]:
+        """The shared stages, this animal's (compose, store), and their sum."""
+        ms = {**self.shared_ms, **own.stages_json()}
+        return {**ms, "total": round(sum(ms.values()), 1)}
 
 
 # --- in a worker process ------------------------------------------------------------------------
