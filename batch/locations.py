@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, TypeVar
 
+from avatar.backends.local.store import write_atomically
 from batch.errors import BatchError
 
 T = TypeVar("T")
@@ -135,17 +135,8 @@ class Folder:
         return self.path(name).read_bytes()
 
     def write(self, name: str, data: bytes, content_type: str) -> None:
-        path = self.path(name)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                Path(temporary).replace(path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            write_atomically(self.path(name), data)
         except OSError as exc:
             raise BatchError(f"cannot write {self.join(name)}: {exc.strerror or exc}") from exc
 

@@ -22,7 +22,7 @@ import httpx
 from api.forwarding.id_token import REFRESH_MARGIN_S
 from api.forwarding.retry import RetryPolicy, parse_retry_after
 from batch.errors import BatchError
-from batch.work import CONTENT_TYPES, Result, Spec, Task, failed, output_name
+from batch.work import Result, Spec, Task, failed, output_name
 
 Auth = Literal["auto", "none", "id_token"]
 # The API's policy (full-jitter backoff, or the server's Retry-After), with the patience of a
@@ -30,6 +30,7 @@ Auth = Literal["auto", "none", "id_token"]
 RETRY = RetryPolicy(max_attempts=4, budget_s=300.0, base_s=1.0, cap_s=30.0)
 # The function's own answers about an image: that image's manifest line, not a problem of the job.
 IMAGE_STATUSES = frozenset({400, 413, 415, 422})
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png"}  # by the stored object's extension
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # Cloud Functions (2nd gen) refuses larger requests
 
 

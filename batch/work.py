@@ -20,7 +20,6 @@ from batch.locations import Item, Location
 # Result names in a user's history are derived from the output they were written to, so a
 # rerun of the same job (a crash between the history and the manifest) names the same record.
 GENERATION_NAMESPACE = uuid.UUID("5f0c6a52-6f6e-4a6b-9a52-6261746368aa")
-CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
 INTERNAL_ERROR = "internal_error"
 
 

@@ -37,6 +37,20 @@ def upload_name_from_uri(uri: str, bucket: str | None) -> str:
     return name
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write a file (and its folders) so that readers see the old file or the whole new one,
+    never half of it: a temporary file beside it, renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class LocalFileStore:
     """ObjectStore on a local folder; writes are atomic (temp file + rename)."""
 
@@ -59,16 +73,7 @@ class LocalFileStore:
 
     def put(self, name: str, data: bytes, content_type: str) -> None:
         """Write the object; readers see the old file or the whole new one, never half of it."""
-        path = self.path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path(name), data)
 
     def get(self, uri: str) -> bytes:
         """The bytes of an upload named "uploads/..." or "gs://<bucket>/uploads/..."."""
