@@ -244,9 +244,12 @@ def run(
     )
     history = _history(options)
     try:
-        tasks, skipped = _tasks(options, spec)
+        sources = manifest.fetch(spec.output)
+        done = manifest.lines_of(spec.output, sources)
+        tasks, skipped = _tasks(options, spec, done)
         every_s = GCS_MANIFEST_EVERY_S if isinstance(spec.output, GcsPrefix) else 0.0
-        writer = manifest.Writer(spec.output, options.shard.manifest, every_s)
+        name = options.shard.manifest
+        writer = manifest.Writer(spec.output, name, every_s, existing=sources.get(name))
         tally = Tally(todo=len(tasks), skipped=skipped)
 
         def finish(task: Task, results: list[Result]) -> None:
@@ -290,14 +293,15 @@ def _history(options: Options) -> History | None:
     return history
 
 
-def _tasks(options: Options, spec: Spec) -> tuple[list[Task], int]:
+def _tasks(
+    options: Options, spec: Spec, done: dict[manifest.Key, manifest.Line]
+) -> tuple[list[Task], int]:
     """This task's share of INPUT, less what the manifest settles."""
     if spec.input.inside(spec.output) == "":
         msg = "OUTPUT must not be INPUT: give the results a folder or prefix of their own"
         raise BatchError(msg)
     skip = spec.input.inside(spec.output)  # OUTPUT inside INPUT: not an input
     items = [item for item in spec.input.items(skip) if options.shard.takes(item.name)]
-    done = manifest.read(spec.output)
     return plan(spec, items, options.animals, done, options.retry_failed)
 
 

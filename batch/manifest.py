@@ -73,22 +73,20 @@ def combine(lines: Iterable[Line]) -> dict[Key, Line]:
     return kept
 
 
-def sources(output: Location) -> list[str]:
-    """The manifest and its parts present in OUTPUT."""
+def fetch(output: Location) -> dict[str, bytes]:
+    """The manifest and its parts present in OUTPUT, by name: listed and read once."""
     names = output.names("manifest.")
-    return [name for name in names if name == MANIFEST] + sorted(
-        name for name in names if PART.fullmatch(name)
+    ordered = [name for name in names if name == MANIFEST]
+    ordered += sorted(name for name in names if PART.fullmatch(name))
+    found = {name: output.fetch(name) for name in ordered}
+    return {name: data for name, data in found.items() if data is not None}
+
+
+def lines_of(output: Location, sources: dict[str, bytes]) -> dict[Key, Line]:
+    """Everything the fetched manifest and parts say, combined."""
+    return combine(
+        line for name, data in sources.items() for line in parse(data, output.join(name))
     )
-
-
-def read(output: Location) -> dict[Key, Line]:
-    """Everything the manifest and its parts say, combined."""
-    lines: list[Line] = []
-    for name in sources(output):
-        data = output.fetch(name)
-        if data is not None:
-            lines.extend(parse(data, output.join(name)))
-    return combine(lines)
 
 
 def encode(lines: Sequence[Line]) -> bytes:
@@ -107,7 +105,7 @@ class Writer:
     output: Location
     name: str
     every_s: float = 0.0
-    written: int = 0
+    existing: bytes | None = None  # what the manifest (or part) holds already, as fetched
 
     def __post_init__(self) -> None:
         self._pending: list[Line] = []
@@ -122,22 +120,21 @@ class Writer:
     def flush(self) -> None:
         if self._pending:
             self.output.append(self.name, encode(self._pending))
-            self.written += len(self._pending)
             self._pending = []
         self._last = time.monotonic()
 
     def _repair(self) -> None:
         """Cut a torn last line off, so that the next line starts on a line of its own."""
-        data = self.output.fetch(self.name)
+        data = self.existing
         if data and not data.endswith(b"\n"):
             self.output.write(self.name, data[: data.rfind(b"\n") + 1], CONTENT_TYPE)
 
 
 def merge(output: Location) -> tuple[int, list[str]]:
     """Combine the manifest and its parts into one manifest; (lines written, parts removed)."""
-    names = sources(output)
-    combined = read(output)
-    parts = [name for name in names if name != MANIFEST]
+    sources = fetch(output)
+    combined = lines_of(output, sources)
+    parts = [name for name in sources if name != MANIFEST]
     output.write(MANIFEST, encode(list(combined.values())), CONTENT_TYPE)
     for name in parts:  # only once the merged manifest holds their lines
         output.delete(name)
