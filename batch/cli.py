@@ -165,11 +165,10 @@ def main(
     stop = Stop(err)
     try:
         if args.merge:
-            lines, parts = manifest.merge(location(args.output))
-            out.write(
-                f"batch: merged {len(parts)} parts: {lines} lines in "
-                f"{location(args.output).join(manifest.MANIFEST)}\n"
-            )
+            output = location(args.output)
+            lines, parts = manifest.merge(output)
+            where = output.join(manifest.MANIFEST)
+            out.write(f"batch: merged {len(parts)} parts: {lines} lines in {where}\n")
             return 0
         with stop.installed():
             code = run(options_from(args), stop, out=out, err=err)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,12 +124,17 @@ class Folder:
         found: list[Item] = []
         for directory, folders, files in os.walk(self.root, onerror=_raise):
             folders[:] = sorted(f for f in folders if not f.startswith("."))
-            for file in files:
+            for file in files:  # the hidden folders are pruned above
                 path = Path(directory, file)
                 name = path.relative_to(self.root).as_posix()
-                if hidden(name) or (skip and name.startswith(skip)) or not path.is_file():
+                if file.startswith(".") or (skip and name.startswith(skip)):
                     continue
-                found.append(Item(name, path.stat().st_size))
+                try:
+                    status = path.stat()  # one call: the type and the size
+                except FileNotFoundError:  # a dangling link, or gone since the listing
+                    continue
+                if stat.S_ISREG(status.st_mode):
+                    found.append(Item(name, status.st_size))
         return sorted(found, key=lambda item: item.name)
 
     def read(self, name: str) -> bytes:
