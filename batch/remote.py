@@ -1,6 +1,8 @@
 """A deployed function does the work (`--function-url`): each input is POSTed with all its
 animals (the function's `animals` form, the face found once), and each result is downloaded
-from the signed link the function answers and written to OUTPUT.
+from the signed link the function answers and written to OUTPUT. The function keeps its own
+copy, as for any call: under `avatars/batch/` without `--user-id` (the results bucket's
+retention deletes it), under the user's prefix with it (the history's image, erased with them).
 
 The call is authenticated as the API's is: a Google ID token for the function's URL (the job's
 service account needs roles/run.invoker on the function), cached until near its expiry.
