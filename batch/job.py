@@ -28,9 +28,8 @@ from batch import manifest
 from batch.errors import BatchError
 from batch.locations import GcsPrefix, Item, location
 from batch.progress import Tally, progress_for
-from batch.remote import Auth
 from batch.shards import Shard
-from batch.work import INTERNAL_ERROR, Result, Spec, Task, attempt, failed
+from batch.work import INTERNAL_ERROR, Auth, Result, Spec, Task, attempt, failed
 
 if TYPE_CHECKING:
     from batch.history import History

@@ -17,16 +17,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from api.forwarding.id_token import REFRESH_MARGIN_S
 from api.forwarding.retry import RetryPolicy, parse_retry_after
 from batch.errors import BatchError
-from batch.work import Result, Spec, Task, failed, output_name
+from batch.work import Auth, Result, Spec, Task, failed, output_name
 
-Auth = Literal["auto", "none", "id_token"]
 # The API's policy (full-jitter backoff, or the server's Retry-After), with the patience of a
 # job: 4 tries in all, each wait at most 30 s, within 5 minutes of the first.
 RETRY = RetryPolicy(max_attempts=4, budget_s=300.0, base_s=1.0, cap_s=30.0)

@@ -12,7 +12,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from batch.errors import BatchError
 from batch.locations import Item, Location
@@ -21,6 +21,9 @@ from batch.locations import Item, Location
 # rerun of the same job (a crash between the history and the manifest) names the same record.
 GENERATION_NAMESPACE = uuid.UUID("5f0c6a52-6f6e-4a6b-9a52-6261746368aa")
 INTERNAL_ERROR = "internal_error"
+# How to call a deployed function (--function-auth): a Google ID token, nothing, or a token for
+# https URLs only.
+Auth = Literal["auto", "none", "id_token"]
 
 
 @dataclass(frozen=True)
