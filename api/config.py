@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Values that ship in the code for a zero-config development run; refused anywhere else.
 PLACEHOLDER_SECRETS = frozenset(
-    {"", "changeme", "dev-only-admin-key", "dev-only-media-signing-key"}
+    {
+        "",
+        "changeme",
+        "dev-only-admin-key",
+        "dev-only-media-signing-key",
+        "dev-only-webhook-encryption-key",
+    }
 )
+SECRETS = ("admin_api_key", "media_signing_key", "webhook_encryption_key")
 
 
 class Settings(BaseSettings):
@@ -90,6 +97,42 @@ class Settings(BaseSettings):
     # Where Google publishes the certificates of its OIDC tokens.
     oidc_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
 
+    # Completion webhooks (api.webhooks). Their secrets are stored encrypted with this key
+    # (several, comma-separated, while rotating it: the first encrypts, any decrypts).
+    webhook_encryption_key: SecretStr = SecretStr("dev-only-webhook-encryption-key")
+    # One attempt (resolving, connecting, sending, reading the answer) gives up after this long.
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # The wait after each failed attempt (comma-separated seconds), each +-jitter; after the
+    # last, the delivery has failed.
+    webhook_retry_schedule_s: Annotated[tuple[float, ...], NoDecode] = (
+        5,
+        30,
+        120,
+        600,
+        1800,
+        7200,
+        21600,
+    )
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    # Outside development, the only ports a webhook URL may name (comma-separated).
+    webhook_allowed_ports: Annotated[tuple[int, ...], NoDecode] = (443,)
+    # Deliveries attempted at once by one API process.
+    webhook_max_concurrency: int = Field(default=50, ge=1)
+    # The in-process queue looks for deliveries that are due (another process's, or left by a
+    # stop) this often.
+    webhook_sweep_s: float = Field(default=30.0, gt=0)
+    # After a rotation, the previous secret also signs for this long.
+    webhook_rotation_window_s: float = Field(default=24 * 3600, ge=0)
+    # Finished deliveries stay in the log this long.
+    webhook_log_retention_days: int = Field(default=30, ge=1)
+
+    @field_validator("webhook_retry_schedule_s", "webhook_allowed_ports", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
     @model_validator(mode="after")
     def _require_queue_settings(self) -> Self:
         if self.work_queue != "cloud_tasks":
@@ -112,12 +155,16 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secrets(self) -> Self:
         if self.environment == "development":
             return self
-        for name in ("admin_api_key", "media_signing_key"):
+        for name in SECRETS:
             secret: SecretStr = getattr(self, name)
             if secret.get_secret_value() in PLACEHOLDER_SECRETS:
                 msg = f"{name.upper()} must be a real secret when ENVIRONMENT={self.environment}"
                 raise ValueError(msg)
         return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
 
     @property
     def is_sqlite(self) -> bool:

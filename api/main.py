@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import animals, health, media
-from api.access_log import install_access_log_filter
+from api.access_log import install_access_log_filter, install_httpx_log_filter
 from api.config import Settings, get_settings
 from api.db import build_engine, build_sessionmaker
 from api.error_handlers import install_error_handlers
@@ -24,7 +25,10 @@ from api.problems import add_problem_schema
 from api.problems import router as problems_router
 from api.storage import build_store
 from api.users.router import router as users_router
-from api.work import build_queue
+from api.webhooks.delivery import Deliverer, Network
+from api.webhooks.router import router as webhooks_router
+from api.webhooks.secrets import SecretBox
+from api.work import announce, build_queue
 from api.work.router import router as work_router
 
 logger = logging.getLogger(__name__)
@@ -49,7 +53,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
-    """The shared function client, the runner of generations and the work queue (api.work)."""
+    """The shared function client, the runner of generations, the webhook deliverer and the
+    work queue (api.work) that runs them."""
     forwarder_factory: ForwarderFactory = app.state.forwarder_factory
     forwarder = forwarder_factory(settings)
 
@@ -65,9 +70,14 @@ async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[N
         max_concurrency=settings.function_max_connections,
         stale_after_s=settings.generation_stale_after_s,
     )
-    queue = build_queue(settings, runner)
+    deliverer = Deliverer(
+        session_factory, settings, app.state.secret_box, app.state.webhook_network
+    )
+    queue = build_queue(settings, runner, deliverer)
+    runner.on_events = partial(announce, queue)
     app.state.function_client = forwarder
     app.state.runner = runner
+    app.state.deliverer = deliverer
     app.state.work_queue = queue
     if settings.work_queue == "cloud_tasks":
         # Imported only here: google-auth's JWT check loads `cryptography` (10 MB of RSS).
@@ -81,16 +91,19 @@ async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[N
         await queue.aclose()
         await runner.shutdown(grace_s=settings.shutdown_grace_s)
         await forwarder.aclose()
+        await deliverer.aclose()
 
 
 def create_app(
     settings: Settings | None = None,
     *,
     forwarder_factory: ForwarderFactory = build_function_client,
+    webhook_network: Network | None = None,
 ) -> FastAPI:
     """The API application for these settings (by default, the environment's).
 
-    `forwarder_factory` builds the client that calls the function (tests hand in a transport).
+    `forwarder_factory` builds the client that calls the function, and `webhook_network` the
+    resolver and transport of webhook deliveries (tests hand in their own).
     """
     app = FastAPI(
         title="animal-avatar",
@@ -98,12 +111,15 @@ def create_app(
         summary="Turn a selfie into an animal character.",
         lifespan=lifespan,
     )
-    app.state.settings = settings or get_settings()
+    app.state.settings = settings = settings or get_settings()
     app.state.forwarder_factory = forwarder_factory
+    app.state.webhook_network = webhook_network or Network()
+    app.state.secret_box = SecretBox(settings.webhook_encryption_key.get_secret_value())
     for router in (
         users_router,
         generations_router,
         packs_router,
+        webhooks_router,
         animals.router,
         health.router,
         media.router,
@@ -113,6 +129,7 @@ def create_app(
         app.include_router(router)
     install_error_handlers(app)
     install_access_log_filter()
+    install_httpx_log_filter()
     install_openapi(app)
     return app
 

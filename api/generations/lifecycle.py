@@ -9,6 +9,9 @@ work starts at once in this process). Every write below is guarded by the states
 so two workers on one record (a slow one, and recovery's) cannot both finish it, and a finished
 record is never rewritten. Everyone else asks this module; nothing else updates `status`.
 
+A record that finishes writes its completion event (api.webhooks.events) in the same
+transaction, when its owner has a webhook: a pack's, once its last generation finishes.
+
 The upload a pending record needs to survive a restart lives in `generation_inputs` until the
 record finishes, in the same transaction; a sync upload is held by its request only (if the API
 dies, its client retries with the same Idempotency-Key). A pack's generations share one upload,
@@ -22,11 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from api.db import utcnow
 from api.generations.models import Generation, GenerationInput, GenerationStatus, Pack, PackInput
+from api.webhooks import events
 
 PENDING = GenerationStatus.pending
 PROCESSING = GenerationStatus.processing
@@ -124,6 +128,24 @@ RETRY_MOVES = {
 }
 # A claim names the attempt it saw, so two claims of one sighting cannot both win.
 CLAIM_MOVE = MOVES[CLAIM].where(GENERATIONS.c.attempts == bindparam("seen_attempts"))
+# A finish says what its event needs of the record.
+FINISH_MOVES = {
+    transition: MOVES[transition].returning(
+        GENERATIONS.c.user_id, GENERATIONS.c.pack_id, GENERATIONS.c.animal, GENERATIONS.c.run
+    )
+    for transition in (SUCCEED, FAIL)
+}
+# The pack whose generation finished, locked: of two transactions finishing its last two
+# generations at once, the second waits here and then sees the first's, so exactly one of
+# them finds the pack ended (SQLite serializes writers anyway; it ignores FOR UPDATE).
+PACK_FOR_UPDATE = (
+    select(PACKS.c.animals, PACKS.c.run).where(PACKS.c.id == bindparam("pack_id")).with_for_update()
+)
+PACK_MEMBERS = (
+    select(GENERATIONS.c.status, GENERATIONS.c.error_code, GENERATIONS.c.error_detail)
+    .where(GENERATIONS.c.pack_id == bindparam("pack_id"))
+    .order_by(GENERATIONS.c.created_at, GENERATIONS.c.id)
+)
 
 
 @dataclass(frozen=True)
@@ -155,6 +177,8 @@ class Final:
     written: bool
     status: GenerationStatus | None
     values: dict[str, Any]
+    # The completion event this finish wrote (to hand to the work queue once committed).
+    event: uuid.UUID | None = None
 
     @property
     def keeps_objects(self) -> bool:
@@ -419,17 +443,58 @@ async def _finish(
     kept: Kept,
 ) -> Final:
     connection = await session.connection()
-    result = await connection.execute(MOVES[transition], {"generation_id": generation_id, **values})
+    params = {"generation_id": generation_id, **values}
+    row = (await connection.execute(FINISH_MOVES[transition], params)).first()
     if kept.pack_id is not None:
         # Whether or not this record was finished here, its pack may have no unfinished one left.
         await connection.execute(DELETE_FINISHED_PACK_INPUT, {"pack_id": kept.pack_id})
-    if result.rowcount:
+    if row is not None:
         if kept.own:  # the selfie is kept only while the work needs it
             await connection.execute(DELETE_INPUT, {"generation_id": generation_id})
-        return Final(written=True, status=transition.target, values=values)
+        event = await _announce(connection, generation_id, row, values)
+        return Final(written=True, status=transition.target, values=values, event=event)
     # Deleted while the work ran, or finished already by another worker: say which.
     status = (await connection.execute(STATUS_OF, {"generation_id": generation_id})).scalar()
     return Final(written=False, status=status, values={})
+
+
+async def _announce(
+    connection: AsyncConnection, generation_id: uuid.UUID, row: Row[Any], values: dict[str, Any]
+) -> uuid.UUID | None:
+    """Write the completion event of a record just finished (a single generation's, or its
+    pack's when it was the pack's last unfinished one), if its owner has a webhook."""
+    if not await events.has_webhook(connection, row.user_id):
+        return None
+    if row.pack_id is None:
+        return await events.generation_ended(
+            connection,
+            generation_id=generation_id,
+            user_id=row.user_id,
+            animal=row.animal,
+            run=row.run,
+            values=values,
+        )
+    pack = (await connection.execute(PACK_FOR_UPDATE, {"pack_id": row.pack_id})).first()
+    if pack is None:
+        return None
+    members = (await connection.execute(PACK_MEMBERS, {"pack_id": row.pack_id})).all()
+    if not members or any(member.status in UNFINISHED for member in members):
+        return None
+    status = overall_status([member.status for member in members])
+    failed = next((m for m in members if m.status is FAILED), None)
+    error = (
+        (failed.error_code, failed.error_detail) if failed and status == "failed" else (None, None)
+    )
+    return await events.pack_ended(
+        connection,
+        pack_id=row.pack_id,
+        user_id=row.user_id,
+        animals=pack.animals,
+        run=pack.run,
+        status=status,
+        error=error,
+        at=values["completed_at"],
+    )
 
 
 def _input_row(generation_id: uuid.UUID, stored: StoredInput) -> dict[str, Any]:

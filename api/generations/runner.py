@@ -54,6 +54,8 @@ class Forwarder(Protocol):
 
 
 ForwarderFactory = Callable[[Settings], Forwarder]
+# Takes completion events (webhook deliveries) once the transaction that wrote them committed.
+EventSink = Callable[[Sequence[uuid.UUID]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,18 @@ class GenerationRunner:
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._stale_after_s = stale_after_s
         self._tasks: dict[uuid.UUID, asyncio.Task[Outcome | None]] = {}
+        # Set by the app once the work queue exists (api.work.announce).
+        self.on_events: EventSink | None = None
+
+    async def announce(self, finals: Iterable[lifecycle.Final]) -> None:
+        """Hand the completion events of committed finishes to the queue (best effort: an
+        event not taken waits in the database for the sweep)."""
+        events = [final.event for final in finals if final.event is not None]
+        if events and self.on_events is not None:
+            try:
+                await self.on_events(events)
+            except Exception:
+                logger.exception("completion events %s were not handed on", events)
 
     def submit(
         self, job: Job, work: Work | None = None, *, claimed: bool = False
@@ -323,11 +337,14 @@ class GenerationRunner:
         await self._fail(job, "upstream_timeout", INPUT_GONE)
 
     async def _fail(self, job: Job, code: str, detail: str, *, kept_input: bool = True) -> None:
+        finals = []
         async with self._session_factory() as session, session.begin():
             for member in job.members:
-                await lifecycle.fail(
+                final = await lifecycle.fail(
                     session, member.generation_id, code, detail, kept=job.kept(kept_input)
                 )
+                finals.append(final)
+        await self.announce(finals)
 
     async def _run(self, job: Job, given: Work | None, *, claimed: bool) -> Outcome | None:
         async with self._semaphore:
@@ -362,6 +379,7 @@ class GenerationRunner:
                 if not ids:
                     return None
         finals = await with_db_retry(lambda: self._finish(job, outcome, work, ids))
+        await self.announce(finals.values())
         # Failed (a timeout while the function still stored), gone (deleted while the work ran),
         # or failed before: what the function stored for those is an orphan.
         orphans = [gid for gid, final in finals.items() if not final.keeps_objects]
@@ -438,26 +456,30 @@ class GenerationRunner:
     async def _claim(self, job: Job, given: Work | None) -> Work | None:
         """Start an attempt on a job's pending (or stalled) records, loading the upload if not
         given; the work covers the records this claim won."""
+        finals = []
         async with self._session_factory() as session, session.begin():
             claimed = []
             for member in job.members:
                 if member.attempts >= MAX_RUNS and not job.retry_later:
-                    await lifecycle.fail(
+                    final = await lifecycle.fail(
                         session,
                         member.generation_id,
                         "upstream_timeout",
                         GAVE_UP,
                         kept=job.kept(),
                     )
+                    finals.append(final)
                 elif await lifecycle.claim(session, member.generation_id, member.attempts):
                     claimed.append(member.generation_id)
             work = (given or await _load_work(session, job)) if claimed else None
             if work is None:  # claimed, but the upload is gone: nothing to resume
                 for generation_id in claimed:
-                    await lifecycle.fail(
+                    final = await lifecycle.fail(
                         session, generation_id, "upstream_timeout", INPUT_GONE, kept=job.kept()
                     )
-            return work.only(claimed) if work is not None else None
+                    finals.append(final)
+        await self.announce(finals)
+        return work.only(claimed) if work is not None else None
 
 
 GAVE_UP = "the work was started several times without finishing; please try again"

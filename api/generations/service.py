@@ -249,7 +249,7 @@ async def start_job(
             QueuedJob(job.kind, job.id, run), work=Work(request, kept_input=True)
         )
     except Exception as exc:
-        await _not_queued(intake.session, job, generations)
+        await _not_queued(intake, job, generations)
         if isinstance(exc, UpstreamUnavailable):
             raise
         logger.exception("%s %s could not be queued", job.kind, job.id)
@@ -261,23 +261,27 @@ NOT_QUEUED = "the work queue did not take the generation; please try again"
 NOT_QUEUED_RETRY_AFTER_S = 5
 
 
-async def _not_queued(session: AsyncSession, job: Job, generations: Sequence[Generation]) -> None:
+async def _not_queued(intake: Intake, job: Job, generations: Sequence[Generation]) -> None:
     """Fail records whose job the queue did not take (a retry with its key runs them again)."""
+    session = intake.session
     written: dict[uuid.UUID, dict[str, Any]] = {}
+    finals = []
     try:
         for generation in generations:
             final = await lifecycle.fail(
                 session, generation.id, "upstream_unavailable", NOT_QUEUED, kept=job.kept()
             )
             written[generation.id] = final.values
+            finals.append(final)
         await session.commit()
     except Exception:
         await session.rollback()
-        written = {}
+        written, finals = {}, []
         logger.exception("%s %s was not queued and could not be failed", job.kind, job.id)
     for generation in generations:
         for name, value in written.get(generation.id, {}).items():
             set_committed_value(generation, name, value)
+    await intake.runner.announce(finals)
 
 
 async def settle(session: AsyncSession, accepted: Accepted, *, wait: bool) -> Generation:

@@ -10,7 +10,8 @@ from alembic import context
 from sqlalchemy.engine import Connection, make_url
 
 import api.generations.models
-import api.users.models  # noqa: F401 - registers the tables on Base.metadata
+import api.users.models
+import api.webhooks.models  # noqa: F401 - registers the tables on Base.metadata
 from api.config import get_settings
 from api.db import Base, build_engine
 

@@ -29,6 +29,7 @@ from google.cloud import tasks_v2
 from api.config import Settings
 from api.errors import UpstreamUnavailable
 from api.generations.runner import GenerationRunner, Work, with_db_retry
+from api.webhooks.delivery import Deliverer
 from api.work import QueuedJob, job_url, token_audience
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class CloudTasksQueue:
         self,
         settings: Settings,
         runner: GenerationRunner,
+        deliverer: Deliverer,
         *,
         client: tasks_v2.CloudTasksClient | None = None,
     ) -> None:
@@ -77,6 +79,7 @@ class CloudTasksQueue:
         self._queue = settings.cloud_tasks_queue
         self._settings = settings
         self._runner = runner
+        self._deliverer = deliverer
         self._client = client or build_client(settings)
         self._executor = ThreadPoolExecutor(ENQUEUE_THREADS, thread_name_prefix="enqueue")
         self._timeout_s = settings.work_enqueue_timeout_s
@@ -88,21 +91,21 @@ class CloudTasksQueue:
     def task(self, job: QueuedJob) -> dict[str, Any]:
         """The CreateTask request for a job."""
         url = job_url(self._settings, job.kind, job.id)
-        return {
-            "parent": self._queue,
-            "task": {
-                "name": f"{self._queue}/tasks/{job.task_id}",
-                "http_request": {
-                    "url": url,
-                    "http_method": tasks_v2.HttpMethod.POST,
-                    "oidc_token": {
-                        "service_account_email": self._settings.work_service_account,
-                        "audience": token_audience(self._settings, url),
-                    },
+        task: dict[str, Any] = {
+            "name": f"{self._queue}/tasks/{job.task_id}",
+            "http_request": {
+                "url": url,
+                "http_method": tasks_v2.HttpMethod.POST,
+                "oidc_token": {
+                    "service_account_email": self._settings.work_service_account,
+                    "audience": token_audience(self._settings, url),
                 },
-                "dispatch_deadline": timedelta(seconds=self._settings.work_dispatch_deadline_s),
             },
+            "dispatch_deadline": timedelta(seconds=self._settings.work_dispatch_deadline_s),
         }
+        if job.not_before is not None:
+            task["schedule_time"] = job.not_before
+        return {"parent": self._queue, "task": task}
 
     async def enqueue(self, job: QueuedJob, *, work: Work | None = None) -> None:
         request = self.task(job)
@@ -125,7 +128,9 @@ class CloudTasksQueue:
         stale period: an async one (its upload kept) is offered to the queue again, since a
         process that died between its commit and its enqueue left it with no task; under the
         job's own task name, so a task the queue still holds is not duplicated. A sync one, whose
-        upload died with its request, is failed (retryably: its client retries)."""
+        upload died with its request, is failed (retryably: its client retries). Webhook
+        deliveries that are due are offered again too (under the name of their next attempt),
+        and the delivery log is pruned."""
         self._reoffer = asyncio.create_task(self._reoffer_stale(), name="work-reoffer")
 
     async def _reoffer_stale(self) -> None:
@@ -143,6 +148,16 @@ class CloudTasksQueue:
             return
         if records:
             logger.info("%d stale unfinished jobs offered again or failed", len(records))
+        try:
+            due = await with_db_retry(self._deliverer.due_attempts)
+            for delivery_id, attempts in due:
+                await self.enqueue(QueuedJob("webhook", delivery_id, attempts))
+            await with_db_retry(self._deliverer.prune)
+        except Exception:
+            logger.exception("re-offering due webhook deliveries to the work queue failed")
+            return
+        if due:
+            logger.info("%d due webhook deliveries offered again", len(due))
 
     async def aclose(self) -> None:
         if self._reoffer is not None:

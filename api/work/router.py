@@ -4,6 +4,13 @@ The answer tells Cloud Tasks what to do with the task: 2xx, done (the job finish
 finished before, or its record is gone); 503, deliver it again later (a retryable failure with
 attempts left, or another worker's attempt still fresh); 401/403, a caller that is not the
 queue, and nothing ran. With the in-process queue there is no such endpoint: 404.
+
+A webhook delivery's task is one attempt. The schedule of its retries is the delivery's own
+(SPEC: about 5 s, 30 s, 2 min ... 6 h), not the queue's: an attempt that fails enqueues the next
+one as a new task, named after the attempts made and due at its time, then answers 200. Only
+when that enqueue fails is the answer 503, so Cloud Tasks delivers this task again, which
+enqueues it then. Each task's name carries the time it is due, so a re-offer of the same
+attempt is not queued twice, and a later time is a new task.
 """
 
 from __future__ import annotations
@@ -19,16 +26,21 @@ from api.errors import NotFound, UpstreamUnavailable
 from api.generations.models import GenerationStatus
 from api.generations.runner import GenerationRunner, WorkKind
 from api.problems import problem_responses
-from api.work import job_url, token_audience
+from api.webhooks.models import DeliveryStatus
+from api.work import QueuedJob, WorkQueue, job_url, token_audience
 
 if TYPE_CHECKING:  # the module loads `cryptography`: only with WORK_QUEUE=cloud_tasks
+    from api.webhooks.delivery import Deliverer
     from api.work.oidc import OidcVerifier
 
 router = APIRouter(prefix="/internal/work", tags=["internal"])
 
 RETRY_AFTER_S = 10
 # The kinds of job with a handler here.
-HANDLED = frozenset(get_args(WorkKind))
+HANDLED = frozenset(get_args(WorkKind)) | {"webhook"}
+# Cloud Tasks may dispatch a little before the time the API computed (clocks differ): an
+# attempt that is due within this is made.
+EARLY_S = 5.0
 
 
 class JobDone(BaseModel):
@@ -67,6 +79,8 @@ async def run_job(
     identifier = _job_id(job_id)
     if kind not in HANDLED:
         raise NotFound(f"no {kind!r} jobs here")
+    if kind == "webhook":
+        return await _attempt_delivery(request, identifier)
     runner: GenerationRunner = request.app.state.runner
     status = await runner.run_delivered(
         cast(WorkKind, kind),
@@ -79,6 +93,22 @@ async def run_job(
             "the job did not finish and will be delivered again", retry_after_s=RETRY_AFTER_S
         )
     return JobDone(kind=kind, id=identifier, status=status)
+
+
+async def _attempt_delivery(request: Request, delivery_id: uuid.UUID) -> JobDone:
+    """Make a webhook delivery's attempt if it is due, then make sure its next one is queued."""
+    deliverer: Deliverer = request.app.state.deliverer
+    queue: WorkQueue = request.app.state.work_queue
+    attempted = await deliverer.attempt(delivery_id, early_s=EARLY_S)
+    if attempted.pending:
+        # Whether this task made the attempt, came early, or found another worker's under way
+        # (then `next_attempt_at` is that attempt's lease): the task for the time the delivery
+        # is due next. Named after that time, so it is queued once however often it is asked.
+        await queue.enqueue(
+            QueuedJob("webhook", delivery_id, attempted.attempts, attempted.next_attempt_at)
+        )
+    status = attempted.status.value if isinstance(attempted.status, DeliveryStatus) else None
+    return JobDone(kind="webhook", id=delivery_id, status=status)
 
 
 def _job_id(value: str) -> uuid.UUID:
