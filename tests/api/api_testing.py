@@ -25,6 +25,7 @@ MAIN_PY = REPO_ROOT / "cloud_functions" / "main.py"
 
 ADMIN_KEY = "test-admin-key-" + "x" * 32
 MEDIA_KEY = "test-media-signing-key-" + "y" * 32
+WEBHOOK_KEY = "test-webhook-encryption-key-" + "z" * 32
 # Nothing listens on the discard port: the function is "down" unless a test says otherwise.
 UNREACHABLE_URL = "http://127.0.0.1:9"
 BASE_URL = "http://testserver"

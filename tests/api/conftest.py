@@ -21,6 +21,7 @@ from api_testing import (
     MAIN_PY,
     MEDIA_KEY,
     UNREACHABLE_URL,
+    WEBHOOK_KEY,
     auth,
     client_for,
     create_user,
@@ -110,6 +111,7 @@ def settings_factory(database_url: str, tmp_path: Path) -> Callable[..., Setting
             "database_url": database_url,
             "admin_api_key": ADMIN_KEY,
             "media_signing_key": MEDIA_KEY,
+            "webhook_encryption_key": WEBHOOK_KEY,
             "storage_backend": "local",
             "storage_dir": tmp_path / "media",
             "public_base_url": BASE_URL,
@@ -139,12 +141,20 @@ def app_factory(
     """`async with app_factory(**overrides) as app`: a started app (lifespan run).
 
     isolated=True (default): its sessions share the test's rolled-back transaction.
-    isolated=False: it commits through its own engine; the tables are emptied afterwards.
+    isolated=False: it commits through its own engine; the tables are emptied afterwards
+    (unless keep_tables: a restart, whose next app empties them).
+    webhook_network: the resolver and transport of its webhook deliveries (api.webhooks).
     """
 
     @asynccontextmanager
-    async def start(*, isolated: bool = True, **overrides: Any) -> AsyncIterator[FastAPI]:
-        app = create_app(settings_factory(**overrides))
+    async def start(
+        *,
+        isolated: bool = True,
+        keep_tables: bool = False,
+        webhook_network: Any = None,
+        **overrides: Any,
+    ) -> AsyncIterator[FastAPI]:
+        app = create_app(settings_factory(**overrides), webhook_network=webhook_network)
         async with LifespanManager(app):
             if isolated:
                 app.state.sessionmaker = sessionmaker
@@ -153,7 +163,8 @@ def app_factory(
             try:
                 yield app
             finally:
-                await _empty_tables(app.state.engine)
+                if not keep_tables:
+                    await _empty_tables(app.state.engine)
 
     return start
 

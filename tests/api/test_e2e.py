@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 MEDIA_KEY = "e2e-media-signing-key-" + "z" * 32
+WEBHOOK_KEY = "e2e-webhook-encryption-key-" + "w" * 32
 ADMIN_KEY = "e2e-admin-key-" + "a" * 32
 
 
@@ -82,6 +83,7 @@ def services(fresh_database_url: str, tmp_path: Path) -> Iterator[str]:
         "MEDIA_BASE_URL": f"{api_url}/media",
         "PUBLIC_BASE_URL": api_url,
         "ADMIN_API_KEY": ADMIN_KEY,
+        "WEBHOOK_ENCRYPTION_KEY": WEBHOOK_KEY,
         "DATABASE_URL": fresh_database_url,
         "FUNCTION_URL": f"http://127.0.0.1:{function_port}",
     }

@@ -45,9 +45,13 @@ async def test_unexpected_error_is_500_without_internals(app_factory) -> None:
 
 
 @pytest.mark.parametrize("environment", ["test", "production"])
-@pytest.mark.parametrize("field", ["admin_api_key", "media_signing_key"])
+@pytest.mark.parametrize("field", ["admin_api_key", "media_signing_key", "webhook_encryption_key"])
 def test_placeholder_secrets_are_refused_outside_development(environment, field) -> None:
-    real = {"admin_api_key": "a" * 40, "media_signing_key": "b" * 40}
+    real = {
+        "admin_api_key": "a" * 40,
+        "media_signing_key": "b" * 40,
+        "webhook_encryption_key": "c" * 40,
+    }
     with pytest.raises(ValidationError, match=field.upper()):
         Settings(environment=environment, **(real | {field: "changeme"}))
     Settings(environment=environment, **real)  # real secrets are accepted

@@ -10,10 +10,21 @@ from api_testing import run_alembic
 from sqlalchemy import inspect
 
 import api.generations.models
-import api.users.models  # noqa: F401 - the tables the models declare
+import api.users.models
+import api.webhooks.models  # noqa: F401 - the tables the models declare
 from api.db import Base, build_engine
 
-TABLES = {"users", "api_keys", "generations", "generation_inputs", "packs", "pack_inputs"}
+TABLES = {
+    "users",
+    "api_keys",
+    "generations",
+    "generation_inputs",
+    "packs",
+    "pack_inputs",
+    "webhooks",
+    "webhook_deliveries",
+    "webhook_attempts",
+}
 
 
 async def table_names(url: str) -> set[str]:
