@@ -32,8 +32,9 @@ RUN python -m venv /opt/venv
 FROM python:3.11.14-slim-bookworm AS runtime-base
 
 # ENVIRONMENT=production: the settings refuse the code's placeholder secrets (dev-only-...), so
-# a container started without its real secrets (MEDIA_SIGNING_KEY; the API's ADMIN_API_KEY too)
-# stops instead of running on publicly known keys. `make run` (no container) stays in development.
+# a container started without its real secrets (MEDIA_SIGNING_KEY; the API's ADMIN_API_KEY and
+# WEBHOOK_ENCRYPTION_KEY too) stops instead of running on publicly known keys. `make run` (no
+# container) stays in development.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     ENVIRONMENT=production \

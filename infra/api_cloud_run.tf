@@ -8,6 +8,10 @@ locals {
   api_service_name = "${var.name_prefix}-api"
   sql_database     = "animal_avatar"
   sql_user         = "animal_avatar"
+  # A call to an internal-ingress function counts as internal only if it leaves through the VPC:
+  # then all egress does (Google APIs and run.app via the subnet's Private Google Access, the
+  # internet via Cloud NAT below). With an open function only private ranges take the VPC.
+  api_egress = local.function_ingress == "ALLOW_ALL" ? "PRIVATE_RANGES_ONLY" : "ALL_TRAFFIC"
 }
 
 # --- network: Cloud Run egresses through this subnet to Cloud SQL's private IP -------------------
@@ -57,6 +61,40 @@ resource "google_compute_firewall" "api_deny_ingress" {
 
   log_config {
     metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
+# Webhook deliveries go to public https URLs. With ALL_TRAFFIC they leave through the VPC, whose
+# instances have no external address: Cloud NAT gives them one. PRIVATE_RANGES_ONLY sends
+# internet traffic out directly, so no NAT is made then.
+resource "google_compute_router" "api" {
+  count = var.deploy_api && local.api_egress == "ALL_TRAFFIC" ? 1 : 0
+
+  project = var.project_id
+  name    = "${var.name_prefix}-api-router"
+  region  = var.region
+  network = google_compute_network.api[0].id
+}
+
+resource "google_compute_router_nat" "api" {
+  count = length(google_compute_router.api)
+
+  project                            = var.project_id
+  name                               = "${var.name_prefix}-api-nat"
+  router                             = google_compute_router.api[0].name
+  region                             = var.region
+  nat_ip_allocate_option             = "AUTO_ONLY"
+  source_subnetwork_ip_ranges_to_nat = "LIST_OF_SUBNETWORKS"
+
+  # Only the API's subnet; Google APIs stay on Private Google Access, which NAT does not take.
+  subnetwork {
+    name                    = google_compute_subnetwork.api[0].id
+    source_ip_ranges_to_nat = ["ALL_IP_RANGES"]
+  }
+
+  log_config {
+    enable = true
+    filter = "ERRORS_ONLY"
   }
 }
 
@@ -206,6 +244,15 @@ resource "random_password" "media_signing_key" {
   special = false
 }
 
+# Encrypts the webhooks' signing secrets in the database. No special characters: the API reads
+# a comma-separated list of keys while this one is rotated (README: completion webhooks).
+resource "random_password" "webhook_encryption_key" {
+  count = local.api_count
+
+  length  = 48
+  special = false
+}
+
 locals {
   api_secret_values = var.deploy_api ? {
     DATABASE_URL = format( #checkov:skip=CKV_SECRET_4:A URL template; the password comes from random_password at apply time.
@@ -213,11 +260,14 @@ locals {
       local.sql_user, random_password.sql[0].result,
       google_sql_database_instance.api[0].private_ip_address, local.sql_database,
     )
-    ADMIN_API_KEY     = random_password.admin_api_key[0].result
-    MEDIA_SIGNING_KEY = random_password.media_signing_key[0].result
+    ADMIN_API_KEY          = random_password.admin_api_key[0].result
+    MEDIA_SIGNING_KEY      = random_password.media_signing_key[0].result
+    WEBHOOK_ENCRYPTION_KEY = random_password.webhook_encryption_key[0].result
   } : {}
   # Keys known at plan time, so for_each works before the values exist.
-  api_secret_names = var.deploy_api ? toset(["DATABASE_URL", "ADMIN_API_KEY", "MEDIA_SIGNING_KEY"]) : toset([])
+  api_secret_names = var.deploy_api ? toset([
+    "DATABASE_URL", "ADMIN_API_KEY", "MEDIA_SIGNING_KEY", "WEBHOOK_ENCRYPTION_KEY",
+  ]) : toset([])
 }
 
 resource "google_secret_manager_secret" "api" {
@@ -306,9 +356,8 @@ resource "google_cloud_run_v2_service" "api" {
     }
 
     vpc_access {
-      # A call to an internal-ingress function counts as internal only if it leaves through the
-      # VPC: then all egress does (Google APIs and run.app via the subnet's Private Google Access).
-      egress = local.function_ingress == "ALLOW_ALL" ? "PRIVATE_RANGES_ONLY" : "ALL_TRAFFIC"
+      # All traffic when the function's ingress is internal (local.api_egress, above).
+      egress = local.api_egress
       network_interfaces {
         network    = google_compute_network.api[0].id
         subnetwork = google_compute_subnetwork.api[0].id
@@ -393,6 +442,8 @@ resource "google_cloud_run_v2_service" "api" {
     # An instance re-offers unfinished work to the queue as it starts.
     google_cloud_tasks_queue_iam_member.api_enqueuer,
     google_service_account_iam_member.api_acts_as_tasks,
+    # Webhook deliveries reach the internet through it from the first request (ALL_TRAFFIC).
+    google_compute_router_nat.api,
   ]
 }
 

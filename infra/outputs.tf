@@ -34,7 +34,7 @@ output "api_migrate_job" {
 }
 
 output "api_secret_ids" {
-  description = "Secret Manager secrets of the API (DATABASE_URL, ADMIN_API_KEY, MEDIA_SIGNING_KEY); read one with gcloud secrets versions access latest --secret=ID."
+  description = "Secret Manager secrets of the API (DATABASE_URL, ADMIN_API_KEY, MEDIA_SIGNING_KEY, WEBHOOK_ENCRYPTION_KEY); read one with gcloud secrets versions access latest --secret=ID."
   value       = { for name, secret in google_secret_manager_secret.api : name => secret.secret_id }
 }
 

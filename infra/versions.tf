@@ -2,7 +2,8 @@ terraform {
   required_version = ">= 1.9.0"
 
   # The state holds secrets in plain text (the random_password results: database password,
-  # admin key, media signing key): keep it in a private bucket, not on a laptop or in git.
+  # admin key, media signing key, webhook encryption key): keep it in a private bucket, not on a
+  # laptop or in git.
   # Create the bucket once (uniform access, public access prevention, versioning), then
   # uncomment and `terraform init -migrate-state`:
   # backend "gcs" {

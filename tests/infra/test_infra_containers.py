@@ -27,6 +27,7 @@ from infra_helpers import REPO, VENV_BIN
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERIGNORE = REPO / ".dockerignore"
+ENV_EXAMPLE = REPO / ".env.example"
 REQUIRED_VAR = re.compile(r"^\$\{(?P<name>[A-Z_]+):\?.+\}$")
 PINNED_BASE = re.compile(r"python:3\.\d+\.\d+-slim-\w+")
 # The requirement files of a `pip install` command line.
@@ -718,12 +719,42 @@ def test_secrets_must_be_provided(compose: dict[str, Any]) -> None:
         services["postgres"]["environment"]["POSTGRES_PASSWORD"],
         services["api"]["environment"]["ADMIN_API_KEY"],
         services["api"]["environment"]["MEDIA_SIGNING_KEY"],
+        services["api"]["environment"]["WEBHOOK_ENCRYPTION_KEY"],
         services["function"]["environment"]["MEDIA_SIGNING_KEY"],
         services["batch"]["environment"]["MEDIA_SIGNING_KEY"],
     }
     names = {REQUIRED_VAR.match(value)["name"] for value in secrets if REQUIRED_VAR.match(value)}
-    assert names == {"POSTGRES_PASSWORD", "ADMIN_API_KEY", "MEDIA_SIGNING_KEY"}
+    assert names == {
+        "POSTGRES_PASSWORD",
+        "ADMIN_API_KEY",
+        "MEDIA_SIGNING_KEY",
+        "WEBHOOK_ENCRYPTION_KEY",
+    }
     assert "${POSTGRES_PASSWORD:?" in services["api"]["environment"]["DATABASE_URL"]
+
+
+def test_only_the_api_gets_the_webhook_encryption_key(compose: dict[str, Any]) -> None:
+    # It decrypts the webhooks' signing secrets: the API's alone, not in the shared settings.
+    services = compose["services"]
+    assert REQUIRED_VAR.match(services["api"]["environment"]["WEBHOOK_ENCRYPTION_KEY"])
+    for name in ("function", "batch"):
+        assert "WEBHOOK_ENCRYPTION_KEY" not in services[name]["environment"], name
+    assert "WEBHOOK_ENCRYPTION_KEY" not in compose["x-shared-env"]
+
+
+def test_env_example_lists_every_required_variable(compose: dict[str, Any]) -> None:
+    # compose refuses to start without them: .env.example names each, empty, to be filled.
+    required = {
+        match["name"]
+        for service in compose["services"].values()
+        for value in service.get("environment", {}).values()
+        if (match := REQUIRED_VAR.match(str(value)))
+    }
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    assert required <= {line.removesuffix("=") for line in lines if line.endswith("=")}
+    # Its comment says how to make it (any string works; this one is 32 random bytes).
+    webhook = lines.index("WEBHOOK_ENCRYPTION_KEY=")
+    assert "openssl rand -base64 32" in lines[webhook - 1]
 
 
 def test_api_and_function_run_in_production(compose: dict[str, Any]) -> None:

@@ -24,6 +24,8 @@ TASKS_SA = "google_service_account.tasks[0]"
 BATCH_SA = "google_service_account.batch[0]"
 SCHEDULER_SA = "google_service_account.batch_scheduler[0]"
 API_SERVICE_NAME = "${google_cloud_run_v2_service.api[0].name}"
+# The API's secrets, Secret Manager secrets in its environment (and its migrations job's).
+API_SECRETS = {"DATABASE_URL", "ADMIN_API_KEY", "MEDIA_SIGNING_KEY", "WEBHOOK_ENCRYPTION_KEY"}
 BATCH_JOB_NAME = "${google_cloud_run_v2_job.batch[0].name}"
 
 
@@ -214,7 +216,8 @@ def test_function_ingress_is_internal_when_the_api_runs_on_cloud_run(
     # Calls to an internal function count as internal only through the VPC: the API's egress.
     service = resources(terraform, "google_cloud_run_v2_service")["api"]
     vpc_access = one_block(one_block(service, "template"), "vpc_access")
-    assert vpc_access["egress"] == (
+    assert vpc_access["egress"] == "${local.api_egress}"
+    assert terraform["locals"]["api_egress"] == (
         '${local.function_ingress == "ALLOW_ALL" ? "PRIVATE_RANGES_ONLY" : "ALL_TRAFFIC"}'
     )
     subnet = resources(terraform, "google_compute_subnetwork")["api"]
@@ -307,7 +310,98 @@ def test_cloud_run_api_calls_the_function_with_id_tokens(terraform: dict[str, An
     assert env["STORAGE_BACKEND"] == "gcs"
     assert env["GCS_BUCKET"] == "${google_storage_bucket.results.name}"
     # Secrets come from Secret Manager, never as plain environment values.
-    assert not {"DATABASE_URL", "ADMIN_API_KEY", "MEDIA_SIGNING_KEY"} & set(env)
+    assert not API_SECRETS & set(env)
+
+
+def api_secret_names(terraform: dict[str, Any]) -> set[str]:
+    """The names local.api_secret_names lists with deploy_api: toset(["A", "B", ...])."""
+    listed = re.search(r"toset\(\[(.+?)\]\)", terraform["locals"]["api_secret_names"])
+    assert listed, terraform["locals"]["api_secret_names"]
+    return set(re.findall(r'"([A-Z_]+)"', listed[1]))
+
+
+def secret_env_blocks(container: dict[str, Any]) -> list[dict[str, Any]]:
+    """A container's dynamic env blocks whose values come from Secret Manager."""
+    blocks = [block["env"] for block in container.get("dynamic", []) if "env" in block]
+    return [block for block in blocks if "value_source" in one_block(block, "content")]
+
+
+def test_api_secrets_are_generated_into_secret_manager(terraform: dict[str, Any]) -> None:
+    assert api_secret_names(terraform) == API_SECRETS
+    values = terraform["locals"]["api_secret_values"]
+    for name in API_SECRETS - {"DATABASE_URL"}:
+        password = name.lower()
+        assert f"{name} = random_password.{password}[0].result" in values, name
+        generated = resources(terraform, "random_password")[password]
+        assert generated["count"] == "${local.api_count}", name
+        assert generated["length"] >= 32, name
+        # No commas (nor anything else to escape): WEBHOOK_ENCRYPTION_KEY is a comma list.
+        assert generated["special"] is False, name
+    for type_ in (
+        "google_secret_manager_secret",
+        "google_secret_manager_secret_version",
+        "google_secret_manager_secret_iam_member",
+    ):
+        assert resources(terraform, type_)["api"]["for_each"] == "${local.api_secret_names}"
+    # Only the API's identity may read them, one grant per secret.
+    type_, grant = the_only_grant(
+        terraform, lambda body: body["role"] == "roles/secretmanager.secretAccessor"
+    )
+    assert type_ == "google_secret_manager_secret_iam_member"  # on each secret, not the project
+    assert grant["member"] == "${local.api_member}"
+
+
+def test_api_service_and_migrations_read_every_secret(terraform: dict[str, Any]) -> None:
+    # The migrations load the API's settings, which refuse a missing secret in production.
+    service = resources(terraform, "google_cloud_run_v2_service")["api"]
+    migrate = resources(terraform, "google_cloud_run_v2_job")["migrate"]
+    containers = {
+        "service": one_block(one_block(service, "template"), "containers"),
+        "migrate": one_block(one_block(one_block(migrate, "template"), "template"), "containers"),
+    }
+    for name, container in containers.items():
+        (secrets,) = secret_env_blocks(container)
+        assert secrets["for_each"] == "${local.api_secret_names}", name
+        content = one_block(secrets, "content")
+        assert content["name"] == "${env.value}", name
+        ref = one_block(one_block(content, "value_source"), "secret_key_ref")
+        assert ref == {
+            "secret": "${google_secret_manager_secret.api[env.value].secret_id}",
+            "version": "latest",
+        }, name
+    for body in (service, migrate):
+        assert "${google_secret_manager_secret_iam_member.api}" in body["depends_on"]
+
+
+def test_only_the_api_gets_the_webhook_encryption_key(terraform: dict[str, Any]) -> None:
+    assert "WEBHOOK_ENCRYPTION_KEY" in api_secret_names(terraform)
+    function = one_block(the_function(terraform), "service_config")
+    assert "WEBHOOK_ENCRYPTION_KEY" not in function["environment_variables"]
+    assert "secret_environment_variables" not in function
+    assert "WEBHOOK_ENCRYPTION_KEY" not in terraform["locals"]["batch_env"]
+    batch = one_block(one_block(the_batch_job(terraform), "template"), "template")
+    assert secret_env_blocks(one_block(batch, "containers")) == []
+    description = terraform["output"]["api_secret_ids"]["description"]
+    assert all(name in description for name in API_SECRETS)
+
+
+def test_api_reaches_the_internet_through_cloud_nat(terraform: dict[str, Any]) -> None:
+    # Webhook deliveries go to public URLs. With ALL_TRAFFIC egress they leave through the VPC,
+    # where the instances have no external address: a NAT for the API's subnet, and only then.
+    router = resources(terraform, "google_compute_router")["api"]
+    assert router["count"] == '${var.deploy_api && local.api_egress == "ALL_TRAFFIC" ? 1 : 0}'
+    assert router["network"] == "${google_compute_network.api[0].id}"
+    nat = resources(terraform, "google_compute_router_nat")["api"]
+    assert nat["count"] == "${length(google_compute_router.api)}"
+    assert nat["router"] == "${google_compute_router.api[0].name}"
+    assert nat["source_subnetwork_ip_ranges_to_nat"] == "LIST_OF_SUBNETWORKS"
+    assert one_block(nat, "subnetwork") == {
+        "name": "${google_compute_subnetwork.api[0].id}",
+        "source_ip_ranges_to_nat": ["ALL_IP_RANGES"],
+    }
+    assert one_block(nat, "log_config")["enable"] is True
+    service = resources(terraform, "google_cloud_run_v2_service")["api"]
+    assert "${google_compute_router_nat.api}" in service["depends_on"]
 
 
 def test_cloud_run_api_scales_to_zero_with_request_based_billing(
@@ -592,6 +686,21 @@ def test_readme_explains_the_work_queue() -> None:
     ):
         assert needle in readme, needle
     assert "keeps its CPU between requests" not in readme
+
+
+def test_readme_explains_completion_webhooks() -> None:
+    readme = (INFRA / "README.md").read_text()
+    for needle in (
+        "### Completion webhooks",
+        "avatar-webhook-encryption-key",
+        "openssl rand -base64 32",
+        "gcloud secrets versions add",
+        "WEBHOOK_ROTATION_WINDOW_S",
+        "Cloud NAT",
+        "PRIVATE_RANGES_ONLY",
+        "/internal/work/webhook/",
+    ):
+        assert needle in readme, needle
 
 
 # --- module conventions -------------------------------------------------------------------------
