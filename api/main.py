@@ -28,6 +28,7 @@ from api.users.router import router as users_router
 from api.webhooks.delivery import Deliverer, Network
 from api.webhooks.router import router as webhooks_router
 from api.webhooks.secrets import SecretBox
+from api.webhooks.service import reseal_secrets
 from api.work import announce, build_queue
 from api.work.router import router as work_router
 
@@ -85,6 +86,11 @@ async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[N
 
         app.state.oidc_verifier = OidcVerifier(settings.oidc_certs_url, app.state.probe_client)
     await queue.start()
+    try:
+        await reseal_secrets(session_factory, app.state.secret_box)
+    except Exception:
+        # A database not up yet must not keep the API down; the next start tries again.
+        logger.exception("re-encrypting webhook secrets failed")
     try:
         yield
     finally:

@@ -6,7 +6,8 @@ owner's id bound in as associated data (a ciphertext copied to another user's ro
 decrypt), so neither a dump of the database nor a row moved within it can sign.
 
 WEBHOOK_ENCRYPTION_KEY may list several keys, comma-separated, to rotate it: the first encrypts,
-each decrypts (a stored value names its key by a short fingerprint).
+each decrypts (a stored value names its key by a short fingerprint), and the API re-encrypts
+under the first, as it starts, every stored secret still under another (api.webhooks.service).
 
 `cryptography` is imported on first use: an API that serves no webhook does not load it.
 """
@@ -63,6 +64,11 @@ class SecretBox:
                 ciphers.append((fingerprint, AESGCM(key)))
             self._ciphers = ciphers
         return self._ciphers
+
+    @property
+    def fingerprint(self) -> bytes:
+        """The first key's fingerprint, as stored values name it (bytes 2-5)."""
+        return self._keys()[0][0]
 
     def seal(self, secret: str, owner: uuid.UUID) -> bytes:
         """The secret encrypted under the first key, bound to its owner."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,11 +20,14 @@ from api.webhooks import guard
 from api.webhooks.delivery import Network, policy_for, remove_webhook
 from api.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 from api.webhooks.schemas import AttemptView, DeliveryView, WebhookUpdate, WebhookView
-from api.webhooks.secrets import SecretBox, new_secret
+from api.webhooks.secrets import SecretBox, SecretUnreadable, new_secret
+
+logger = logging.getLogger(__name__)
 
 # Resolving a webhook's host when it is set gives up after this long.
 RESOLVE_TIMEOUT_S = 5.0
 REMOVED = "the webhook was removed"
+RESEAL_BATCH = 500
 
 
 async def put_webhook(
@@ -154,3 +158,50 @@ async def list_deliveries(
         for row in rows
     ]
     return views, next_cursor
+
+
+async def reseal_secrets(session_factory: Callable[[], AsyncSession], box: SecretBox) -> int:
+    """Re-encrypt under WEBHOOK_ENCRYPTION_KEY's first key every stored secret still under
+    another one (a key being rotated out); how many webhooks were. Run as the API starts.
+
+    Each row is rewritten only if it still holds what was read: a webhook rotated meanwhile
+    keeps its new secret. A secret no configured key opens is left, and logged.
+    """
+    fingerprint = box.fingerprint
+    stale = or_(
+        func.substr(Webhook.secret, 2, len(fingerprint)) != fingerprint,
+        func.substr(Webhook.previous_secret, 2, len(fingerprint)) != fingerprint,
+    )
+    resealed = unreadable = 0
+    seen: set[uuid.UUID] = set()
+    while True:
+        stmt = select(Webhook.user_id, Webhook.secret, Webhook.previous_secret).where(stale)
+        if seen:
+            stmt = stmt.where(Webhook.user_id.not_in(seen))
+        async with session_factory() as session, session.begin():
+            rows = (await session.execute(stmt.limit(RESEAL_BATCH))).all()
+            for owner, secret, previous in rows:
+                seen.add(owner)
+                try:
+                    values = {"secret": box.seal(box.open(secret, owner), owner)}
+                    if previous is not None:
+                        values["previous_secret"] = box.seal(box.open(previous, owner), owner)
+                except SecretUnreadable:
+                    unreadable += 1
+                    continue
+                written = await session.execute(
+                    update(Webhook)
+                    .where(Webhook.user_id == owner, Webhook.secret == secret)
+                    .values(**values)
+                )
+                resealed += int(getattr(written, "rowcount", 0) or 0)
+        if len(rows) < RESEAL_BATCH:
+            break
+    if resealed or unreadable:
+        logger.info(
+            "webhook secrets re-encrypted under the first WEBHOOK_ENCRYPTION_KEY: %d; "
+            "opened by no configured key: %d",
+            resealed,
+            unreadable,
+        )
+    return resealed

@@ -623,3 +623,35 @@ async def test_with_cloud_tasks_each_attempt_is_a_task_at_its_time(
         verified(secret, receiver.received[1])
     finally:
         google.stop()
+
+
+async def test_rotating_the_encryption_key_re_encrypts_every_secret_at_start(hooked_app) -> None:
+    new_key = "the-next-webhook-encryption-key-" + "n" * 16
+    with receiving() as receiver:
+        async with hooked_app(keep_tables=True) as app, client_for(app) as client:
+            user, key = await create_user(client)
+            old = await set_webhook(client, key, receiver.url)
+            rotated = await client.put(
+                "/v1/users/me/webhook", json={"rotate": True}, headers=auth(key)
+            )
+            new = rotated.json()["secret"]
+        owner = uuid.UUID(user["id"])
+        # The new key first, the old one after it: started once, the API re-encrypts.
+        async with (
+            hooked_app(keep_tables=True, webhook_encryption_key=f"{new_key},{WEBHOOK_KEY}") as app,
+            app.state.sessionmaker() as session,
+        ):
+            hook = await session.get(Webhook, owner)
+            assert hook is not None
+            assert hook.previous_secret is not None
+            only_new = SecretBox(new_key)
+            assert only_new.open(hook.secret, owner) == new
+            assert only_new.open(hook.previous_secret, owner) == old
+        # The old key can go: deliveries still sign, with both secrets during the rotation.
+        async with hooked_app(webhook_encryption_key=new_key) as app, client_for(app) as client:
+            await upload(client, key, SELFIE)
+            [log] = await settled(client, key)
+        [request] = receiver.received
+    assert log["status"] == "delivered"
+    verified(new, request)
+    verified(old, request)

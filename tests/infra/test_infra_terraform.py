@@ -695,7 +695,7 @@ def test_readme_explains_completion_webhooks() -> None:
         "avatar-webhook-encryption-key",
         "openssl rand -base64 32",
         "gcloud secrets versions add",
-        "WEBHOOK_ROTATION_WINDOW_S",
+        "re-encrypts under the first key",
         "Cloud NAT",
         "PRIVATE_RANGES_ONLY",
         "/internal/work/webhook/",
