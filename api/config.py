@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     # The wait after each failed attempt (comma-separated seconds), each +-jitter; after the
     # last, the delivery has failed.
-    webhook_retry_schedule_s: Annotated[tuple[float, ...], NoDecode] = (
+    webhook_retry_schedule_s: Annotated[tuple[Annotated[float, Field(ge=0)], ...], NoDecode] = (
         5,
         30,
         120,
@@ -115,7 +115,9 @@ class Settings(BaseSettings):
     )
     webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
     # Outside development, the only ports a webhook URL may name (comma-separated).
-    webhook_allowed_ports: Annotated[tuple[int, ...], NoDecode] = (443,)
+    webhook_allowed_ports: Annotated[
+        tuple[Annotated[int, Field(ge=1, le=65535)], ...], NoDecode
+    ] = (443,)
     # Deliveries attempted at once by one API process.
     webhook_max_concurrency: int = Field(default=50, ge=1)
     # The in-process queue looks for deliveries that are due (another process's, or left by a

@@ -276,3 +276,20 @@ def test_a_pinned_request_keeps_the_name_for_host_and_tls() -> None:
     assert str(target.at(ipaddress.ip_address("2606:4700::1"))) == "https://[2606:4700::1]/a/b?c=d"
     idn = guard.parse("https://bücher.example/", POLICY)
     assert idn.host == "xn--bcher-kva.example"
+
+
+def test_the_schedule_and_ports_are_comma_lists_in_the_environment(monkeypatch) -> None:
+    from pydantic import ValidationError
+
+    from api.config import Settings
+
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE_S", "1, 2.5,30")
+    monkeypatch.setenv("WEBHOOK_ALLOWED_PORTS", "443,8443")
+    settings = Settings()
+    assert settings.webhook_retry_schedule_s == (1.0, 2.5, 30.0)
+    assert settings.webhook_allowed_ports == (443, 8443)
+    for name, value in [("WEBHOOK_RETRY_SCHEDULE_S", "5,-1"), ("WEBHOOK_ALLOWED_PORTS", "0")]:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError, match=name.lower()):
+            Settings()
+        monkeypatch.delenv(name)
