@@ -59,6 +59,7 @@ bench: install models
 	$(PY) bench/history.py
 	$(PY) bench/footprint.py
 	$(PY) bench/batch.py
+	$(PY) bench/webhooks.py
 
 # The batch job over a folder or gs:// prefix: make batch INPUT=photos OUTPUT=out ANIMAL=all
 # (more options: BATCH_ARGS="--workers 2 --retry-failed"; python -m batch --help).

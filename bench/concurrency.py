@@ -166,8 +166,9 @@ def process(
 
 
 @contextmanager
-def database(use_sqlite: bool) -> Iterator[str]:
-    """A migrated database of the bench's own: a PostgreSQL schema (dropped after) or a file."""
+def database(use_sqlite: bool, name: str = "bench_concurrency") -> Iterator[str]:
+    """A migrated database of the bench's own: a PostgreSQL schema `name` (dropped after) or a
+    file."""
     from benchdb import migrate, private_schema
 
     if use_sqlite:
@@ -177,7 +178,7 @@ def database(use_sqlite: bool) -> Iterator[str]:
             yield url
         return
     base = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
-    with private_schema(base, "bench_concurrency") as url:
+    with private_schema(base, name) as url:
         yield url
 
 
@@ -186,11 +187,12 @@ def api_server(
     database_url: str, function_url: str, factory: str, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, int]]:
     port = free_port()
+    media = tempfile.TemporaryDirectory(prefix="bench-media-")
     env = dict(os.environ) | {
         "DATABASE_URL": database_url,
         "FUNCTION_URL": function_url,
         "RATE_LIMIT_GENERATIONS": "1000000",
-        "STORAGE_DIR": tempfile.mkdtemp(prefix="bench-media-"),
+        "STORAGE_DIR": media.name,
         "PYTHONPATH": f"{REPO_ROOT / 'bench'}:{REPO_ROOT}",
         "WORK_URL": f"http://127.0.0.1:{port}",  # where the queue posts jobs (Cloud Tasks only)
     }
@@ -198,7 +200,7 @@ def api_server(
     command = [str(BIN / "uvicorn"), factory, "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1", "--log-level", "warning",
                "--no-access-log", "--backlog", "4096"]  # fmt: skip
-    with process(command, env) as proc:
+    with media, process(command, env) as proc:
         wait_up(f"http://127.0.0.1:{port}/healthz", proc)
         yield f"http://127.0.0.1:{port}", proc.pid
 
@@ -505,8 +507,8 @@ async def enqueue_cost(work_url: str, n: int, repeat: int) -> dict[str, list[flo
 
     with fake_in_own_process() as fake:
         settings = Settings(**queue_settings("cloud_tasks", fake), work_url=work_url)  # type: ignore[arg-type]
-        # No runner (or sessions): only enqueue() is called, never start()'s re-offer.
-        queue = CloudTasksQueue(settings, None)  # type: ignore[arg-type]
+        # No runner, deliverer or sessions: only enqueue() is called, never start()'s re-offer.
+        queue = CloudTasksQueue(settings, None, None)  # type: ignore[arg-type]
         cpu: list[float] = []
         create = queue._create
 

@@ -463,8 +463,6 @@ async def _announce(
 ) -> uuid.UUID | None:
     """Write the completion event of a record just finished (a single generation's, or its
     pack's when it was the pack's last unfinished one), if its owner has a webhook."""
-    if not await events.has_webhook(connection, row.user_id):
-        return None
     if row.pack_id is None:
         return await events.generation_ended(
             connection,
@@ -474,6 +472,8 @@ async def _announce(
             run=row.run,
             values=values,
         )
+    if not await events.has_webhook(connection, row.user_id):
+        return None
     pack = (await connection.execute(PACK_FOR_UPDATE, {"pack_id": row.pack_id})).first()
     if pack is None:
         return None

@@ -45,12 +45,26 @@ MAX_ANSWER_BYTES = 64 * 1024
 # A claimed attempt is taken over by another process this long after its own deadline.
 LEASE_MARGIN_S = 30.0
 DUE_BATCH = 500
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
 ATTEMPTS = cast(Table, WebhookAttempt.__table__)
 WEBHOOKS = cast(Table, Webhook.__table__)
 PENDING, DELIVERED, FAILED = DeliveryStatus.pending, DeliveryStatus.delivered, DeliveryStatus.failed
 
+
+def _of_webhook(column: Any) -> Any:
+    """A column of the delivery's webhook, as a subquery the claim returns (one statement;
+    SQLite's RETURNING may not name a joined table)."""
+    return (
+        select(column)
+        .where(WEBHOOKS.c.user_id == DELIVERIES.c.user_id)
+        .scalar_subquery()
+        .label(column.name)
+    )
+
+
+# Claims the next attempt and reads what it needs, the webhook included (NULLs when it is gone).
 CLAIM = (
     update(DELIVERIES)
     .where(
@@ -58,15 +72,29 @@ CLAIM = (
         DELIVERIES.c.status == PENDING,
         DELIVERIES.c.next_attempt_at <= bindparam("due"),
     )
-    .values(attempts=DELIVERIES.c.attempts + 1)
-    .returning(DELIVERIES.c.attempts, DELIVERIES.c.user_id, DELIVERIES.c.body)
+    .values(
+        attempts=DELIVERIES.c.attempts + 1,
+        next_attempt_at=bindparam("lease"),
+        updated_at=bindparam("now"),
+    )
+    .returning(
+        DELIVERIES.c.attempts,
+        DELIVERIES.c.user_id,
+        DELIVERIES.c.body,
+        *(
+            _of_webhook(column)
+            for column in (
+                WEBHOOKS.c.url,
+                WEBHOOKS.c.secret,
+                WEBHOOKS.c.previous_secret,
+                WEBHOOKS.c.previous_until,
+            )
+        ),
+    )
 )
 SEEN = select(DELIVERIES.c.status, DELIVERIES.c.attempts, DELIVERIES.c.next_attempt_at).where(
     DELIVERIES.c.id == bindparam("delivery_id")
 )
-HOOK = select(
-    WEBHOOKS.c.url, WEBHOOKS.c.secret, WEBHOOKS.c.previous_secret, WEBHOOKS.c.previous_until
-).where(WEBHOOKS.c.user_id == bindparam("user_id"))
 # An attempt's result is written only by the attempt that claimed it (its number).
 RECORD = update(DELIVERIES).where(
     DELIVERIES.c.id == bindparam("delivery_id"),
@@ -228,21 +256,23 @@ class Deliverer:
 
     async def _claim(self, delivery_id: uuid.UUID, early_s: float) -> Claimed | Attempted:
         now = utcnow()
-        lease = now + timedelta(seconds=self._timeout_s + LEASE_MARGIN_S)
-        params = {"delivery_id": delivery_id, "due": now + timedelta(seconds=early_s)}
-        async with self._session_factory() as session, session.begin():
-            connection = await session.connection()
-            row = (
-                await connection.execute(
-                    CLAIM.values(next_attempt_at=lease, updated_at=now), params
-                )
-            ).first()
+        params = {
+            "delivery_id": delivery_id,
+            "due": now + timedelta(seconds=early_s),
+            "lease": now + timedelta(seconds=self._timeout_s + LEASE_MARGIN_S),
+            "now": now,
+        }
+        # One statement, atomic on its own: run outside a transaction (no BEGIN and COMMIT
+        # round trips on the way to the receiver).
+        async with self._session_factory() as session:
+            connection = await session.connection(execution_options=AUTOCOMMIT)
+            row = (await connection.execute(CLAIM, params)).first()
             if row is None:
                 seen = (await connection.execute(SEEN, {"delivery_id": delivery_id})).first()
                 if seen is None:
                     return Attempted(None, 0, None, ran=False)
                 return Attempted(seen.status, seen.attempts, seen.next_attempt_at, ran=False)
-            hook = (await connection.execute(HOOK, {"user_id": row.user_id})).first()
+        hook = row if row.url is not None else None
         return Claimed(delivery_id, row.user_id, row.attempts, row.body, hook)
 
     async def _send(self, claimed: Claimed) -> Outcome:

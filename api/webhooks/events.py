@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Integer, String, Table, Text, Uuid, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import TypeEngine
 
+from api.db import UTCDateTime
 from api.webhooks.models import DeliveryStatus, Webhook, WebhookDelivery
 
 # Delivery ids are uuid5 names in this namespace (random, fixed forever).
@@ -31,6 +33,26 @@ DELIVERIES = cast(Table, WebhookDelivery.__table__)
 HAS_WEBHOOK = select(WEBHOOKS.c.user_id).where(WEBHOOKS.c.user_id == bindparam("user_id"))
 DELIVERY_EXISTS = select(DELIVERIES.c.id).where(DELIVERIES.c.id == bindparam("id"))
 INSERT_DELIVERY = insert(DELIVERIES)
+# The same row, written only if the user has a webhook: one statement whether or not they do.
+_COLUMNS: dict[str, TypeEngine[Any]] = {
+    "id": Uuid(),
+    "event": String(),
+    "generation_id": Uuid(),
+    "pack_id": Uuid(),
+    "body": Text(),
+    "status": String(),
+    "attempts": Integer(),
+    "next_attempt_at": UTCDateTime(),
+    "created_at": UTCDateTime(),
+    "updated_at": UTCDateTime(),
+}
+INSERT_DELIVERY_IF_WEBHOOK = insert(DELIVERIES).from_select(
+    ["user_id", *_COLUMNS],
+    select(
+        WEBHOOKS.c.user_id,
+        *(bindparam(name, type_=type_) for name, type_ in _COLUMNS.items()),
+    ).where(WEBHOOKS.c.user_id == bindparam("owner")),
+)
 
 
 async def has_webhook(connection: AsyncConnection, user_id: uuid.UUID) -> bool:
@@ -46,8 +68,9 @@ async def generation_ended(
     animal: str,
     run: int,
     values: dict[str, Any],
-) -> uuid.UUID:
-    """Write the event of a single generation that ended with these columns; its id."""
+) -> uuid.UUID | None:
+    """Write the event of a single generation that ended with these columns, if its owner has
+    a webhook; its id (None: no webhook)."""
     status = str(values["status"])
     data = {
         "id": str(generation_id),
@@ -57,16 +80,15 @@ async def generation_ended(
         "error": _error(values.get("error_code"), values.get("error_detail")),
     }
     delivery_id = uuid.uuid5(NAMESPACE, f"generation/{generation_id}/{run}")
-    await _write(
-        connection,
+    row = _row(
         delivery_id,
-        user_id=user_id,
         event=f"generation.{status}",
         at=values["completed_at"],
         data=data,
         generation_id=generation_id,
     )
-    return delivery_id
+    written = await connection.execute(INSERT_DELIVERY_IF_WEBHOOK, {"owner": user_id, **row})
+    return delivery_id if written.rowcount else None
 
 
 async def pack_ended(
@@ -120,23 +142,35 @@ async def _write(
     generation_id: uuid.UUID | None = None,
     pack_id: uuid.UUID | None = None,
 ) -> None:
-    body = {"type": event, "timestamp": timestamp(at), "data": data}
-    await connection.execute(
-        INSERT_DELIVERY,
-        {
-            "id": delivery_id,
-            "user_id": user_id,
-            "event": event,
-            "generation_id": generation_id,
-            "pack_id": pack_id,
-            "body": json.dumps(body, separators=(",", ":")),
-            "status": DeliveryStatus.pending,
-            "attempts": 0,
-            "next_attempt_at": at,
-            "created_at": at,
-            "updated_at": at,
-        },
+    row = _row(
+        delivery_id, event=event, at=at, data=data, generation_id=generation_id, pack_id=pack_id
     )
+    await connection.execute(INSERT_DELIVERY, {"user_id": user_id, **row})
+
+
+def _row(
+    delivery_id: uuid.UUID,
+    *,
+    event: str,
+    at: datetime,
+    data: dict[str, Any],
+    generation_id: uuid.UUID | None = None,
+    pack_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """A pending delivery's columns (its owner's aside), due at once."""
+    body = {"type": event, "timestamp": timestamp(at), "data": data}
+    return {
+        "id": delivery_id,
+        "event": event,
+        "generation_id": generation_id,
+        "pack_id": pack_id,
+        "body": json.dumps(body, separators=(",", ":")),
+        "status": DeliveryStatus.pending.value,
+        "attempts": 0,
+        "next_attempt_at": at,
+        "created_at": at,
+        "updated_at": at,
+    }
 
 
 def _error(code: str | None, detail: str | None) -> dict[str, str | None] | None:
