@@ -46,12 +46,17 @@ _COLUMNS: dict[str, TypeEngine[Any]] = {
     "created_at": UTCDateTime(),
     "updated_at": UTCDateTime(),
 }
-INSERT_DELIVERY_IF_WEBHOOK = insert(DELIVERIES).from_select(
-    ["user_id", *_COLUMNS],
-    select(
-        WEBHOOKS.c.user_id,
-        *(bindparam(name, type_=type_) for name, type_ in _COLUMNS.items()),
-    ).where(WEBHOOKS.c.user_id == bindparam("owner")),
+# RETURNING says whether a row was written (rowcount is not reliable for INSERT ... SELECT).
+INSERT_DELIVERY_IF_WEBHOOK = (
+    insert(DELIVERIES)
+    .from_select(
+        ["user_id", *_COLUMNS],
+        select(
+            WEBHOOKS.c.user_id,
+            *(bindparam(name, type_=type_) for name, type_ in _COLUMNS.items()),
+        ).where(WEBHOOKS.c.user_id == bindparam("owner", type_=Uuid())),
+    )
+    .returning(DELIVERIES.c.id)
 )
 
 
@@ -88,7 +93,7 @@ async def generation_ended(
         generation_id=generation_id,
     )
     written = await connection.execute(INSERT_DELIVERY_IF_WEBHOOK, {"owner": user_id, **row})
-    return delivery_id if written.rowcount else None
+    return delivery_id if written.first() is not None else None
 
 
 async def pack_ended(

@@ -47,6 +47,11 @@ class SecretBox:
         self._materials = [part.strip() for part in configured.split(",") if part.strip()]
         if not self._materials:
             raise ValueError("WEBHOOK_ENCRYPTION_KEY is empty")
+        # A short name for each key (hashlib: telling keys apart loads no cryptography).
+        self._fingerprints = [
+            hashlib.sha256(HKDF_INFO + b"\0" + material.encode()).digest()[:FINGERPRINT_BYTES]
+            for material in self._materials
+        ]
         self._ciphers: list[tuple[bytes, AESGCM]] | None = None
 
     def _keys(self) -> list[tuple[bytes, AESGCM]]:
@@ -56,19 +61,16 @@ class SecretBox:
             from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
             ciphers = []
-            for material in self._materials:
-                key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO).derive(
-                    material.encode()
-                )
-                fingerprint = hashlib.sha256(key).digest()[:FINGERPRINT_BYTES]
-                ciphers.append((fingerprint, AESGCM(key)))
+            for fingerprint, material in zip(self._fingerprints, self._materials, strict=True):
+                kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO)
+                ciphers.append((fingerprint, AESGCM(kdf.derive(material.encode()))))
             self._ciphers = ciphers
         return self._ciphers
 
     @property
     def fingerprint(self) -> bytes:
         """The first key's fingerprint, as stored values name it (bytes 2-5)."""
-        return self._keys()[0][0]
+        return self._fingerprints[0]
 
     def seal(self, secret: str, owner: uuid.UUID) -> bytes:
         """The secret encrypted under the first key, bound to its owner."""

@@ -32,6 +32,7 @@ from webhook_receiver import HANG, receiving
 
 from api.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 from api.webhooks.secrets import SecretBox, SecretUnreadable
+from api.webhooks.service import reseal_secrets
 
 SELFIE = a_selfie((300, 200))
 DEV = {
@@ -198,10 +199,19 @@ async def test_a_sync_generation_that_fails_sends_generation_failed(hooked_app, 
 
 
 async def test_nothing_is_written_or_sent_without_a_webhook(hooked_app) -> None:
+    handed: list[uuid.UUID] = []
+
+    async def record(delivery_ids: Any) -> None:
+        handed.extend(delivery_ids)
+
     async with hooked_app() as app, client_for(app) as client:
+        app.state.runner.on_events = record
         _, key = await create_user(client)
         assert (await upload(client, key, SELFIE)).status_code == 201
+        assert (await upload(client, key, SELFIE, prefer="respond-async")).status_code == 202
+        await asyncio.sleep(0.1)
         assert (await log_of(client, key))["items"] == []
+    assert handed == []  # no event handed to the queue either
 
 
 # --- retries, removal, timeouts ----------------------------------------------------------------
@@ -245,8 +255,9 @@ async def test_retries_follow_the_schedule_and_then_the_delivery_fails(hooked_ap
     assert (log["status"], log["attempts"], log["last_status_code"]) == ("failed", 3, 503)
     assert log["next_attempt_at"] is None
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    assert 0.2 <= gaps[0] < 0.4, gaps
-    assert 0.4 <= gaps[1] < 0.6, gaps
+    # Never early (jitter is off); late only by a loaded machine's scheduling.
+    assert 0.2 <= gaps[0] < 1.0, gaps
+    assert 0.4 <= gaps[1] < 1.2, gaps
 
 
 async def test_410_removes_the_webhook(hooked_app) -> None:
@@ -647,6 +658,8 @@ async def test_rotating_the_encryption_key_re_encrypts_every_secret_at_start(hoo
             only_new = SecretBox(new_key)
             assert only_new.open(hook.secret, owner) == new
             assert only_new.open(hook.previous_secret, owner) == old
+            # Done once: nothing is left under the old key for the next start.
+            assert await reseal_secrets(app.state.sessionmaker, app.state.secret_box) == 0
         # The old key can go: deliveries still sign, with both secrets during the rotation.
         async with hooked_app(webhook_encryption_key=new_key) as app, client_for(app) as client:
             await upload(client, key, SELFIE)
