@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook as Signer
 
@@ -35,7 +35,7 @@ from api.config import Settings
 from api.db import utcnow
 from api.generations.runner import with_db_retry
 from api.webhooks import guard
-from api.webhooks.models import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
+from api.webhooks.models import DeliveryStatus, Webhook, WebhookDelivery
 from api.webhooks.secrets import SecretBox, SecretUnreadable
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,6 @@ DUE_BATCH = 500
 AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
-ATTEMPTS = cast(Table, WebhookAttempt.__table__)
 WEBHOOKS = cast(Table, Webhook.__table__)
 PENDING, DELIVERED, FAILED = DeliveryStatus.pending, DeliveryStatus.delivered, DeliveryStatus.failed
 
@@ -79,6 +78,7 @@ CLAIM = (
     )
     .returning(
         DELIVERIES.c.attempts,
+        DELIVERIES.c.attempt_log,
         DELIVERIES.c.user_id,
         DELIVERIES.c.body,
         *(
@@ -101,7 +101,6 @@ RECORD = update(DELIVERIES).where(
     DELIVERIES.c.status == PENDING,
     DELIVERIES.c.attempts == bindparam("number"),
 )
-INSERT_ATTEMPT = insert(ATTEMPTS)
 DUE = (
     select(DELIVERIES.c.id, DELIVERIES.c.attempts)
     .where(DELIVERIES.c.status == PENDING, DELIVERIES.c.next_attempt_at <= bindparam("now"))
@@ -145,6 +144,7 @@ class Claimed:
     delivery_id: uuid.UUID
     user_id: uuid.UUID
     number: int
+    log: list[dict[str, Any]]  # the attempts before this one
     body: str
     hook: Any  # (url, secret, previous_secret, previous_until), or None
 
@@ -273,7 +273,7 @@ class Deliverer:
                     return Attempted(None, 0, None, ran=False)
                 return Attempted(seen.status, seen.attempts, seen.next_attempt_at, ran=False)
         hook = row if row.url is not None else None
-        return Claimed(delivery_id, row.user_id, row.attempts, row.body, hook)
+        return Claimed(delivery_id, row.user_id, row.attempts, row.attempt_log, row.body, hook)
 
     async def _send(self, claimed: Claimed) -> Outcome:
         hook = claimed.hook
@@ -370,11 +370,12 @@ class Deliverer:
     async def _record(
         self, claimed: Claimed, outcome: Outcome, started_at: datetime, started: float
     ) -> Attempted:
-        """Write the attempt and the delivery's new state; a 410 also removes the webhook."""
+        """Write the attempt (in the delivery's log) and the delivery's new state, in one
+        statement; a 410 also removes the webhook, in the same transaction."""
         now = utcnow()
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         status, next_at = self._next(claimed.number, outcome, now)
-        values = {
+        values: dict[str, Any] = {
             "status": status,
             "last_status_code": outcome.status_code,
             "last_error": outcome.error,
@@ -382,27 +383,30 @@ class Deliverer:
             "updated_at": now,
             "completed_at": None if status is PENDING else now,
         }
+        attempt = {
+            "number": claimed.number,
+            "started_at": started_at.isoformat(),
+            "duration_ms": duration_ms,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+        }
+        values["attempt_log"] = [*claimed.log, attempt]
         params = {"delivery_id": claimed.delivery_id, "number": claimed.number}
-        async with self._session_factory() as session, session.begin():
-            connection = await session.connection()
-            written = await connection.execute(RECORD.values(**values), params)
-            if not written.rowcount:  # erased (or deleted) while the attempt ran
-                return Attempted(None, claimed.number, None, ran=True)
-            await connection.execute(
-                INSERT_ATTEMPT,
-                {
-                    "delivery_id": claimed.delivery_id,
-                    "number": claimed.number,
-                    "started_at": started_at,
-                    "duration_ms": duration_ms,
-                    "status_code": outcome.status_code,
-                    "error": outcome.error,
-                },
-            )
-            if outcome.gone and claimed.hook is not None:
-                await remove_webhook(
-                    session, claimed.user_id, reason=outcome.error or "", url=claimed.hook.url
-                )
+        hook = claimed.hook if outcome.gone else None
+        async with self._session_factory() as session:
+            if hook is not None:
+                async with session.begin():  # the webhook goes with this answer, or neither
+                    connection = await session.connection()
+                    written = await connection.execute(RECORD.values(**values), params)
+                    if written.rowcount:
+                        reason = outcome.error or ""
+                        await remove_webhook(session, claimed.user_id, reason=reason, url=hook.url)
+            else:
+                # One statement, atomic on its own (the attempt is in the row's log).
+                connection = await session.connection(execution_options=AUTOCOMMIT)
+                written = await connection.execute(RECORD.values(**values), params)
+        if not written.rowcount:  # erased (or deleted) while the attempt ran
+            return Attempted(None, claimed.number, None, ran=True)
         logger.info(
             "webhook delivery %s attempt %d: %s%s -> %s",
             claimed.delivery_id,

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Integer, String, Table, Text, Uuid, bindparam, insert, select
+from sqlalchemy import JSON, Integer, String, Table, Text, Uuid, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
@@ -42,6 +42,7 @@ _COLUMNS: dict[str, TypeEngine[Any]] = {
     "body": Text(),
     "status": String(),
     "attempts": Integer(),
+    "attempt_log": JSON(),
     "next_attempt_at": UTCDateTime(),
     "created_at": UTCDateTime(),
     "updated_at": UTCDateTime(),
@@ -172,6 +173,7 @@ def _row(
         "body": json.dumps(body, separators=(",", ":")),
         "status": DeliveryStatus.pending.value,
         "attempts": 0,
+        "attempt_log": [],
         "next_attempt_at": at,
         "created_at": at,
         "updated_at": at,

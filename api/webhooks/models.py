@@ -5,9 +5,10 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy import Enum as SAEnum
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base, utcnow
@@ -68,6 +69,9 @@ class WebhookDelivery(Base):
         default=DeliveryStatus.pending,
     )
     attempts: Mapped[int] = mapped_column(default=0)
+    # Every attempt, first to last: {number, started_at, duration_ms, status_code, error}. In
+    # the row (at most one per step of the schedule), so an attempt is recorded in one statement.
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     last_status_code: Mapped[int | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
     # Pending: when the next attempt is due (during an attempt, when it is given up as lost).
@@ -75,18 +79,3 @@ class WebhookDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column()
-
-
-class WebhookAttempt(Base):
-    """One attempt of a delivery: the receiver's status code, or what went wrong."""
-
-    __tablename__ = "webhook_attempts"
-
-    delivery_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), primary_key=True
-    )
-    number: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    started_at: Mapped[datetime] = mapped_column()
-    duration_ms: Mapped[float] = mapped_column()
-    status_code: Mapped[int | None] = mapped_column()
-    error: Mapped[str | None] = mapped_column(Text)

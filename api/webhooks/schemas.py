@@ -55,8 +55,6 @@ class WebhookView(BaseModel):
 class AttemptView(BaseModel):
     """One attempt: the receiver's status code, or what went wrong."""
 
-    model_config = ConfigDict(from_attributes=True)
-
     number: int
     started_at: datetime
     duration_ms: float

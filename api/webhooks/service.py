@@ -18,7 +18,7 @@ from api.errors import InvalidRequest, NotFound
 from api.pagination import keyset_page, split_page
 from api.webhooks import guard
 from api.webhooks.delivery import Network, policy_for, remove_webhook
-from api.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
+from api.webhooks.models import Webhook, WebhookDelivery
 from api.webhooks.schemas import AttemptView, DeliveryView, WebhookUpdate, WebhookView
 from api.webhooks.secrets import SecretBox, SecretUnreadable, new_secret
 
@@ -113,33 +113,12 @@ def view(webhook: Webhook, secret: str | None) -> WebhookView:
 async def list_deliveries(
     session: AsyncSession, user_id: uuid.UUID, *, cursor: str | None, limit: int
 ) -> tuple[Sequence[DeliveryView], str | None]:
-    """One page of the user's delivery log, newest first, each with its attempts.
-
-    One statement, so one snapshot: a delivery and its attempts as one attempt's record left
-    them (two reads could straddle it and show an attempt without its outcome)."""
-    page = keyset_page(
-        select(WebhookDelivery.id).where(WebhookDelivery.user_id == user_id),
-        WebhookDelivery.created_at,
-        WebhookDelivery.id,
-        cursor=cursor,
-        limit=limit,
-    ).subquery()
-    stmt = (
-        select(WebhookDelivery, WebhookAttempt)
-        .join(page, page.c.id == WebhookDelivery.id)
-        .outerjoin(WebhookAttempt, WebhookAttempt.delivery_id == WebhookDelivery.id)
-        .order_by(
-            WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc(), WebhookAttempt.number
-        )
+    """One page of the user's delivery log, newest first, each with its attempts."""
+    stmt = select(WebhookDelivery).where(WebhookDelivery.user_id == user_id)
+    stmt = keyset_page(
+        stmt, WebhookDelivery.created_at, WebhookDelivery.id, cursor=cursor, limit=limit
     )
-    deliveries: dict[uuid.UUID, WebhookDelivery] = {}
-    attempts: dict[uuid.UUID, list[AttemptView]] = {}
-    for delivery, attempt in (await session.execute(stmt)).all():
-        deliveries.setdefault(delivery.id, delivery)
-        found = attempts.setdefault(delivery.id, [])
-        if attempt is not None:
-            found.append(AttemptView.model_validate(attempt))
-    rows, next_cursor = split_page(list(deliveries.values()), limit)
+    rows, next_cursor = split_page((await session.execute(stmt)).scalars().all(), limit)
     views = [
         DeliveryView(
             id=row.id,
@@ -153,7 +132,7 @@ async def list_deliveries(
             next_attempt_at=row.next_attempt_at,
             created_at=row.created_at,
             completed_at=row.completed_at,
-            attempt_log=attempts[row.id],
+            attempt_log=[AttemptView.model_validate(entry) for entry in row.attempt_log],
         )
         for row in rows
     ]

@@ -23,7 +23,6 @@ TABLES = {
     "pack_inputs",
     "webhooks",
     "webhook_deliveries",
-    "webhook_attempts",
 }
 
 

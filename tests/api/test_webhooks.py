@@ -30,7 +30,7 @@ from standardwebhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 from webhook_receiver import HANG, receiving
 
-from api.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
+from api.webhooks.models import Webhook, WebhookDelivery
 from api.webhooks.secrets import SecretBox, SecretUnreadable
 from api.webhooks.service import reseal_secrets
 
@@ -501,7 +501,7 @@ async def test_erasing_the_user_removes_the_webhook_and_its_deliveries(hooked_ap
             await settled(client, key)
             assert (await client.delete("/v1/users/me", headers=auth(key))).status_code == 204
             async with app.state.sessionmaker() as session:
-                for model in (Webhook, WebhookDelivery, WebhookAttempt):
+                for model in (Webhook, WebhookDelivery):
                     count = await session.scalar(select(func.count()).select_from(model))
                     assert count == 0, model.__tablename__
 

@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("status", status, nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("attempt_log", sa.JSON(), nullable=False),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("next_attempt_at", Timestamp, nullable=True),
@@ -79,26 +80,9 @@ def upgrade() -> None:
         "webhook_deliveries",
         ["status", "next_attempt_at"],
     )
-    op.create_table(
-        "webhook_attempts",
-        sa.Column("delivery_id", sa.Uuid(), nullable=False),
-        sa.Column("number", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("started_at", Timestamp, nullable=False),
-        sa.Column("duration_ms", sa.Double(), nullable=False),
-        sa.Column("status_code", sa.Integer(), nullable=True),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["delivery_id"],
-            ["webhook_deliveries.id"],
-            name=op.f("fk_webhook_attempts_delivery_id_webhook_deliveries"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("delivery_id", "number", name=op.f("pk_webhook_attempts")),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("webhook_attempts")
     op.drop_index("ix_webhook_deliveries_status_next_attempt_at", table_name="webhook_deliveries")
     op.drop_index("ix_webhook_deliveries_user_id_created_at_id", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
