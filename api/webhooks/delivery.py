@@ -46,6 +46,7 @@ MAX_ANSWER_BYTES = 64 * 1024
 LEASE_MARGIN_S = 30.0
 DUE_BATCH = 500
 AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+KEEPALIVE = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30)
 
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
 WEBHOOKS = cast(Table, Webhook.__table__)
@@ -197,10 +198,10 @@ class Deliverer:
         self._retention = timedelta(days=settings.webhook_log_retention_days)
         self._semaphore = asyncio.Semaphore(settings.webhook_max_concurrency)
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
-        # No connection is kept: each attempt connects to the address it checked, and a
-        # pooled connection (keyed by address) could carry another host's request.
-        transport = network.transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_keepalive_connections=0), retries=0
+        # Connections are kept alive per host (a receiver's next event skips the handshakes),
+        # each opened to an address the guard passed as it connected.
+        transport = network.transport or guard.guarded_transport(
+            self._policy, network.resolver, limits=KEEPALIVE
         )
         self._client = httpx.AsyncClient(
             transport=transport,
@@ -291,8 +292,9 @@ class Deliverer:
         try:
             async with asyncio.timeout(self._timeout_s):
                 target = guard.parse(hook.url, self._policy)
-                addresses = await guard.addresses(target, self._policy, self._network.resolver)
-                status = await self._post(claimed, target, addresses, secrets)
+                # Checked at every attempt (a kept-alive connection opens no new one).
+                await guard.addresses(target, self._policy, self._network.resolver)
+                status = await self._post(claimed, target, secrets)
         except guard.Refused as exc:
             return Outcome("refused", error=f"refused: {exc}")
         except TimeoutError:
@@ -320,52 +322,37 @@ class Deliverer:
                 logger.warning("a webhook's previous secret cannot be opened; signing without it")
         return found
 
-    async def _post(
-        self,
-        claimed: Claimed,
-        target: guard.Target,
-        addresses: list[guard.IPAddress],
-        secrets: list[str],
-    ) -> int:
-        """Post the signed body to the first of the addresses that takes a connection."""
+    async def _post(self, claimed: Claimed, target: guard.Target, secrets: list[str]) -> int:
+        """Post the signed body; the answer's status. The URL keeps its host: TLS verifies
+        it, and the transport connects only to an address the guard passes."""
         message_id = str(claimed.delivery_id)
         now = utcnow()
         signature = " ".join(
             Signer(secret).sign(message_id, now, claimed.body) for secret in secrets
         )
         headers = {
-            "host": target.host_header,
             "content-type": "application/json",
             "user-agent": USER_AGENT,
             "webhook-id": message_id,
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": signature,
         }
-        extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
-        content = claimed.body.encode()
-        for index, address in enumerate(addresses):
-            request = self._client.build_request(
-                "POST", target.at(address), content=content, headers=headers, extensions=extensions
-            )
-            try:
-                response = await self._client.send(request, stream=True)
-            except httpx.ConnectError:
-                if index == len(addresses) - 1:
-                    raise
-                continue
-            try:
-                # Raw bytes, not decoded: a compressed answer is not inflated.
-                read = 0
-                async for chunk in response.aiter_raw():
-                    read += len(chunk)
-                    if read >= MAX_ANSWER_BYTES:
-                        break
-            except httpx.StreamConsumed:
-                pass  # an answer already read whole (an in-process transport's)
-            finally:
-                await response.aclose()
-            return response.status_code
-        raise AssertionError("unreachable: guard.addresses returns at least one address")
+        request = self._client.build_request(
+            "POST", target.url, content=claimed.body.encode(), headers=headers
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            # Raw bytes, not decoded: a compressed answer is not inflated.
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read >= MAX_ANSWER_BYTES:
+                    break
+        except httpx.StreamConsumed:
+            pass  # an answer already read whole (an in-process transport's)
+        finally:
+            await response.aclose()
+        return response.status_code
 
     async def _record(
         self, claimed: Claimed, outcome: Outcome, started_at: datetime, started: float

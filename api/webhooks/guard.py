@@ -5,9 +5,9 @@ allowed port (443 unless WEBHOOK_ALLOWED_PORTS says more), and its host must res
 public addresses: loopback, private, link-local (169.254.0.0/16, the metadata server),
 unique-local, site-local, multicast, shared, reserved and documentation ranges are refused, in
 IPv4 and IPv6, including IPv4 addresses carried inside IPv6 ones (mapped, 6to4, NAT64, Teredo).
-The check runs when the URL is set and again at every attempt, on the addresses the attempt
-will connect to: a delivery connects to an address that passed, never to the name again (a
-second lookup could answer something else).
+The check runs when the URL is set, again at every attempt, and once more as each connection
+is opened (GuardedBackend), on the very address it connects to: a name that turns private
+between the attempt's check and its connection (DNS rebinding) is refused too.
 
 In development (ENVIRONMENT=development) http:// and any address are allowed, so a receiver on
 the same machine can be tried.
@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -45,23 +46,12 @@ class Policy:
 
 @dataclass(frozen=True)
 class Target:
-    """A webhook URL taken apart: what to resolve, and what to say in Host and SNI."""
+    """A webhook URL taken apart: what to resolve, and where."""
 
     url: httpx.URL
     host: str  # ASCII (IDNA), as resolved and as the certificate must name it
     port: int
     literal: IPAddress | None  # the host, when the URL names an address
-
-    @property
-    def host_header(self) -> str:
-        default = 443 if self.url.scheme == "https" else 80
-        host = f"[{self.host}]" if isinstance(self.literal, ipaddress.IPv6Address) else self.host
-        return host if self.port == default else f"{host}:{self.port}"
-
-    def at(self, address: IPAddress) -> httpx.URL:
-        """The URL with its host replaced by one of its addresses (connect there, and only
-        there); Host and SNI still name the host."""
-        return self.url.copy_with(host=str(address))
 
 
 def parse(url: str, policy: Policy) -> Target:
@@ -108,18 +98,27 @@ async def addresses(target: Target, policy: Policy, resolver: Resolver) -> list[
     """The addresses to connect to, all allowed; Refused when the host does not resolve or
     any of its addresses is not allowed (a name that mixes public and private ones is refused
     whole: the private one could be the one used)."""
-    if target.literal is not None:
-        return [target.literal]
+    return await resolve_checked(target.host, target.port, policy, resolver)
+
+
+async def resolve_checked(
+    host: str, port: int, policy: Policy, resolver: Resolver
+) -> list[IPAddress]:
+    """`addresses` for a host and port."""
+    literal = _literal(host)
+    if literal is not None:
+        _check(literal, policy)
+        return [literal]
     try:
-        found = await resolver(target.host, target.port)
+        found = await resolver(host, port)
     except (OSError, UnicodeError) as exc:
-        raise Refused(f"{target.host} does not resolve ({_reason(exc)})") from None
+        raise Refused(f"{host} does not resolve ({_reason(exc)})") from None
     if not found:
-        raise Refused(f"{target.host} does not resolve")
+        raise Refused(f"{host} does not resolve")
     for address in found:
         reason = refusal(address, policy)
         if reason is not None:
-            raise Refused(f"{target.host} resolves to {reason}")
+            raise Refused(f"{host} resolves to {reason}")
     return list(dict.fromkeys(found))
 
 
@@ -186,3 +185,85 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, socket.gaierror):
         return exc.strerror or "lookup failed"
     return type(exc).__name__
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Opens each connection to an address that passes the policy, resolved just then: the
+    address connected to is the one checked (a second lookup could answer something else).
+    A connection that is refused is an httpcore.ConnectError, as a refused port would be."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        resolver: Resolver,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        self._policy = policy
+        self._resolver = resolver
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        literal = _literal(host)
+        target = Target(
+            url=httpx.URL(scheme="https", host=host), host=host, port=port, literal=literal
+        )
+        try:
+            if literal is not None:
+                _check(literal, self._policy)
+            found = await addresses(target, self._policy, self._resolver)
+        except Refused as exc:
+            raise httpcore.ConnectError(f"refused: {exc}") from None
+        last: httpcore.ConnectError | None = None
+        for address in found:
+            try:
+                return await self._inner.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                last = exc
+        assert last is not None  # addresses() returns at least one
+        raise last
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("webhooks do not use unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def guarded_transport(
+    policy: Policy,
+    resolver: Resolver,
+    *,
+    limits: httpx.Limits,
+    inner: httpcore.AsyncNetworkBackend | None = None,
+) -> httpx.AsyncHTTPTransport:
+    """httpx's transport, its connection pool opening connections through GuardedBackend.
+
+    Connections are pooled by host and port, as usual: a kept-alive connection is reused only
+    for its own host, whose certificate it verified; TLS checks the host's name (the URL keeps
+    it). httpx builds its pool without a network backend argument, so the pool is replaced
+    (httpx is pinned; tests/api/test_webhook_guard.py checks this path through the transport).
+    """
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False, retries=0)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        retries=0,
+        network_backend=GuardedBackend(policy, resolver, inner),
+    )
+    return transport

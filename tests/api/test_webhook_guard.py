@@ -14,9 +14,10 @@ import socket
 import time
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
-from api_testing import assert_problem, auth, client_for, create_user
+from api_testing import UNREACHABLE_URL, assert_problem, auth, client_for, create_user
 from function_stub import FUNCTION_URL, FunctionStub, a_selfie, function_stubbed, upload
 
 from api.webhooks import guard
@@ -163,33 +164,63 @@ async def test_a_name_that_turns_private_later_is_a_failed_attempt_not_a_connect
     assert log["next_attempt_at"] is not None  # retried on the schedule, in case DNS recovers
 
 
-async def test_a_delivery_connects_to_the_address_it_checked_with_the_hosts_name(
-    app_factory, stub, resolver
+class Connections(httpcore.AsyncNetworkBackend):
+    """Stands in for the network under the guarded transport: records where a connection
+    would be opened, and opens none."""
+
+    def __init__(self) -> None:
+        self.opened: list[tuple[str, int]] = []
+
+    async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        self.opened.append((host, port))
+        raise httpcore.ConnectError("this test opens no connections")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+async def test_the_transport_connects_only_to_an_address_it_checked_as_it_connected(
+    resolver,
 ) -> None:
-    """The one test that lets a request reach a transport: a MockTransport in this process
-    (still no socket), to see where the request would have gone."""
-    seen: list[httpx.Request] = []
+    connections = Connections()
+    transport = guard.guarded_transport(POLICY, resolver, limits=httpx.Limits(), inner=connections)
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.post("https://hooks.example/hooks", content=b"{}")
+        assert connections.opened == [(PUBLIC, 443)]  # the address, not the name again
+        for url in ["https://private.example/", "https://10.0.0.1/", "https://[::1]/"]:
+            with pytest.raises(httpx.ConnectError, match="refused"):
+                await client.post(url, content=b"{}")
+    assert connections.opened == [(PUBLIC, 443)]
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200)
 
-    network = Network(resolver=resolver, transport=httpx.MockTransport(answer))
-    async with app_factory(webhook_network=network, **PRODUCTION) as app, client_for(app) as client:
+async def test_a_name_that_turns_private_between_the_check_and_the_connection_is_refused(
+    app_factory,
+) -> None:
+    """DNS rebinding: the attempt's own check sees a public address, the connection's lookup
+    a private one. The connection is refused; nothing is opened. (No respx here: it would
+    stand in for the transport under test. The function is down, so the generation fails,
+    which is an event too.)"""
+    answers = iter([[PUBLIC], [PUBLIC], ["10.0.0.7"]])  # set, attempt check, connection
+
+    async def rebinding(host: str, port: int) -> list[guard.IPAddress]:
+        return [ipaddress.ip_address(a) for a in next(answers)]
+
+    connections = Connections()
+    transport = guard.guarded_transport(POLICY, rebinding, limits=httpx.Limits(), inner=connections)
+    network = Network(resolver=rebinding, transport=transport)
+    settings = PRODUCTION | {"function_url": UNREACHABLE_URL}
+    async with app_factory(webhook_network=network, **settings) as app, client_for(app) as client:
         _, key = await create_user(client)
         response = await client.put(
-            "/v1/users/me/webhook",
-            json={"url": "https://hooks.example/hooks?v=1"},
-            headers=auth(key),
+            "/v1/users/me/webhook", json={"url": "https://hooks.example/hooks"}, headers=auth(key)
         )
         assert response.status_code == 200, response.text
-        assert (await upload(client, key, SELFIE)).status_code == 201
+        assert (await upload(client, key, SELFIE)).status_code == 503
         log = await attempted(client, key)
-    assert log["status"] == "delivered"
-    [request] = seen
-    assert str(request.url) == f"https://{PUBLIC}/hooks?v=1"  # the address that passed
-    assert request.headers["host"] == "hooks.example"
-    assert request.extensions["sni_hostname"] == "hooks.example"  # TLS checks the name
+    assert connections.opened == []
+    assert log["status"] == "pending"
+    assert "hooks.example resolves to 10.0.0.7, a private address" in log["last_error"]
 
 
 async def attempted(client: httpx.AsyncClient, key: str) -> dict[str, Any]:
@@ -254,7 +285,7 @@ def test_public_addresses_pass(address) -> None:
 def test_development_allows_http_and_any_address() -> None:
     development = guard.Policy(development=True)
     target = guard.parse("http://127.0.0.1:8001/hooks", development)
-    assert (target.host, target.port, target.host_header) == ("127.0.0.1", 8001, "127.0.0.1:8001")
+    assert (target.host, target.port) == ("127.0.0.1", 8001)
     assert guard.refusal(ipaddress.ip_address("10.0.0.1"), development) is None
     with pytest.raises(guard.Refused, match="must start with"):
         guard.parse("ftp://127.0.0.1/", development)
@@ -269,13 +300,9 @@ async def test_numeric_host_spellings_are_checked_on_what_they_resolve_to() -> N
             await guard.addresses(target, POLICY, guard.system_resolver)
 
 
-def test_a_pinned_request_keeps_the_name_for_host_and_tls() -> None:
-    target = guard.parse("https://Hooks.Example:443/a/b?c=d", POLICY)
-    assert target.host == "hooks.example"
-    assert target.host_header == "hooks.example"
-    assert str(target.at(ipaddress.ip_address("2606:4700::1"))) == "https://[2606:4700::1]/a/b?c=d"
-    idn = guard.parse("https://bücher.example/", POLICY)
-    assert idn.host == "xn--bcher-kva.example"
+def test_names_are_compared_in_their_ascii_lower_case_form() -> None:
+    assert guard.parse("https://Hooks.Example:443/a/b?c=d", POLICY).host == "hooks.example"
+    assert guard.parse("https://bücher.example/", POLICY).host == "xn--bcher-kva.example"
 
 
 def test_the_schedule_and_ports_are_comma_lists_in_the_environment(monkeypatch) -> None:
