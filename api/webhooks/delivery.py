@@ -227,10 +227,15 @@ class Deliverer:
                 interrupted = Outcome("interrupted", error="the service stopped during the attempt")
                 await asyncio.shield(self._record(claimed, interrupted, started_at, started))
                 raise
-            except Exception:
+            except Exception as exc:
                 # A bug of ours, not the receiver's doing: recorded like any failed attempt (the
-                # schedule retries it), not left to the lease.
-                logger.exception("webhook delivery %s: the attempt failed", claimed.delivery_id)
+                # schedule retries it), not left to the lease. Named by its type only: its
+                # message could carry the URL.
+                logger.error(
+                    "webhook delivery %s: the attempt failed unexpectedly (%s)",
+                    claimed.delivery_id,
+                    type(exc).__name__,
+                )
                 outcome = Outcome("internal_error", error="an unexpected error on our side")
             return await with_db_retry(partial(self._record, claimed, outcome, started_at, started))
 
