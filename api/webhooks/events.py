@@ -120,38 +120,14 @@ async def pack_ended(
         "pack_id": str(pack_id),
         "error": _error(*error),
     }
-    await _write(
-        connection,
-        delivery_id,
-        user_id=user_id,
-        event="pack.completed",
-        at=at,
-        data=data,
-        pack_id=pack_id,
-    )
+    row = _row(delivery_id, event="pack.completed", at=at, data=data, pack_id=pack_id)
+    await connection.execute(INSERT_DELIVERY, {"user_id": user_id, **row})
     return delivery_id
 
 
 def timestamp(at: datetime) -> str:
     """RFC 3339 in UTC with microseconds, as the Standard Webhooks examples write it."""
     return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-async def _write(
-    connection: AsyncConnection,
-    delivery_id: uuid.UUID,
-    *,
-    user_id: uuid.UUID,
-    event: str,
-    at: datetime,
-    data: dict[str, Any],
-    generation_id: uuid.UUID | None = None,
-    pack_id: uuid.UUID | None = None,
-) -> None:
-    row = _row(
-        delivery_id, event=event, at=at, data=data, generation_id=generation_id, pack_id=pack_id
-    )
-    await connection.execute(INSERT_DELIVERY, {"user_id": user_id, **row})
 
 
 def _row(

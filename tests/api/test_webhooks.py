@@ -668,3 +668,21 @@ async def test_rotating_the_encryption_key_re_encrypts_every_secret_at_start(hoo
     assert log["status"] == "delivered"
     verified(new, request)
     verified(old, request)
+
+
+async def test_a_pack_retried_with_its_key_sends_one_event_per_run(hooked_app, stub) -> None:
+    stub.animal_errors = {"cat": "upstream_unavailable"}
+    with receiving() as receiver:
+        async with hooked_app() as app, client_for(app) as client:
+            _, key = await create_user(client)
+            secret = await set_webhook(client, key, receiver.url)
+            send = {"prefer": "respond-async", "idempotency_key": "pack-1"}
+            assert (await upload_pack(client, key, SELFIE, "fox,cat", **send)).status_code == 202
+            await settled(client, key, count=1)
+            stub.animal_errors = {}  # the retry runs the animal that failed retryably
+            assert (await upload_pack(client, key, SELFIE, "fox,cat", **send)).status_code == 202
+            second, first = await settled(client, key, count=2)
+        requests = receiver.received
+    assert [verified(secret, r)["data"]["status"] for r in requests] == ["partial", "succeeded"]
+    assert first["id"] != second["id"]  # a new run is a new event, with its own webhook-id
+    assert [r.headers["webhook-id"] for r in requests] == [first["id"], second["id"]]
