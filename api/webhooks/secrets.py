@@ -68,6 +68,11 @@ class SecretBox:
         return self._ciphers
 
     @property
+    def rotating(self) -> bool:
+        """Whether several keys are configured (stored secrets may be under a later one)."""
+        return len(self._materials) > 1
+
+    @property
     def fingerprint(self) -> bytes:
         """The first key's fingerprint, as stored values name it (bytes 2-5)."""
         return self._fingerprints[0]
