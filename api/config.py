@@ -155,7 +155,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
-        if self.environment == "development":
+        if self.is_development:
             return self
         for name in SECRETS:
             secret: SecretStr = getattr(self, name)

@@ -194,7 +194,6 @@ class Deliverer:
         self._timeout_s = settings.webhook_timeout_s
         self._schedule = settings.webhook_retry_schedule_s
         self._jitter = settings.webhook_retry_jitter
-        self._rotation_window = timedelta(seconds=settings.webhook_rotation_window_s)
         self._retention = timedelta(days=settings.webhook_log_retention_days)
         self._semaphore = asyncio.Semaphore(settings.webhook_max_concurrency)
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
@@ -239,19 +238,15 @@ class Deliverer:
                 outcome = Outcome("internal_error", error="an unexpected error on our side")
             return await with_db_retry(partial(self._record, claimed, outcome, started_at, started))
 
-    async def due(self) -> list[uuid.UUID]:
+    async def due(self) -> list[tuple[uuid.UUID, int]]:
         """Pending deliveries whose next attempt is due (or whose attempt was lost), oldest
-        first, up to a batch."""
-        return [delivery_id for delivery_id, _ in await self.due_attempts()]
-
-    async def due_attempts(self) -> list[tuple[uuid.UUID, int]]:
-        """`due()`, each with the attempts it has had (its next task's name)."""
+        first, up to a batch: each id with the attempts it has had (its next task's name)."""
         async with self._session_factory() as session:
             rows = (await session.execute(DUE, {"now": utcnow()})).all()
         return [(row.id, row.attempts) for row in rows]
 
     async def prune(self) -> int:
-        """Drop finished deliveries older than the log's retention (their attempts cascade)."""
+        """Drop finished deliveries older than the log's retention."""
         cutoff = utcnow() - self._retention
         stmt = delete(DELIVERIES).where(
             DELIVERIES.c.status.in_((DELIVERED, FAILED)), DELIVERIES.c.completed_at < cutoff
@@ -320,7 +315,7 @@ class Deliverer:
         """The secrets that sign now: the webhook's, and during a rotation the previous one
         (skipped if no configured key opens it any more: the new one still signs)."""
         found = [self._box.open(hook.secret, owner)]
-        if hook.previous_secret is not None and (hook.previous_until or utcnow()) > utcnow():
+        if hook.previous_secret is not None and hook.previous_until > utcnow():
             try:
                 found.append(self._box.open(hook.previous_secret, owner))
             except SecretUnreadable:

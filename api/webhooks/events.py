@@ -18,11 +18,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Integer, String, Table, Text, Uuid, bindparam, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import TypeEngine
 
-from api.db import UTCDateTime
 from api.webhooks.models import DeliveryStatus, Webhook, WebhookDelivery
 
 # Delivery ids are uuid5 names in this namespace (random, fixed forever).
@@ -34,19 +32,20 @@ HAS_WEBHOOK = select(WEBHOOKS.c.user_id).where(WEBHOOKS.c.user_id == bindparam("
 DELIVERY_EXISTS = select(DELIVERIES.c.id).where(DELIVERIES.c.id == bindparam("id"))
 INSERT_DELIVERY = insert(DELIVERIES)
 # The same row, written only if the user has a webhook: one statement whether or not they do.
-_COLUMNS: dict[str, TypeEngine[Any]] = {
-    "id": Uuid(),
-    "event": String(),
-    "generation_id": Uuid(),
-    "pack_id": Uuid(),
-    "body": Text(),
-    "status": String(),
-    "attempts": Integer(),
-    "attempt_log": JSON(),
-    "next_attempt_at": UTCDateTime(),
-    "created_at": UTCDateTime(),
-    "updated_at": UTCDateTime(),
-}
+# Each value is bound with its column's own type.
+_COLUMNS = (
+    "id",
+    "event",
+    "generation_id",
+    "pack_id",
+    "body",
+    "status",
+    "attempts",
+    "attempt_log",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+)
 # RETURNING says whether a row was written (rowcount is not reliable for INSERT ... SELECT).
 INSERT_DELIVERY_IF_WEBHOOK = (
     insert(DELIVERIES)
@@ -54,8 +53,8 @@ INSERT_DELIVERY_IF_WEBHOOK = (
         ["user_id", *_COLUMNS],
         select(
             WEBHOOKS.c.user_id,
-            *(bindparam(name, type_=type_) for name, type_ in _COLUMNS.items()),
-        ).where(WEBHOOKS.c.user_id == bindparam("owner", type_=Uuid())),
+            *(bindparam(name, type_=DELIVERIES.c[name].type) for name in _COLUMNS),
+        ).where(WEBHOOKS.c.user_id == bindparam("owner", type_=WEBHOOKS.c.user_id.type)),
     )
     .returning(DELIVERIES.c.id)
 )
@@ -147,7 +146,7 @@ def _row(
         "generation_id": generation_id,
         "pack_id": pack_id,
         "body": json.dumps(body, separators=(",", ":")),
-        "status": DeliveryStatus.pending.value,
+        "status": DeliveryStatus.pending,
         "attempts": 0,
         "attempt_log": [],
         "next_attempt_at": at,

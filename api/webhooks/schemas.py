@@ -73,7 +73,10 @@ class DeliveryView(BaseModel):
     attempts: int
     last_status_code: int | None
     last_error: str | None
-    next_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(
+        description="Pending: when the next attempt is due; during an attempt, when it would "
+        "be taken up again were it lost."
+    )
     created_at: datetime
     completed_at: datetime | None
     attempt_log: list[AttemptView] = Field(description="Every attempt, first to last.")

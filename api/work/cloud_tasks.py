@@ -149,7 +149,7 @@ class CloudTasksQueue:
         if records:
             logger.info("%d stale unfinished jobs offered again or failed", len(records))
         try:
-            due = await with_db_retry(self._deliverer.due_attempts)
+            due = await with_db_retry(self._deliverer.due)
             for delivery_id, attempts in due:
                 await self.enqueue(QueuedJob("webhook", delivery_id, attempts))
             await with_db_retry(self._deliverer.prune)

@@ -132,7 +132,7 @@ class InProcessQueue:
 
     async def _sweep_once(self, *, prune: bool) -> None:
         try:
-            due = [d for d in await self._deliverer.due() if d not in self._deliveries]
+            due = [d for d, _ in await self._deliverer.due() if d not in self._deliveries]
             if due:
                 logger.info("%d webhook deliveries are due; attempting them", len(due))
             for delivery_id in due:

@@ -27,7 +27,7 @@ from api.generations.models import GenerationStatus
 from api.generations.runner import GenerationRunner, WorkKind
 from api.problems import problem_responses
 from api.webhooks.models import DeliveryStatus
-from api.work import QueuedJob, WorkQueue, job_url, token_audience
+from api.work import JobKind, QueuedJob, WorkQueue, job_url, token_audience
 
 if TYPE_CHECKING:  # the module loads `cryptography`: only with WORK_QUEUE=cloud_tasks
     from api.webhooks.delivery import Deliverer
@@ -37,7 +37,7 @@ router = APIRouter(prefix="/internal/work", tags=["internal"])
 
 RETRY_AFTER_S = 10
 # The kinds of job with a handler here.
-HANDLED = frozenset(get_args(WorkKind)) | {"webhook"}
+HANDLED = frozenset(get_args(JobKind))
 # Cloud Tasks may dispatch a little before the time the API computed (clocks differ): an
 # attempt that is due within this is made.
 EARLY_S = 5.0
