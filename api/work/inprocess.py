@@ -58,8 +58,9 @@ class InProcessQueue:
             # A database that is not up yet must not keep the API down; the sweep retries later.
             logger.exception("start-up recovery of unfinished generations failed")
         self._sweeper = asyncio.create_task(self._runner.sweep_forever(), name="generation-sweep")
-        # Deliveries a stopped process left (due, or lost mid-attempt) are taken up at once.
-        await self._sweep_once(prune=True)
+        # Deliveries a stopped process left (due, or lost mid-attempt) are taken up at once;
+        # the log is pruned later, by the periodic sweep, not on the start-up path.
+        await self._sweep_once(prune=False)
         self._webhook_sweeper = asyncio.create_task(self._sweep_deliveries(), name="webhook-sweep")
 
     async def aclose(self) -> None:
@@ -109,8 +110,6 @@ class InProcessQueue:
     async def _deliver(self, delivery_id: uuid.UUID) -> None:
         try:
             attempted = await self._deliverer.attempt(delivery_id)
-        except asyncio.CancelledError:
-            raise
         except Exception:
             # Left pending (its lease runs out): the sweep takes it up again.
             logger.exception("webhook delivery %s: the attempt could not be recorded", delivery_id)
@@ -120,9 +119,9 @@ class InProcessQueue:
 
     async def _sweep_deliveries(self) -> None:
         """Every WEBHOOK_SWEEP_S (after the one at start): attempt what is due and not in hand,
-        and prune the log once an hour."""
+        and prune the log at the first of them, then once an hour."""
         loop = asyncio.get_running_loop()
-        pruned_at = loop.time()
+        pruned_at = float("-inf")
         while True:
             await asyncio.sleep(self._sweep_s)
             prune = loop.time() - pruned_at >= PRUNE_EVERY_S
