@@ -51,7 +51,6 @@ class Target:
     url: httpx.URL
     host: str  # ASCII (IDNA), as resolved and as the certificate must name it
     port: int
-    literal: IPAddress | None  # the host, when the URL names an address
 
 
 def parse(url: str, policy: Policy) -> Target:
@@ -79,7 +78,7 @@ def parse(url: str, policy: Policy) -> Target:
     literal = _literal(host)
     if literal is not None:
         _check(literal, policy)
-    return Target(url=parsed, host=host.lower(), port=port, literal=literal)
+    return Target(url=parsed, host=host.lower(), port=port)
 
 
 def refusal(address: IPAddress, policy: Policy) -> str | None:
@@ -210,14 +209,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        literal = _literal(host)
-        target = Target(
-            url=httpx.URL(scheme="https", host=host), host=host, port=port, literal=literal
-        )
         try:
-            if literal is not None:
-                _check(literal, self._policy)
-            found = await addresses(target, self._policy, self._resolver)
+            found = await resolve_checked(host, port, self._policy, self._resolver)
         except Refused as exc:
             raise httpcore.ConnectError(f"refused: {exc}") from None
         last: httpcore.ConnectError | None = None
@@ -228,7 +221,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 )
             except httpcore.ConnectError as exc:
                 last = exc
-        assert last is not None  # addresses() returns at least one
+        assert last is not None  # resolve_checked() returns at least one
         raise last
 
     async def connect_unix_socket(
