@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,12 +81,14 @@ def run(
     backends = build_backends(settings)
     several = bool(animals)
     animals = animals or ("fox",)
-    job = AvatarRequest(
-        animal=animals[0], user_id="bench", generation_id=animals[0], all_faces=False,
-        image=data, animals=animals, generation_ids=animals, several=several,
-    )  # fmt: skip
     results = []
     for i in range(runs + 1):
+        # Fresh names each run: the store creates a result once (a rerun would only compare).
+        ids = tuple(f"{animal}-{uuid.uuid4().hex}" for animal in animals)
+        job = AvatarRequest(
+            animal=animals[0], user_id="bench", generation_id=ids[0], all_faces=False,
+            image=data, animals=animals, generation_ids=ids, several=several,
+        )  # fmt: skip
         cpu = time.process_time()
         body = pipeline.generate_avatar(job, backends, settings)
         assert all(r["error"] is None for r in body.get("results", []))

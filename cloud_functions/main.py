@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from avatar.backends import build_backends
 from avatar.config import get_settings
-from avatar.errors import AvatarError
+from avatar.errors import AvatarError, DeadlinePassed
 from avatar.inputs import parse_request
 from avatar.pipeline import generate_avatar
 
@@ -33,6 +33,8 @@ def generate_animal_avatar(request: Request) -> Response:
         backends = configured(lambda: build_backends(settings))
         return jsonify(generate_avatar(job, backends, settings))
     except AvatarError as exc:
+        if isinstance(exc, DeadlinePassed):  # the API gave up on it: worth an operator's look
+            logger.warning("a request outlived its caller's deadline: %s", exc.detail)
         return error_response(exc)
     except Exception:  # anything else is our bug: still JSON, never Flask's HTML page
         # The traceback names the failing code; the request (and its image) is not logged.

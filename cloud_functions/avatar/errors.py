@@ -30,6 +30,19 @@ class ImageTooLarge(AvatarError):
     status = 413
 
 
+class Conflict(AvatarError):
+    """A result's object name is taken by other bytes: results are created once, never replaced
+    (an identical write is a retry of the same request and succeeds instead)."""
+
+    code = "conflict"
+    status = 409
+
+    @classmethod
+    def taken(cls, name: str) -> Conflict:
+        """The error for `name`, in the words both stores use."""
+        return cls(f"an object named {name!r} already exists; a result is never replaced")
+
+
 class UnsupportedImage(AvatarError):
     code = "unsupported_image"
     status = 415
@@ -58,6 +71,13 @@ class UpstreamUnavailable(AvatarError):
 class UpstreamTimeout(AvatarError):
     code = "upstream_timeout"
     status = 504
+
+
+class DeadlinePassed(UpstreamTimeout):
+    """The caller's deadline (X-Request-Deadline) passed before a result was stored.
+
+    Unlike the other errors of a pack's animal, it fails the whole request: the caller is gone.
+    """
 
 
 class ModelsMissing(AvatarError):

@@ -6,6 +6,11 @@ list in JSON, a form field or the query) with optional `generation_ids` in the s
 By convention a caller that passes an image by reference first uploads it under `uploads/` of
 the store (`gs://<GCS_BUCKET>/uploads/...`, or `uploads/...` for the local store); the stores
 read nothing else, so a `gcs_uri` can never fetch someone's stored avatar.
+
+Whatever the body, the `X-Request-Deadline` header (DEADLINE_HEADER) may give the moment, in
+Unix seconds (a decimal number such as `1790000000.250`), after which the caller (the API) no
+longer waits: the pipeline stores nothing once it has passed, so a late result cannot outlive
+the caller's clean-up. Without it there is no deadline.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import base64
 import binascii
 import io
 import json
+import math
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import Request
@@ -29,6 +35,9 @@ from avatar.errors import ImageTooLarge, InvalidRequest, MethodNotAllowed, Unsup
 SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RAW_TYPES = ("image/", "application/octet-stream")
 FACES_CHOICES = {"largest": False, "all": True}
+# The API sends it (api.forwarding.client.DEADLINE_HEADER; tests/contract keeps them equal).
+DEADLINE_HEADER = "X-Request-Deadline"
+DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,9})?")
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class AvatarRequest:
 
     `animals` and `generation_ids` list every result, in request order (`animal` and
     `generation_id` are the first); `several` when the `animals` form asked, whose answer lists
-    results even for one animal.
+    results even for one animal. `deadline`: the caller's (Unix time), or None.
     """
 
     animal: str
@@ -49,6 +58,7 @@ class AvatarRequest:
     animals: tuple[str, ...] = ()
     generation_ids: tuple[str, ...] = ()
     several: bool = False
+    deadline: float | None = None
 
     @property
     def targets(self) -> tuple[tuple[str, str], ...]:
@@ -62,10 +72,27 @@ def parse_request(request: Request, settings: Settings) -> AvatarRequest:
     if request.method != "POST":
         raise MethodNotAllowed(f"{request.method} is not allowed: POST an image")
     read_limited(request, settings.max_request_bytes)
+    deadline = parse_deadline(request.headers.get(DEADLINE_HEADER))
     try:
-        return read_body(request, settings)
+        job = read_body(request, settings)
     except RequestEntityTooLarge as exc:  # werkzeug caps non-file form fields at 500 kB
         raise ImageTooLarge("a form field is too large") from exc
+    return replace(job, deadline=deadline)
+
+
+def parse_deadline(value: str | None) -> float | None:
+    """The caller's deadline header as Unix seconds; None when absent.
+
+    Anything but a finite positive decimal number is InvalidRequest: a deadline the function
+    cannot read would otherwise be ignored, and the caller's clean-up could race a late store.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if DECIMAL.fullmatch(text) and 0 < (deadline := float(text)) < math.inf:
+        return deadline
+    msg = f"`{DEADLINE_HEADER}` must be a positive Unix time in seconds, e.g. 1790000000.250"
+    raise InvalidRequest(msg)
 
 
 def read_limited(request: Request, max_bytes: int) -> None:

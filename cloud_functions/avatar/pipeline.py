@@ -5,12 +5,17 @@ Face coordinates in the answer are pixels of the stored image (the upright worki
 A pack (the `animals` form) shares the found faces and masks; each animal is composed, stored
 and signed on its own (concurrently as far as the compositor allows), and an AvatarError there
 fails only that animal's result.
+
+The caller's deadline (`AvatarRequest.deadline`, from X-Request-Deadline) is checked before the
+work starts, before each compose and before each store: once it has passed, DeadlinePassed
+(504 upstream_timeout) fails the whole request, a pack included, and nothing more is stored,
+since the caller is gone. A pack's animals stored before it stay; the caller removes them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,13 +25,14 @@ from PIL import Image
 
 from avatar.backends import Backends
 from avatar.config import Settings
-from avatar.errors import AvatarError, ImageTooLarge, NoFaceDetected
+from avatar.errors import AvatarError, DeadlinePassed, ImageTooLarge, NoFaceDetected
 from avatar.faces import Face
 from avatar.imaging import Decoded, decode, encode
 from avatar.inputs import AvatarRequest
 
 STAGES = ("decode", "detect", "segment", "compose", "store")
 PER_ANIMAL_STAGES = ("compose", "store")
+Clock = Callable[[], float]  # Unix time in seconds, as the caller's deadline is given
 
 
 class Timings:
@@ -71,10 +77,17 @@ class Scene:
     masks: list[Image.Image]  # one per chosen face
 
 
-def generate_avatar(job: AvatarRequest, backends: Backends, settings: Settings) -> dict[str, Any]:
-    """Run the whole pipeline for one request; returns the SPEC's 200 body (one or a pack)."""
+def generate_avatar(
+    job: AvatarRequest, backends: Backends, settings: Settings, clock: Clock = time.time
+) -> dict[str, Any]:
+    """Run the whole pipeline for one request; returns the SPEC's 200 body (one or a pack).
+
+    `clock` tells the time the caller's deadline is checked against (tests pass their own).
+    """
     timings = Timings()
-    renderer = Renderer(find_faces(job, backends, settings, timings), job, backends, settings)
+    check_deadline(job.deadline, clock())  # the caller may be gone already: spare the models
+    scene = find_faces(job, backends, settings, timings)
+    renderer = Renderer(scene, job, backends, settings, clock)
     if job.several:
         results = renderer.results()
         for result in results:  # the pack's compose and store: summed over its animals
@@ -115,16 +128,24 @@ class Renderer:
     job: AvatarRequest
     backends: Backends
     settings: Settings
+    clock: Clock = time.time
 
     def render(self, target: tuple[str, str], timings: Timings) -> tuple[str, str]:
-        """Compose (animal, generation_id), store it, sign a URL: (object_name, url)."""
+        """Compose (animal, generation_id), store it, sign a URL: (object_name, url).
+
+        The caller's deadline is checked before composing and, in store_result, before the
+        write: no work is done for, and nothing stored after, a caller that is gone.
+        """
         animal, generation_id = target
+        job = self.job
+        check_deadline(job.deadline, self.clock())
         with timings.stage("compose"):
             result = self.draw(animal)
         with timings.stage("store"):
             return store_result(
-                result, self.job.user_id, generation_id, self.backends, self.settings
-            )
+                result, job.user_id, generation_id, self.backends, self.settings,
+                deadline=job.deadline, clock=self.clock,
+            )  # fmt: skip
 
     def draw(self, animal: str) -> Image.Image:
         """The scene with its chosen faces turned into `animal` (the input's alpha restored)."""
@@ -146,11 +167,16 @@ class Renderer:
             return list(pool.map(self.result, targets))
 
     def result(self, target: tuple[str, str]) -> dict[str, Any]:
-        """One animal of a pack, stored and signed, or the AvatarError that failed (only) it."""
+        """One animal of a pack, stored and signed, or the AvatarError that failed (only) it.
+
+        A passed deadline is no animal's failure: it fails the request (the caller is gone).
+        """
         timings = Timings(PER_ANIMAL_STAGES)
         outcome: dict[str, str | None]
         try:
             object_name, url = self.render(target, timings)
+        except DeadlinePassed:
+            raise
         except AvatarError as exc:  # anything else is a bug, and fails the request
             outcome = {"image_url": None, "object_name": None, "error": exc.code,
                        "detail": exc.detail}  # fmt: skip
@@ -190,13 +216,34 @@ def restore_alpha(composed: Image.Image, decoded: Decoded) -> Image.Image:
 
 
 def store_result(
-    image: Image.Image, user_id: str, generation_id: str, backends: Backends, settings: Settings
+    image: Image.Image,
+    user_id: str,
+    generation_id: str,
+    backends: Backends,
+    settings: Settings,
+    *,
+    deadline: float | None = None,
+    clock: Clock = time.time,
 ) -> tuple[str, str]:
-    """Encode (JPEG, or PNG with alpha; no EXIF), store, and sign a URL to the object."""
+    """Encode (JPEG, or PNG with alpha; no EXIF), store, and sign a URL to the object.
+
+    The store creates the object once (a name taken by other bytes is Conflict). Nothing is
+    written once the caller's `deadline` has passed (checked last thing before the write); the
+    store bounds a slow write by it too.
+    """
     data, extension, content_type = encode(image)
     object_name = result_name(user_id, generation_id, extension)
-    backends.store.put(object_name, data, content_type)
+    check_deadline(deadline, clock())
+    backends.store.put(object_name, data, content_type, deadline=deadline)
     return object_name, backends.store.signed_url(object_name, settings.signed_url_ttl_s)
+
+
+def check_deadline(deadline: float | None, now: float) -> None:
+    """DeadlinePassed once `now` is past the caller's deadline (Unix time; None: no deadline)."""
+    if deadline is not None and now > deadline:
+        raise DeadlinePassed(
+            "the caller's deadline passed before the result was stored; nothing was stored"
+        )
 
 
 def result_name(user_id: str, generation_id: str, extension: str) -> str:

@@ -1,9 +1,11 @@
-"""LocalFileStore: atomic writes, no path escapes, the media URL contract."""
+"""LocalFileStore: create-only atomic writes, no path escapes, the media URL contract."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from avatar.backends import build_backends
 from avatar.backends.local.store import LocalFileStore
 from avatar.config import Settings
-from avatar.errors import InvalidRequest
+from avatar.errors import Conflict, InvalidRequest
 
 KEY = b"k"
 
@@ -59,11 +61,86 @@ def test_without_a_bucket_only_bare_upload_names_are_read(tmp_path: Path) -> Non
         files.get("gs://any-bucket/uploads/u/in.jpg")
 
 
-def test_put_replaces_whole_files(tmp_path: Path) -> None:
+def test_put_the_same_bytes_again_succeeds_without_writing(tmp_path: Path) -> None:
     files = store(tmp_path)
-    files.put("a/b.png", b"old", "image/png")
-    files.put("a/b.png", b"new", "image/png")
-    assert (tmp_path / "a" / "b.png").read_bytes() == b"new"
+    files.put("a/b.png", b"same", "image/png")
+    first = (tmp_path / "a" / "b.png").stat()
+
+    files.put("a/b.png", b"same", "image/png")  # a retry of the same write
+
+    again = (tmp_path / "a" / "b.png").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.png"]  # no temp left
+
+
+def test_put_other_bytes_is_a_conflict_and_keeps_the_old_ones(tmp_path: Path) -> None:
+    files = store(tmp_path)
+    files.put("avatars/u1/g1.jpg", b"theirs", "image/jpeg")
+
+    with pytest.raises(Conflict) as raised:
+        files.put("avatars/u1/g1.jpg", b"mine", "image/jpeg")
+
+    assert (raised.value.code, raised.value.status) == ("conflict", 409)
+    assert raised.value.detail == (
+        "an object named 'avatars/u1/g1.jpg' already exists; a result is never replaced"
+    )
+    assert (tmp_path / "avatars" / "u1" / "g1.jpg").read_bytes() == b"theirs"
+    assert [p.name for p in (tmp_path / "avatars" / "u1").iterdir()] == ["g1.jpg"]
+
+
+def test_a_name_taken_by_a_folder_is_a_conflict(tmp_path: Path) -> None:
+    files = store(tmp_path)
+    files.put("avatars/u1/g1.jpg", b"data", "image/jpeg")
+
+    with pytest.raises(Conflict):
+        files.put("avatars/u1", b"data", "image/jpeg")
+    assert (tmp_path / "avatars" / "u1" / "g1.jpg").read_bytes() == b"data"
+
+
+def race(put: Callable[[bytes], None], payloads: list[bytes]) -> list[bytes]:
+    """Every payload put at once, each on its own thread; the ones that won (no Conflict)."""
+    start = threading.Barrier(len(payloads))
+    won: list[bytes] = []
+
+    def one(data: bytes) -> None:
+        start.wait()
+        try:
+            put(data)
+        except Conflict:
+            return
+        won.append(data)  # list.append is atomic
+
+    threads = [threading.Thread(target=one, args=(data,)) for data in payloads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return won
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_concurrent_puts_of_different_bytes_have_exactly_one_winner(
+    tmp_path: Path, attempt: int
+) -> None:
+    files = store(tmp_path)
+    payloads = [f"writer {n} ".encode() * 10_000 for n in range(8)]
+
+    won = race(lambda data: files.put("avatars/u/g.jpg", data, "image/jpeg"), payloads)
+
+    assert len(won) == 1
+    assert (tmp_path / "avatars" / "u" / "g.jpg").read_bytes() == won[0]
+    assert [p.name for p in (tmp_path / "avatars" / "u").iterdir()] == ["g.jpg"]
+
+
+def test_concurrent_puts_of_the_same_bytes_all_succeed(tmp_path: Path) -> None:
+    files = store(tmp_path)
+    payloads = [b"one result " * 10_000] * 8
+
+    won = race(lambda data: files.put("avatars/u/g.jpg", data, "image/jpeg"), payloads)
+
+    assert len(won) == len(payloads)
+    assert (tmp_path / "avatars" / "u" / "g.jpg").read_bytes() == payloads[0]
+    assert [p.name for p in (tmp_path / "avatars" / "u").iterdir()] == ["g.jpg"]
 
 
 @pytest.mark.parametrize(

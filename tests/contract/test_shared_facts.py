@@ -17,6 +17,7 @@ import pytest
 
 from api import animals as api_animals
 from api import errors as api_errors
+from api.forwarding import client as api_forwarding
 from api.images import sniff as api_sniff
 from api.security import media_signature, media_signature_valid
 from api.storage import check_object_name, generation_prefix, user_prefix
@@ -24,6 +25,7 @@ from api.storage.local import LocalFileStore as ApiStore
 from avatar import catalogue as function_catalogue
 from avatar import errors as function_errors
 from avatar import imaging as function_imaging
+from avatar import inputs as function_inputs
 from avatar.backends.local.store import LocalFileStore as FunctionStore
 from avatar.backends.local.store import sign as function_sign
 from avatar.pipeline import result_name
@@ -31,6 +33,9 @@ from avatar.pipeline import result_name
 KEY = "contract-media-signing-key-" + "k" * 32
 # The function answers these only to callers the API never is (a GET; its own crash).
 NOT_FOR_THE_API = {"method_not_allowed", "internal_error"}
+# The function answers these to the API, which handles them itself instead of passing them on:
+# a result's name already taken by other bytes (the store is create-only).
+HANDLED_BY_THE_API = {"conflict"}
 
 
 def function_error_classes() -> list[type[function_errors.AvatarError]]:
@@ -60,9 +65,10 @@ def test_both_sides_read_an_animal_field_alike(given: str) -> None:
 # --- error codes and statuses -------------------------------------------------------------------
 
 
-def test_every_code_the_function_answers_is_one_the_api_passes_on() -> None:
+def test_every_code_the_function_answers_is_one_the_api_passes_on_or_handles() -> None:
     function_codes = {cls.code for cls in function_error_classes()} - NOT_FOR_THE_API
-    assert function_codes == api_errors.FUNCTION_CODES
+    assert function_codes >= HANDLED_BY_THE_API  # each is still answered by the function
+    assert function_codes - HANDLED_BY_THE_API == api_errors.FUNCTION_CODES
 
 
 @pytest.mark.parametrize("cls", function_error_classes(), ids=lambda cls: cls.__name__)
@@ -75,6 +81,13 @@ def test_a_function_code_keeps_its_status_through_the_api(
     # invalid_request is 400 or 422 by SPEC (malformed body / invalid fields): either side's.
     allowed = {400, 422} if cls.code == "invalid_request" else {api_class.status}
     assert cls.status in allowed
+
+
+# --- the caller's deadline ----------------------------------------------------------------------
+
+
+def test_both_sides_name_the_deadline_header_alike() -> None:
+    assert function_inputs.DEADLINE_HEADER == api_forwarding.DEADLINE_HEADER
 
 
 # --- object names -------------------------------------------------------------------------------

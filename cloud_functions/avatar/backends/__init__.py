@@ -53,11 +53,18 @@ class Compositor(Protocol):
 
 
 class ObjectStore(Protocol):
-    """Where results are written and inputs by reference (`gcs_uri`) are read."""
+    """Where results are written and inputs by reference (`gcs_uri`) are read.
+
+    `put` creates an object once and never replaces it: the same bytes again are a retried
+    write and succeed, other bytes raise Conflict. `deadline` is the caller's (Unix time): a
+    store whose writes can take long bounds them by it.
+    """
 
     name: str
 
-    def put(self, name: str, data: bytes, content_type: str) -> None: ...
+    def put(
+        self, name: str, data: bytes, content_type: str, *, deadline: float | None = None
+    ) -> None: ...
 
     def get(self, uri: str) -> bytes: ...
 

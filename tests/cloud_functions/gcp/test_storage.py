@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,9 +18,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from google.oauth2 import service_account
 
-from avatar.backends.gcp.retry import Backoff
-from avatar.backends.gcp.storage import CACHE_CONTROL, GcsStore
-from avatar.errors import InvalidRequest, UpstreamUnavailable
+from avatar.backends.gcp.retry import MIN_ATTEMPT_S, Backoff
+from avatar.backends.gcp.storage import (
+    CACHE_CONTROL,
+    DEADLINE_GRACE_S,
+    GcsStore,
+    md5_base64,
+    upload_budget_s,
+)
+from avatar.errors import Conflict, InvalidRequest, UpstreamTimeout, UpstreamUnavailable
 from tests.cloud_functions.gcp.fakes import (
     BUCKET,
     SIGNER_EMAIL,
@@ -30,6 +39,7 @@ from tests.cloud_functions.gcp.fakes import (
 )
 
 JPEG = b"\xff\xd8\xff\xe0" + b"result" * 100
+OTHER_JPEG = b"\xff\xd8\xff\xe0" + b"another" * 100
 
 
 @pytest.fixture
@@ -42,9 +52,16 @@ def store(emulator: str, key_credentials: service_account.Credentials) -> GcsSto
     return GcsStore(BUCKET, project="test-project", signing_credentials=key_credentials)
 
 
+def object_url(emulator: str, name: str) -> str:
+    return f"{emulator}/storage/v1/b/{BUCKET}/o/{requests.utils.quote(name, safe='')}"
+
+
 def object_metadata(emulator: str, name: str) -> dict[str, Any]:
-    url = f"{emulator}/storage/v1/b/{BUCKET}/o/{requests.utils.quote(name, safe='')}"
-    return requests.get(url, timeout=5).json()
+    return requests.get(object_url(emulator, name), timeout=5).json()
+
+
+def object_exists(emulator: str, name: str) -> bool:
+    return requests.get(object_url(emulator, name), timeout=5).status_code == 200
 
 
 def test_put_writes_the_object_with_content_type_and_cache_control(
@@ -84,7 +101,99 @@ def test_upload_sends_the_generation_precondition(
     assert b"content-type: image/png\r\n\r\n\x89PNG" in upload.body
 
 
-def test_a_412_means_already_written_and_succeeds(
+def uploaded_name(request: Recorded) -> str | None:
+    """The object a multipart upload creates, from its JSON metadata part."""
+    found = re.search(rb'"name": "([^"]+)"', request.body)
+    return found.group(1).decode() if found else None
+
+
+def create_only(emulator: str) -> Callable[[Recorded], Reply | None]:
+    """What Cloud Storage does and the emulator does not: refuse an `ifGenerationMatch=0`
+    upload with 412 when the object exists (the other requests go through)."""
+
+    def refuse_existing(request: Recorded) -> Reply | None:
+        name = uploaded_name(request)
+        if request.query.get("ifGenerationMatch") != ["0"] or name is None:
+            return None
+        if not object_exists(emulator, name):
+            return None
+        return Reply(google_error(412, "FAILED_PRECONDITION", "conditionNotMet"), 412)
+
+    return refuse_existing
+
+
+@pytest.fixture
+def gcs_like(emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
+    """The emulator behind a proxy that enforces `ifGenerationMatch=0` as Cloud Storage does."""
+    server = FakeServer(proxy_to(emulator, create_only(emulator))).start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+    yield server
+    server.stop()
+
+
+def test_the_md5_is_the_one_cloud_storage_records(store: GcsStore, emulator: str) -> None:
+    store.put("avatars/u1/md5.jpg", JPEG, "image/jpeg")
+    assert object_metadata(emulator, "avatars/u1/md5.jpg")["md5Hash"] == md5_base64(JPEG)
+    assert md5_base64(JPEG) == base64.b64encode(hashlib.md5(JPEG).digest()).decode()
+
+
+def test_a_412_over_the_same_bytes_is_a_retry_and_succeeds(
+    gcs_like: FakeServer, key_credentials: service_account.Credentials
+) -> None:
+    store = GcsStore(BUCKET, signing_credentials=key_credentials)
+    store.put("avatars/u1/again.jpg", JPEG, "image/jpeg")
+
+    store.put("avatars/u1/again.jpg", JPEG, "image/jpeg")
+
+    assert len(uploads(gcs_like)) == 2
+    assert store.read("avatars/u1/again.jpg") == JPEG
+
+
+def test_a_412_over_other_bytes_is_a_conflict_and_keeps_them(
+    gcs_like: FakeServer, key_credentials: service_account.Credentials
+) -> None:
+    store = GcsStore(BUCKET, signing_credentials=key_credentials)
+    store.put("avatars/u1/theirs.jpg", JPEG, "image/jpeg")
+
+    with pytest.raises(Conflict) as raised:
+        store.put("avatars/u1/theirs.jpg", OTHER_JPEG, "image/jpeg")
+
+    assert (raised.value.code, raised.value.status) == ("conflict", 409)
+    assert raised.value.detail == (
+        "an object named 'avatars/u1/theirs.jpg' already exists; a result is never replaced"
+    )
+    assert len(uploads(gcs_like)) == 2  # a conflict is not retried
+    assert store.read("avatars/u1/theirs.jpg") == JPEG
+
+
+def test_an_upload_that_landed_but_failed_is_retried_into_a_success(
+    emulator: str, key_credentials: service_account.Credentials, fast_backoff: Backoff
+) -> None:
+    enforce = create_only(emulator)
+    landed_once = iter([True])
+
+    def land_then_fail(request: Recorded) -> Reply | None:
+        refused = enforce(request)
+        if refused is not None or not request.path.startswith("/upload/"):
+            return refused
+        if next(landed_once, False):  # the object is written, but the answer is lost
+            proxy_to(emulator)(request)
+            return Reply(google_error(503, "UNAVAILABLE"), 503)
+        return None
+
+    with pytest.MonkeyPatch.context() as patch:
+        server = FakeServer(proxy_to(emulator, land_then_fail)).start()
+        patch.setenv("STORAGE_EMULATOR_HOST", server.url)
+        try:
+            store = GcsStore(BUCKET, signing_credentials=key_credentials, backoff=fast_backoff)
+            store.put("avatars/u1/landed.jpg", JPEG, "image/jpeg")
+        finally:
+            server.stop()
+    assert len(uploads(server)) == 2  # the second met the first's object: 412, same bytes
+    assert store.read("avatars/u1/landed.jpg") == JPEG
+
+
+def test_a_412_for_an_object_gone_again_is_a_conflict(
     emulator: str, key_credentials: service_account.Credentials
 ) -> None:
     def refuse_uploads(request: Recorded) -> Reply | None:
@@ -96,12 +205,59 @@ def test_a_412_means_already_written_and_succeeds(
         server = FakeServer(proxy_to(emulator, refuse_uploads)).start()
         patch.setenv("STORAGE_EMULATOR_HOST", server.url)
         try:
-            GcsStore(BUCKET, signing_credentials=key_credentials).put(
-                "avatars/x.jpg", JPEG, "image/jpeg"
-            )
+            with pytest.raises(Conflict):  # not known to hold these bytes: not taken as ours
+                GcsStore(BUCKET, signing_credentials=key_credentials).put(
+                    "avatars/x.jpg", JPEG, "image/jpeg"
+                )
         finally:
             server.stop()
     assert len(uploads(server)) == 1
+
+
+def test_overwrite_still_replaces(
+    gcs_like: FakeServer, key_credentials: service_account.Credentials
+) -> None:
+    store = GcsStore(BUCKET, signing_credentials=key_credentials)
+    store.put("avatars/u1/replaced.jpg", JPEG, "image/jpeg")
+
+    store.put("avatars/u1/replaced.jpg", OTHER_JPEG, "image/jpeg", overwrite=True)
+
+    assert "ifGenerationMatch" not in uploads(gcs_like)[-1].query
+    assert store.read("avatars/u1/replaced.jpg") == OTHER_JPEG
+
+
+@pytest.mark.parametrize(
+    ("deadline", "budget_s"),
+    [
+        (None, 5.0),  # no deadline: the store's own share
+        (1_000.0 + 60, 5.0),  # far away: the share
+        (1_000.0 + 2, 2 + DEADLINE_GRACE_S),  # near: what is left, plus the grace
+        (1_000.0 - 60, MIN_ATTEMPT_S),  # past: one minimal attempt (the pipeline checked)
+    ],
+)
+def test_the_upload_budget_is_cut_to_the_callers_deadline(
+    deadline: float | None, budget_s: float
+) -> None:
+    assert upload_budget_s(5.0, deadline, now=1_000.0) == pytest.approx(budget_s)
+
+
+def test_an_upload_is_cut_at_the_callers_deadline_plus_the_grace(
+    emulator: str, key_credentials: service_account.Credentials
+) -> None:
+    def hang_uploads(request: Recorded) -> Reply | None:
+        return Reply({}, delay_s=30) if request.path.startswith("/upload/") else None
+
+    with pytest.MonkeyPatch.context() as patch:
+        server = FakeServer(proxy_to(emulator, hang_uploads)).start()
+        patch.setenv("STORAGE_EMULATOR_HOST", server.url)
+        store = GcsStore(BUCKET, signing_credentials=key_credentials, deadline_s=25.0)
+        started = time.monotonic()
+        try:
+            with pytest.raises(UpstreamTimeout):
+                store.put("avatars/u1/late.jpg", JPEG, "image/jpeg", deadline=time.time() + 0.2)
+        finally:
+            server.stop()
+    assert time.monotonic() - started < 0.2 + DEADLINE_GRACE_S + 1.0  # not the 25 s share
 
 
 def test_a_503_upload_is_retried(

@@ -10,9 +10,11 @@ Cloud Storage (store), all through the Google client libraries over REST.
 - Deadlines: GCP_DEADLINE_S is the request's whole budget for Google calls; detect, compose
   and store each get a share (retry.DEADLINE_SHARES) and retry only 429/503/504 and broken
   connections, with jittered backoff, inside it. The libraries' own retries are switched off.
+  An upload is also cut to the caller's deadline (X-Request-Deadline) plus a short grace.
 - Errors are translated to avatar.errors in errors.py and nowhere else: quota (429) becomes
   503 upstream_unavailable with the server's Retry-After, deadlines 504 upstream_timeout, other
-  failures (5xx, unreadable answers, auth) 503 upstream_unavailable.
+  failures (5xx, unreadable answers, auth) 503 upstream_unavailable. A result name taken by
+  other bytes (412 on a create-only upload) is 409 conflict (storage.py).
 - Moderation: SafeSearch LIKELY/VERY_LIKELY (adult, violence, racy) and the model's own safety
   blocks are 422 content_blocked; the local compositor stands in only for answers without an
   image (see vertex.py).

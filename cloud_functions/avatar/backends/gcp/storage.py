@@ -1,20 +1,26 @@
-"""Results in Cloud Storage (google-cloud-storage): idempotent uploads and V4 signed URLs.
+"""Results in Cloud Storage (google-cloud-storage): create-only uploads and V4 signed URLs.
 
-Uploads carry `if_generation_match=0` ("only if no such object exists"), so a retried request
-never writes twice; the 412 a retry then meets means the object is already there: success.
+Uploads carry `if_generation_match=0` ("only if no such object exists"), so a result is never
+replaced. The 412 an upload meets when the name is taken is a success only if the object there
+holds the very same bytes (its MD5 is compared): a retry of this write, whose first attempt
+landed. Other bytes are 409 conflict: a caller naming someone else's user and generation
+cannot replace their image.
 `STORAGE_EMULATOR_HOST` (read by the library itself) points the client at an emulator.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import time
 from typing import TYPE_CHECKING, Any
 
 from avatar.backends.gcp import errors
 from avatar.backends.gcp.clients import Lazy
-from avatar.backends.gcp.retry import Backoff, call_with_retry, stage_deadline_s
+from avatar.backends.gcp.retry import MIN_ATTEMPT_S, Backoff, call_with_retry, stage_deadline_s
 from avatar.config import UPLOADS_PREFIX
-from avatar.errors import AvatarError, InvalidRequest, UpstreamUnavailable
+from avatar.errors import AvatarError, Conflict, InvalidRequest, UpstreamUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,6 +32,24 @@ IAM_ENDPOINT = "https://iamcredentials.googleapis.com"  # IAM Credentials API
 # Results are immutable (a new generation gets a new name) and private: cache, but not shared.
 CACHE_CONTROL = "private, max-age=86400, immutable"
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+# How long past the caller's deadline an upload may still run: one begun just before it gets
+# to finish rather than being cut at once. The API sends a deadline some time before it stops
+# waiting, so that what lands in the grace is still seen (and what lands later, cleaned up).
+DEADLINE_GRACE_S = 1.0
+
+
+def md5_base64(data: bytes) -> str:
+    """The object metadata's `md5Hash` for these bytes: base64 of the MD5 digest."""
+    digest = hashlib.md5(data, usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def upload_budget_s(deadline_s: float, deadline: float | None, now: float) -> float:
+    """The seconds an upload may take: the store's own share, cut to what is left before the
+    caller's `deadline` (Unix time) plus DEADLINE_GRACE_S; never under one attempt's minimum."""
+    if deadline is None:
+        return deadline_s
+    return max(MIN_ATTEMPT_S, min(deadline_s, deadline - now + DEADLINE_GRACE_S))
 
 
 class GcsStore:
@@ -66,9 +90,19 @@ class GcsStore:
             deadline_s=stage_deadline_s(settings.gcp_deadline_s, "store"),
         )
 
-    def put(self, name: str, data: bytes, content_type: str, *, overwrite: bool = False) -> None:
-        """Write `data` as `name` once; a retry that finds it already written succeeds.
+    def put(
+        self,
+        name: str,
+        data: bytes,
+        content_type: str,
+        *,
+        overwrite: bool = False,
+        deadline: float | None = None,
+    ) -> None:
+        """Create `name` holding `data` once; a retry that finds the same bytes there succeeds,
+        other bytes there are Conflict (the object is left as it was).
 
+        `deadline` (Unix time, the caller's) bounds the upload with its retries (plus a grace).
         `overwrite=True` drops the precondition and replaces whatever is there.
         """
         from google.api_core.exceptions import PreconditionFailed
@@ -87,9 +121,11 @@ class GcsStore:
                     timeout=timeout_s,
                 )
             except PreconditionFailed:
-                return  # an earlier attempt of this very request wrote it
+                if self._stored_md5(name, timeout_s) != md5_base64(data):
+                    raise Conflict.taken(name) from None
+                # the same bytes: an earlier attempt of this very write landed
 
-        self._call(upload)
+        self._call(upload, deadline_s=upload_budget_s(self._deadline_s, deadline, time.time()))
 
     def get(self, uri: str) -> bytes:
         """The bytes of `gs://<this bucket>/uploads/<object>`; anything else is refused."""
@@ -156,11 +192,12 @@ class GcsStore:
             self.delete(name)
         return len(names)
 
-    def _call(self, call: Callable[[float], Any]) -> Any:
+    def _call(self, call: Callable[[float], Any], *, deadline_s: float | None = None) -> Any:
+        """`call(timeout_s)` with retries inside `deadline_s` (the store's share by default)."""
         try:
             return call_with_retry(
                 call,
-                deadline_s=self._deadline_s,
+                deadline_s=self._deadline_s if deadline_s is None else deadline_s,
                 is_retryable=errors.is_retryable,
                 backoff=self._backoff,
             )
@@ -169,6 +206,13 @@ class GcsStore:
 
     def _bucket(self) -> Any:
         return self._client.get().bucket(self.bucket_name)
+
+    def _stored_md5(self, name: str, timeout_s: float) -> str | None:
+        """The MD5 (base64) of the object now named `name`; None when it is gone again (or is
+        a composed object, which has none and which this store never writes)."""
+        existing = self._bucket().get_blob(name, retry=None, timeout=timeout_s)
+        md5: str | None = None if existing is None else existing.md5_hash
+        return md5
 
     def _object_name(self, uri: str) -> str:
         """The upload an input URI names: only under uploads/ of this bucket (not avatars/)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from avatar.config import UPLOADS_PREFIX
-from avatar.errors import InvalidRequest
+from avatar.errors import Conflict, InvalidRequest
 
 
 def sign(key: bytes, object_name: str, expires: int) -> str:
@@ -39,7 +39,8 @@ def upload_name_from_uri(uri: str, bucket: str | None) -> str:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write a file (and its folders) so that readers see the old file or the whole new one,
-    never half of it: a temporary file beside it, renamed into place."""
+    never half of it: a temporary file beside it, renamed into place. For files that may be
+    replaced (the batch job's OUTPUT); results in the store are created once (create_once)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -51,8 +52,35 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def create_once(path: Path, data: bytes) -> bool:
+    """Create a file (and its folders) holding `data` unless one of that name exists: whether
+    it was created. A temporary file beside it is hard-linked into place, so readers never see
+    half of it, and of two creators racing for the name exactly one wins (the link is atomic
+    and fails on an existing name, where a rename would replace it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return True
+
+
+def holds(path: Path, data: bytes) -> bool:
+    """Whether `path` is a file with exactly these bytes (the size is compared first)."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return False
+
+
 class LocalFileStore:
-    """ObjectStore on a local folder; writes are atomic (temp file + rename)."""
+    """ObjectStore on a local folder: objects are created once, atomically, never replaced
+    (as Cloud Storage's `ifGenerationMatch=0` uploads are)."""
 
     name = "local"
 
@@ -71,9 +99,20 @@ class LocalFileStore:
         self.signing_key = signing_key
         self.clock = clock
 
-    def put(self, name: str, data: bytes, content_type: str) -> None:
-        """Write the object; readers see the old file or the whole new one, never half of it."""
-        write_atomically(self.path(name), data)
+    def put(
+        self, name: str, data: bytes, content_type: str, *, deadline: float | None = None
+    ) -> None:
+        """Create the object once; readers never see half of it.
+
+        An object of that name with the same bytes is a retry of the same write: success,
+        nothing written. Other bytes are Conflict, and the stored file stays as it was: a raw
+        call naming someone else's user and generation cannot replace their image. A local
+        write is too quick to bound: the pipeline checks `deadline` just before.
+        """
+        path = self.path(name)
+        if holds(path, data) or create_once(path, data) or holds(path, data):
+            return  # identical already (checked first: a retry writes nothing), or created
+        raise Conflict.taken(name)
 
     def get(self, uri: str) -> bytes:
         """The bytes of an upload named "uploads/..." or "gs://<bucket>/uploads/..."."""
