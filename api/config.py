@@ -47,8 +47,10 @@ class Settings(BaseSettings):
     function_retry_budget_s: float = 10.0
     function_max_attempts: int = 3
 
-    # Uploads.
+    # Uploads (multipart, read as a stream), and every other request body (JSON), which is
+    # refused with 413 request_too_large before it is buffered when over its small limit.
     max_upload_bytes: int = 20 * 1024 * 1024
+    max_json_body_bytes: int = Field(default=16 * 1024, gt=0)
     max_pixels: int = 50_000_000
     # JPEG, PNG and WebP are forwarded at their size (the function downscales); a HEIC, which
     # the API decodes and re-encodes, is shrunk to this long side on the way.

@@ -9,11 +9,14 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from api.errors import (
     ApiError,
+    BadRequest,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
@@ -23,6 +26,11 @@ from api.errors import (
 from api.problems import PROBLEM_JSON, PROBLEM_TYPE_PREFIX
 
 logger = logging.getLogger(__name__)
+
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
+UNREADABLE_BODY = (
+    "the body could not be read: send UTF-8 encoded JSON with Content-Type: application/json"
+)
 
 
 def problem(status: int, code: str, title: str, detail: str) -> JSONResponse:
@@ -54,14 +62,21 @@ async def handle_api_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    malformed = malformed_json_detail(exc)
+    if malformed is not None:
+        return problem_response(BadRequest(malformed))
     return problem_response(InvalidRequest(validation_detail(exc)))
 
 
-async def handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
+async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     response = http_exception_problem(exc)
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        # Starlette names the methods of the first route on the path only; a path served by
+        # several routes (GET and POST /v1/users) allows all of theirs.
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
     return response
 
 
@@ -102,17 +117,42 @@ def validation_detail(exc: RequestValidationError) -> str:
     """`field: message` for each error FastAPI found, joined."""
     parts = []
     for error in exc.errors():
-        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
         parts.append(f"{location}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "the request is invalid"
 
 
+def malformed_json_detail(exc: RequestValidationError) -> str | None:
+    """What is wrong with a body that is not JSON at all, in words; None for field errors."""
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            reason = str(error.get("ctx", {}).get("error", "")).lower() or "it cannot be parsed"
+            position = error.get("loc", ("body", None))[-1]
+            where = f" at character {position}" if isinstance(position, int) else ""
+            return f"the body is not valid JSON: {reason}{where}"
+    return None
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the routes on the request's path answer, sorted (405s are rare: the
+    routes are walked each time)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.path and route.methods and compile_path(route.path)[0].match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
+
+
 def http_exception_problem(exc: StarletteHTTPException) -> JSONResponse:
-    """A framework HTTP error (unknown route, wrong method, ...) as problem+json."""
+    """A framework HTTP error (unknown route, wrong method, a body it cannot read, ...) as
+    problem+json."""
     if exc.status_code == HTTPStatus.NOT_FOUND:
         return problem_response(NotFound("no such resource"))
     if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
         return problem_response(MethodNotAllowed("method not allowed on this resource"))
+    if exc.status_code == HTTPStatus.BAD_REQUEST and exc.detail == FASTAPI_BODY_ERROR:
+        # FastAPI's words for a body it could not read at all (not UTF-8, say).
+        return problem_response(BadRequest(UNREADABLE_BODY))
     status = HTTPStatus(exc.status_code)
     code = "invalid_request" if status < HTTPStatus.INTERNAL_SERVER_ERROR else "internal_error"
     return problem(status, code, status.phrase, str(exc.detail))

@@ -95,6 +95,16 @@ class ImageTooLarge(ApiError):
     from_function = True
 
 
+class RequestTooLarge(ApiError):
+    code = "request_too_large"
+    status = 413
+    title = "Request too large"
+    description = (
+        "A JSON body is over its small limit (16 kB unless configured otherwise); it was "
+        "refused before it was read (413). Uploads have their own, larger limit."
+    )
+
+
 class UnsupportedImage(ApiError):
     code = "unsupported_image"
     status = 415
@@ -145,6 +155,14 @@ class UpstreamUnavailable(ApiError):
     from_function = True
 
 
+class ResultExists(UpstreamUnavailable):
+    """The function found a result already stored under a generation's name (its store is
+    create-only): an earlier attempt's that no record points to. The runner drops it and asks
+    once more; a client only sees this, as a retryable 503, if that fails too."""
+
+    from_function = False
+
+
 class UpstreamTimeout(ApiError):
     code = "upstream_timeout"
     status = 504
@@ -163,3 +181,14 @@ PROBLEM_CODES: tuple[str, ...] = (*ApiError.registry, ApiError.code)
 # The codes the function may answer that describe the user's input or its own upstream;
 # any other answer (a 401 from the platform, an unknown code) is the API's problem.
 FUNCTION_CODES = frozenset(code for code, cls in ApiError.registry.items() if cls.from_function)
+
+
+def size_text(size: int) -> str:
+    """A byte limit as people read it, in the unit the README uses: "20 MB", "16 kB".
+
+    MB and kB are binary here (20 MB = 20 x 1024 x 1024 bytes), as the settings define them.
+    """
+    for unit, scale in (("MB", 1024 * 1024), ("kB", 1024)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} bytes"

@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import animals, health, media
 from api.access_log import install_access_log_filter, install_httpx_log_filter
+from api.body_limit import BodyLimit
 from api.config import Settings, get_settings
 from api.db import build_engine, build_sessionmaker
 from api.error_handlers import install_error_handlers
@@ -111,7 +113,12 @@ def create_app(
     `forwarder_factory` builds the client that calls the function, and `webhook_network` the
     resolver and transport of webhook deliveries (tests hand in their own).
     """
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the API itself (fastapi-offline's copies,
+    # under /docs/assets), not from a CDN: the docs work offline.
+    app = FastAPIOffline(
+        docs_url="/docs",
+        redoc_url="/redoc",
+        static_url="/docs/assets",
         title="animal-avatar",
         version="0.1.0",
         summary="Turn a selfie into an animal character.",
@@ -133,6 +140,9 @@ def create_app(
         work_router,
     ):
         app.include_router(router)
+    # The uploads stream under their own limit (api.uploads); every other body is small.
+    uploads = {("POST", generations_router.prefix), ("POST", packs_router.prefix)}
+    app.add_middleware(BodyLimit, max_bytes=settings.max_json_body_bytes, streamed=uploads)
     install_error_handlers(app)
     install_access_log_filter()
     install_httpx_log_filter()

@@ -52,9 +52,19 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: _problem_response(status) for status in statuses}
 
 
+# What a client did wrong, where the status alone does not say it.
+STATUS_NOTES = {
+    400: " The body is not valid JSON, or not a well-formed multipart form, or a header is "
+    "malformed; `detail` says which.",
+    413: " A JSON body over its small limit, or an image over the upload limit; `detail` says "
+    "which limit.",
+}
+
+
 def _problem_response(status: int) -> dict[str, Any]:
     response: dict[str, Any] = {
-        "description": MEANINGS.get(status, HTTPStatus(status).phrase),
+        "description": MEANINGS.get(status, HTTPStatus(status).phrase)
+        + STATUS_NOTES.get(status, ""),
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
     if status in RETRY_AFTER_STATUSES:

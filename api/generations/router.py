@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 
+from api.animals import CATALOGUE_ORDER
 from api.deps import CurrentUser, OwnedGeneration, SessionDep, SettingsDep, StorageDep
 from api.generations import service
 from api.generations.models import GenerationStatus
@@ -47,7 +48,11 @@ UPLOAD_BODY = {
                         "format": "binary",
                         "description": "JPEG, PNG, WebP or HEIC",
                     },
-                    "animal": {"type": "string", "description": "an id from GET /v1/animals"},
+                    "animal": {
+                        "type": "string",
+                        "enum": list(CATALOGUE_ORDER),
+                        "description": "an id from GET /v1/animals (once)",
+                    },
                 },
             }
         }

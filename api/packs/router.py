@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 
+from api.animals import CATALOGUE_ORDER
 from api.config import Settings
 from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
 from api.generations.presenter import to_public_many
@@ -18,6 +19,10 @@ from api.problems import problem_responses
 from api.storage import ObjectStore
 
 router = APIRouter(prefix="/v1/packs", tags=["packs"])
+
+# `all`, or catalogue ids joined by commas (that each is named once, a pattern cannot say).
+_ANIMAL = f"(?:{'|'.join(CATALOGUE_ORDER)})"
+ANIMALS_PATTERN = f"^(?:all|{_ANIMAL}(?:,{_ANIMAL})*)$"
 
 PACK_BODY = {
     "required": True,
@@ -38,6 +43,7 @@ PACK_BODY = {
                             "a comma list of ids from GET /v1/animals (each once), or `all`; "
                             "each animal counts against the rate limit"
                         ),
+                        "pattern": ANIMALS_PATTERN,
                         "examples": ["fox,panda,cat", "all"],
                     },
                 },

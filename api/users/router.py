@@ -13,7 +13,11 @@ from api.users.schemas import UserCreate, UserCreated, UserPublic
 router = APIRouter(prefix="/v1/users", tags=["users"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(409, 422, 503))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(400, 409, 413, 422, 503),
+)
 async def create_user(data: UserCreate, session: SessionDep) -> UserCreated:
     """Create a user; the response carries the API key, which is shown only this once."""
     user, key = await service.create_user(session, data)

@@ -9,8 +9,14 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # Pragmatic, not RFC 5322: one @, a dotted domain, no spaces and no control characters (a NUL
-# is refused by PostgreSQL's text type). Delivery is what proves an address.
-EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
+# is refused by PostgreSQL's text type). Delivery is what proves an address. The characters are
+# listed, not `\s`: the server's regex (Rust's, in pydantic-core) and a client's (ECMA-262, as
+# JSON Schema reads the pattern) disagree on what `\s` is (U+0085, say).
+_NOT_IN_EMAIL = (
+    r"@ \x00-\x1f\x7f-\x9f"  # space, the C0 and C1 controls
+    r"\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"  # the other spaces
+)
+EMAIL_PATTERN = rf"^[^{_NOT_IN_EMAIL}]+@[^{_NOT_IN_EMAIL}]+\.[^{_NOT_IN_EMAIL}]+$"
 
 
 def _lower(value: str) -> str:

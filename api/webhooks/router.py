@@ -31,7 +31,7 @@ BoxDep = Annotated[SecretBox, Depends(get_box)]
 NetworkDep = Annotated[Network, Depends(get_network)]
 
 
-@router.put("", responses=problem_responses(401, 404, 422, 503))
+@router.put("", responses=problem_responses(400, 401, 404, 413, 422, 503))
 async def put_webhook(
     update: WebhookUpdate,
     user: CurrentUser,

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from api.webhooks.guard import MAX_URL_LENGTH
 
@@ -14,17 +14,30 @@ from api.webhooks.guard import MAX_URL_LENGTH
 class WebhookUpdate(BaseModel):
     """Set the URL (creating the webhook if there is none), rotate its secret, or both."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        # What the validator below requires, said in the schema too: a URL, or a rotation.
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["url"], "properties": {"url": {"type": "string"}}},
+                {"required": ["rotate"], "properties": {"rotate": {"const": True}}},
+            ]
+        },
+    )
 
     url: str | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_URL_LENGTH,
+        # For clients (the scheme in any case, as URLs allow); checked by api.webhooks.guard,
+        # whose message says more than a pattern's would.
+        json_schema_extra={"pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://"},
         description="Where completion events are posted: https, on port 443, a public host "
         "(http and private addresses only when ENVIRONMENT=development).",
         examples=["https://example.com/hooks/avatars"],
     )
-    rotate: bool = Field(
+    rotate: StrictBool = Field(  # `0` or "yes" is a mistake, not false or true
         default=False,
         description="A new secret; the previous one keeps signing too, for 24 h.",
     )

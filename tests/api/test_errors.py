@@ -22,11 +22,28 @@ async def test_wrong_method_is_405(client) -> None:
     assert "GET" in response.headers["allow"]
 
 
-async def test_malformed_json_is_422(client) -> None:
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"{not json", "expecting property name enclosed in double quotes at character 1"),
+        (b'{"username": "a"', "at character 16"),
+        (b"\xff\xfe{}", "not valid JSON"),
+    ],
+)
+async def test_malformed_json_is_400_saying_what_is_wrong(client, body, words) -> None:
     response = await client.post(
-        "/v1/users", content=b"{not json", headers={"Content-Type": "application/json"}
+        "/v1/users", content=body, headers={"Content-Type": "application/json"}
     )
+    assert_problem(response, 400, "invalid_request")
+    assert "the body is not valid JSON" in response.json()["detail"]
+    assert words in response.json()["detail"]
+    assert "0: JSON decode error" not in response.text
+
+
+async def test_a_missing_body_is_422_naming_it(client) -> None:
+    response = await client.post("/v1/users", headers={"Content-Type": "application/json"})
     assert_problem(response, 422, "invalid_request")
+    assert response.json()["detail"] == "body: Field required"
 
 
 async def test_unexpected_error_is_500_without_internals(app_factory) -> None:
