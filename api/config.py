@@ -60,8 +60,14 @@ class Settings(BaseSettings):
     rate_limit_generations: int = 30
     rate_limit_window_s: int = 3600
 
-    # Generations still pending/processing this long after their last update are resumed or failed.
-    generation_stale_after_s: float = 120.0
+    # Generations still pending/processing this long after their last update are resumed or
+    # failed. A process touches the records it works on every third of this (its heartbeat), so
+    # only a process that stopped (a crash, kill -9) leaves records this stale; the sweep that
+    # finds them runs every half of it.
+    generation_stale_after_s: float = Field(default=30.0, gt=0)
+    # After giving up on the function without its answer, what it stored for the failed records
+    # is deleted at once and again this long after (a store begun before its deadline may land).
+    function_late_write_s: float = Field(default=30.0, ge=0)
     # On shutdown, background work gets this long to finish; the rest resumes at the next start.
     shutdown_grace_s: float = 10.0
 

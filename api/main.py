@@ -72,6 +72,7 @@ async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[N
         app.state.store,
         max_concurrency=settings.function_max_connections,
         stale_after_s=settings.generation_stale_after_s,
+        late_write_s=settings.function_late_write_s,
     )
     deliverer = Deliverer(
         session_factory, settings, app.state.secret_box, app.state.webhook_network

@@ -18,7 +18,14 @@ import httpx
 from pydantic import TypeAdapter
 
 from api.config import Settings
-from api.errors import FUNCTION_CODES, ApiError, UpstreamTimeout, UpstreamUnavailable
+from api.errors import (
+    FUNCTION_CODES,
+    ApiError,
+    Conflict,
+    ResultExists,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from api.forwarding.id_token import IdTokenProvider, NoAuth, TokenProvider
 from api.forwarding.retry import RetryPolicy, parse_retry_after
 from api.generations.schemas import Face
@@ -27,6 +34,19 @@ from api.generations.schemas import Face
 DEFAULT_RETRY_AFTER_S = 5
 
 RETRYABLE_STATUSES = frozenset({429, 503})
+# The moment (Unix time, seconds) after which the function must store nothing: it is sent a
+# little before the API stops waiting (STORE_MARGIN_S), so that a store the function starts just
+# in time still lands before the API gives up and cleans up what the attempt left.
+DEADLINE_HEADER = "X-Request-Deadline"
+STORE_MARGIN_S = 2.0
+
+
+def deadline_budget_s(timeout_s: float) -> float:
+    """How long after sending a request its deadline falls: the timeout less the store margin
+    (at most a quarter of a short timeout)."""
+    return timeout_s - min(STORE_MARGIN_S, timeout_s / 4)
+
+
 FACES = TypeAdapter(list[Face])
 
 # httpcore's pool scans every connection for every queued request and release (quadratic: see
@@ -83,6 +103,19 @@ class FunctionResult:
         return found
 
 
+class NoAnswerInTime(UpstreamTimeout):
+    """The request reached the function, which did not answer in time: it may still be
+    working, and storing until the deadline it was sent."""
+
+
+class AnswerLost(UpstreamUnavailable):
+    """The connection broke after the request went out: the function may still be working."""
+
+
+# The API gave up without an answer: what the function stores may land after the clean-up.
+IN_FLIGHT = (NoAnswerInTime, AnswerLost)
+
+
 class _RetryableError(Exception):
     def __init__(self, error: ApiError, retry_after_s: float | None) -> None:
         super().__init__(error.detail)
@@ -100,10 +133,16 @@ class FunctionClient:
         *,
         tokens: TokenProvider | None = None,
         policy: RetryPolicy,
+        deadline_s: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """`deadline_s`: each attempt tells the function to store nothing this long after it
+        was sent (DEADLINE_HEADER); None sends no deadline."""
         self._pools = list(pools)
+        self._deadline_s = deadline_s
+        self._wall_clock = wall_clock
         # Requests in flight per pool (queued for a connection included).
         self._in_flight = [0] * len(self._pools)
         self._url = url
@@ -144,15 +183,17 @@ class FunctionClient:
             msg = "too many generations in flight; try again shortly"
             raise UpstreamUnavailable(msg, retry_after_s=DEFAULT_RETRY_AFTER_S) from exc
         except httpx.TimeoutException as exc:
-            raise UpstreamTimeout("the avatar function did not answer in time") from exc
+            raise NoAnswerInTime("the avatar function did not answer in time") from exc
         except httpx.TransportError as exc:
             msg = "the connection to the avatar function failed"
-            raise UpstreamUnavailable(msg, retry_after_s=DEFAULT_RETRY_AFTER_S) from exc
+            raise AnswerLost(msg, retry_after_s=DEFAULT_RETRY_AFTER_S) from exc
         return self._read(response, request)
 
     async def _post(self, request: FunctionRequest) -> httpx.Response:
         body, content_type = encode_form(request)
         headers = {"Content-Type": content_type}
+        if self._deadline_s is not None:
+            headers[DEADLINE_HEADER] = f"{self._wall_clock() + self._deadline_s:.3f}"
         authorization = await self._tokens.authorization()
         if authorization:
             headers["Authorization"] = authorization
@@ -257,6 +298,8 @@ def _several(
 def _animal_error(code: Any, detail: Any) -> ApiError:
     """One animal's failure as an API error: the function's code when it is one we pass on."""
     text = str(detail or code)
+    if code == Conflict.code:
+        return ResultExists(text, retry_after_s=DEFAULT_RETRY_AFTER_S)
     if code in FUNCTION_CODES:
         retry_after = DEFAULT_RETRY_AFTER_S if code == "upstream_unavailable" else None
         return ApiError.from_code(code, text, retry_after_s=retry_after)
@@ -277,6 +320,8 @@ def parse_failure(response: httpx.Response, retry_after_s: float | None) -> ApiE
     """The API error for a non-200 answer: the function's own code when it is one we pass on."""
     retry_after = int(retry_after_s) if retry_after_s is not None else DEFAULT_RETRY_AFTER_S
     code, detail = _error_body(response)
+    if code == Conflict.code and response.status_code == Conflict.status:
+        return ResultExists(detail, retry_after_s=retry_after)
     if code in FUNCTION_CODES and response.status_code not in RETRYABLE_STATUSES:
         return ApiError.from_code(code, detail, retry_after_s=retry_after)
     if response.status_code == 504:
@@ -335,4 +380,10 @@ def build_function_client(
     policy = RetryPolicy(
         max_attempts=settings.function_max_attempts, budget_s=settings.function_retry_budget_s
     )
-    return FunctionClient(pools, settings.function_url, tokens=tokens, policy=policy)
+    return FunctionClient(
+        pools,
+        settings.function_url,
+        tokens=tokens,
+        policy=policy,
+        deadline_s=deadline_budget_s(settings.function_timeout_s),
+    )

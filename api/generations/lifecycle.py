@@ -179,6 +179,9 @@ class Final:
     values: dict[str, Any]
     # The completion event this finish wrote (to hand to the work queue once committed).
     event: uuid.UUID | None = None
+    # When written: the record's owner, and the run this finish ended (a retry starts the next).
+    user_id: uuid.UUID | None = None
+    run: int | None = None
 
     @property
     def keeps_objects(self) -> bool:
@@ -388,6 +391,44 @@ async def fail(
     return await _finish(session, FAIL, generation_id, values, kept)
 
 
+# Locks a failed record while its run is unchanged (a no-op write: a row lock on PostgreSQL,
+# the write lock on SQLite), so no retry can start a new run before the transaction ends.
+HOLD_FAILED_RUN = (
+    update(GENERATIONS)
+    .where(
+        GENERATIONS.c.id == bindparam("generation_id"),
+        GENERATIONS.c.status == FAILED,
+        GENERATIONS.c.run == bindparam("seen_run"),
+    )
+    .values(run=GENERATIONS.c.run)
+)
+
+
+async def still_orphaned(session: AsyncSession, generation_id: uuid.UUID, run: int | None) -> bool:
+    """Whether what the function stores for a record is still an orphan, held so until the
+    transaction ends: the record is gone (`run` None: it was gone when its work ended), or it
+    still ends failed the run `run` (no retry has started since)."""
+    connection = await session.connection()
+    if run is None:
+        found = await connection.execute(STATUS_OF, {"generation_id": generation_id})
+        return found.first() is None
+    held = await connection.execute(
+        HOLD_FAILED_RUN, {"generation_id": generation_id, "seen_run": run}
+    )
+    return bool(held.rowcount)
+
+
+async def touch(session: AsyncSession, generation_ids: Sequence[uuid.UUID]) -> None:
+    """The heartbeat of records a live process is working on: `processing` ones are marked
+    as touched now, so no sweep takes them for stalled (their status does not change)."""
+    stmt = (
+        update(GENERATIONS)
+        .where(GENERATIONS.c.id.in_(generation_ids), GENERATIONS.c.status == PROCESSING)
+        .values(updated_at=utcnow())
+    )
+    await (await session.connection()).execute(stmt)
+
+
 async def release(session: AsyncSession, generation_id: uuid.UUID) -> bool:
     """Hand a record this process was working on back to pending (shutting down)."""
     values = {"status": PENDING, "updated_at": utcnow()}
@@ -452,7 +493,14 @@ async def _finish(
         if kept.own:  # the selfie is kept only while the work needs it
             await connection.execute(DELETE_INPUT, {"generation_id": generation_id})
         event = await _announce(connection, generation_id, row, values)
-        return Final(written=True, status=transition.target, values=values, event=event)
+        return Final(
+            written=True,
+            status=transition.target,
+            values=values,
+            event=event,
+            user_id=row.user_id,
+            run=row.run,
+        )
     # Deleted while the work ran, or finished already by another worker: say which.
     status = (await connection.execute(STATUS_OF, {"generation_id": generation_id})).scalar()
     return Final(written=False, status=status, values={})

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.config import Settings
 from api.db import utcnow
-from api.errors import ApiError
-from api.forwarding.client import FunctionRequest, FunctionResult, Stored, Target
+from api.errors import ApiError, ResultExists
+from api.forwarding.client import IN_FLIGHT, FunctionRequest, FunctionResult, Stored, Target
 from api.generations import lifecycle
 from api.generations.models import Generation, GenerationInput, GenerationStatus, Pack, PackInput
 from api.storage import ObjectStore, delete_generation_objects
@@ -175,14 +175,25 @@ class GenerationRunner:
         *,
         max_concurrency: int,
         stale_after_s: float,
+        late_write_s: float = 30.0,
     ) -> None:
+        """`stale_after_s`: unfinished work nobody touched this long is taken over (a worker
+        beats every third of it while it works); `late_write_s`: after giving up on the function
+        without its answer, its objects are looked for once more this long after."""
         # A factory, not a sessionmaker: tests swap the app's sessionmaker after start-up.
         self._session_factory = session_factory
         self._forwarder = forwarder
         self._store = store
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._stale_after_s = stale_after_s
+        self._late_write_s = late_write_s
         self._tasks: dict[uuid.UUID, asyncio.Task[Outcome | None]] = {}
+        # The generations this process is working on, kept fresh by the heartbeat.
+        self._held: set[uuid.UUID] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        # Second clean-ups waiting for a result the function may still store.
+        self._late_sweeps: dict[asyncio.Task[None], tuple[uuid.UUID, dict[uuid.UUID, int | None]]]
+        self._late_sweeps = {}
         # Set by the app once the work queue exists (api.work.announce).
         self.on_events: EventSink | None = None
 
@@ -218,14 +229,47 @@ class GenerationRunner:
         return self._tasks.get(job_id)
 
     async def shutdown(self, grace_s: float) -> None:
-        """Let running work finish for `grace_s`, then cancel it (recovery picks it up later)."""
+        """Let running work finish for `grace_s`, then cancel it (recovery picks it up later);
+        second clean-ups still waiting run now (a write later than that stays until the user
+        erases their data)."""
         tasks = list(self._tasks.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace_s)
-        for task in pending:
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        late = dict(self._late_sweeps)
+        for task in late:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*late, return_exceptions=True)
+        for user_id, runs in late.values():
+            await self._discard_orphans(user_id, runs)
+
+    def _hold(self, generation_ids: Iterable[uuid.UUID]) -> None:
+        """Keep these records fresh while this process works on them, so that a sweep takes over
+        only the work of a process that stopped (its records stop being touched)."""
+        self._held.update(generation_ids)
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._beat_forever(), name="heartbeat")
+
+    async def _beat_forever(self) -> None:
+        """Every third of the stale period, touch the records this process is working on."""
+        while True:
+            await asyncio.sleep(self._stale_after_s / 3)
+            held = list(self._held)
+            if not held:
+                continue
+            try:
+                await self._touch(held)
+            except Exception:
+                logger.exception("the heartbeat of %d generations failed", len(held))
+
+    async def _touch(self, generation_ids: Sequence[uuid.UUID]) -> None:
+        async with self._session_factory() as session, session.begin():
+            await lifecycle.touch(session, generation_ids)
 
     async def run_delivered(
         self, kind: WorkKind, job_id: uuid.UUID, *, retry_count: int, max_attempts: int
@@ -285,10 +329,25 @@ class GenerationRunner:
         """Resume (or fail) unfinished work: all pending at start-up, and stale."""
         found = await with_db_retry(lambda: self.unfinished(on_start=on_start))
         for unfinished in found:
+            job = unfinished.job
             if not unfinished.kept_input:
-                await with_db_retry(partial(self.abandon, unfinished.job))
-            elif unfinished.job.id not in self._tasks:
-                self.submit(unfinished.job)
+                logger.warning(
+                    "%s %s was left unfinished by a process that stopped, and its upload was not "
+                    "kept (a sync upload): failing it retryably",
+                    job.kind,
+                    job.id,
+                )
+                await with_db_retry(partial(self.abandon, job))
+            elif job.id not in self._tasks:
+                if any(member.attempts for member in job.members):
+                    logger.warning(
+                        "%s %s was left unfinished by a process that stopped (nothing touched it "
+                        "for %.0f s): resuming it",
+                        job.kind,
+                        job.id,
+                        self._stale_after_s,
+                    )
+                self.submit(job)
         if found:
             logger.info("recovering %d unfinished generations or packs", len(found))
         return len(found)
@@ -337,14 +396,23 @@ class GenerationRunner:
         await self._fail(job, "upstream_timeout", INPUT_GONE)
 
     async def _fail(self, job: Job, code: str, detail: str, *, kept_input: bool = True) -> None:
-        finals = []
+        """Fail a job's records without an answer of the function; what an earlier attempt of
+        theirs may have stored is an orphan."""
+        finals = {}
         async with self._session_factory() as session, session.begin():
             for member in job.members:
-                final = await lifecycle.fail(
+                finals[member.generation_id] = await lifecycle.fail(
                     session, member.generation_id, code, detail, kept=job.kept(kept_input)
                 )
-                finals.append(final)
-        await self.announce(finals)
+        await self.announce(finals.values())
+        await self._discard_failed(finals)
+
+    async def _discard_failed(self, finals: dict[uuid.UUID, lifecycle.Final]) -> None:
+        """Delete what earlier attempts may have stored for records failed here without an
+        answer of the function (given up on, or abandoned)."""
+        for generation_id, final in finals.items():
+            if final.written and final.user_id is not None:
+                await self._discard_objects(final.user_id, [generation_id])
 
     async def _run(self, job: Job, given: Work | None, *, claimed: bool) -> Outcome | None:
         async with self._semaphore:
@@ -354,6 +422,7 @@ class GenerationRunner:
                     work = await with_db_retry(lambda: self._claim(job, given))
                 if work is None:
                     return None
+                self._hold(work.request.generation_ids)
                 return await self._attempt(job, work)
             except asyncio.CancelledError:
                 if work is not None:
@@ -363,10 +432,13 @@ class GenerationRunner:
                 # The records stay unfinished; recovery will try them again.
                 logger.exception("%s %s could not be recorded", job.kind, job.id)
                 return None
+            finally:
+                if work is not None:
+                    self._held.difference_update(work.request.generation_ids)
 
     async def _attempt(self, job: Job, work: Work) -> Outcome | None:
         """Call the function, finish the records, and drop what no record points to."""
-        outcome = await self._forward(work.request)
+        outcome = await self._forward_fresh(work)
         ids = work.request.generation_ids
         if job.retry_later and work.kept_input:
             # The queue delivers the job again: those that failed retryably go back to pending,
@@ -384,8 +456,62 @@ class GenerationRunner:
         # or failed before: what the function stored for those is an orphan.
         orphans = [gid for gid, final in finals.items() if not final.keeps_objects]
         await self._discard_objects(work.request.user_id, orphans)
+        # Given up on without the function's answer: it may still be storing. It stores nothing
+        # after the deadline it was sent, but a store begun just before may land after this.
+        if isinstance(outcome, IN_FLIGHT):
+            late = {
+                gid: finals[gid].run
+                for gid in orphans
+                if finals[gid].written or not finals[gid].status
+            }
+            if late:
+                self._sweep_later(work.request.user_id, late)
         written = {gid: final.values for gid, final in finals.items() if final.written}
         return written or None
+
+    async def _forward_fresh(self, work: Work) -> FunctionResult | ApiError:
+        """Call the function; where it found a result already stored (an earlier attempt's, not
+        recorded: an orphan), drop that and ask once more for those generations."""
+        outcome = await self._forward(work.request)
+        taken = [
+            gid
+            for gid in work.request.generation_ids
+            if isinstance(_outcome_for(outcome, gid), ResultExists)
+        ]
+        if not taken:
+            return outcome
+        logger.warning("generations %s found an earlier attempt's result: replacing it", taken)
+        await self._discard_objects(work.request.user_id, taken)
+        again = await self._forward(work.only(taken).request)
+        if isinstance(outcome, ApiError):  # the whole request was refused: all were taken
+            return again
+        merged = {gid: _outcome_for(again, gid) for gid in taken}
+        return replace(outcome, outcomes={**outcome.outcomes, **merged})
+
+    def _sweep_later(self, user_id: uuid.UUID, runs: dict[uuid.UUID, int | None]) -> None:
+        """Delete the generations' objects again once a late store would have landed, for those
+        still orphans then: failed in the same run (`runs`; no retry since) or gone (None)."""
+
+        async def sweep() -> None:
+            await asyncio.sleep(self._late_write_s)
+            await self._discard_orphans(user_id, runs)
+
+        task = asyncio.create_task(sweep(), name=f"late-sweep-{next(iter(runs))}")
+        self._late_sweeps[task] = (user_id, runs)
+        task.add_done_callback(self._late_sweeps.pop)
+
+    async def _discard_orphans(self, user_id: uuid.UUID, runs: dict[uuid.UUID, int | None]) -> None:
+        """Delete the objects of generations that are still orphans, each held so (no retry can
+        start) until its objects are gone."""
+        for generation_id, run in runs.items():
+            try:
+                async with self._session_factory() as session, session.begin():
+                    if await lifecycle.still_orphaned(session, generation_id, run):
+                        await delete_generation_objects(self._store, user_id, generation_id)
+            except Exception:
+                logger.exception(
+                    "the late objects of generation %s were not deleted", generation_id
+                )
 
     async def _forward(self, request: FunctionRequest) -> FunctionResult | ApiError:
         try:
@@ -456,29 +582,28 @@ class GenerationRunner:
     async def _claim(self, job: Job, given: Work | None) -> Work | None:
         """Start an attempt on a job's pending (or stalled) records, loading the upload if not
         given; the work covers the records this claim won."""
-        finals = []
+        finals = {}
         async with self._session_factory() as session, session.begin():
             claimed = []
             for member in job.members:
                 if member.attempts >= MAX_RUNS and not job.retry_later:
-                    final = await lifecycle.fail(
+                    finals[member.generation_id] = await lifecycle.fail(
                         session,
                         member.generation_id,
                         "upstream_timeout",
                         GAVE_UP,
                         kept=job.kept(),
                     )
-                    finals.append(final)
                 elif await lifecycle.claim(session, member.generation_id, member.attempts):
                     claimed.append(member.generation_id)
             work = (given or await _load_work(session, job)) if claimed else None
             if work is None:  # claimed, but the upload is gone: nothing to resume
                 for generation_id in claimed:
-                    final = await lifecycle.fail(
+                    finals[generation_id] = await lifecycle.fail(
                         session, generation_id, "upstream_timeout", INPUT_GONE, kept=job.kept()
                     )
-                    finals.append(final)
-        await self.announce(finals)
+        await self.announce(finals.values())
+        await self._discard_failed(finals)
         return work.only(claimed) if work is not None else None
 
 
