@@ -7,10 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+FUZZ_VENV := .venv-fuzz
+FUZZ_STAMP := $(FUZZ_VENV)/.installed
 REQUIREMENTS := requirements.txt requirements-dev.txt cloud_functions/requirements.txt \
 	cloud_functions/requirements-local.txt batch/requirements.txt
 
-.PHONY: run test lint typecheck unit infra-check install models migrate bench gallery batch clean
+.PHONY: run test lint typecheck unit infra-check install models migrate bench gallery batch fuzz clean
 
 run: install models migrate
 	bash scripts/run-local.sh
@@ -33,6 +35,12 @@ $(STAMP): $(REQUIREMENTS)
 $(CHECKOV_STAMP): requirements-checkov.txt
 	test -d $(CHECKOV_VENV) || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+# schemathesis pins its own packages too: a virtual environment of its own (make fuzz).
+$(FUZZ_STAMP): requirements-fuzz.txt
+	test -d $(FUZZ_VENV) || $(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/python -m pip install --quiet -r requirements-fuzz.txt
 	touch $@
 
 models: install
@@ -67,8 +75,13 @@ batch: install models
 	$(PY) -m batch $(if $(INPUT),--input "$(INPUT)") $(if $(OUTPUT),--output "$(OUTPUT)") \
 		$(if $(ANIMAL),--animal "$(ANIMAL)") $(BATCH_ARGS)
 
+# schemathesis (--checks all) against the running API and function: make fuzz DATABASE_URL=...
+# (FUZZ_SECONDS=300 by default; reports in var/fuzz/).
+fuzz: install models $(FUZZ_STAMP)
+	bash scripts/fuzz.sh
+
 gallery: install models
 	$(PY) scripts/gallery.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(FUZZ_VENV) .pytest_cache .mypy_cache .ruff_cache
