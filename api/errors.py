@@ -155,14 +155,6 @@ class UpstreamUnavailable(ApiError):
     from_function = True
 
 
-class ResultExists(UpstreamUnavailable):
-    """The function found a result already stored under a generation's name (its store is
-    create-only): an earlier attempt's that no record points to. The runner drops it and asks
-    once more; a client only sees this, as a retryable 503, if that fails too."""
-
-    from_function = False
-
-
 class UpstreamTimeout(ApiError):
     code = "upstream_timeout"
     status = 504

@@ -18,14 +18,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from api.config import Settings
-from api.errors import (
-    FUNCTION_CODES,
-    ApiError,
-    Conflict,
-    ResultExists,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from api.errors import FUNCTION_CODES, ApiError, Conflict, UpstreamTimeout, UpstreamUnavailable
 from api.forwarding.id_token import IdTokenProvider, NoAuth, TokenProvider
 from api.forwarding.retry import RetryPolicy, parse_retry_after
 from api.generations.schemas import Face
@@ -116,6 +109,12 @@ class AnswerLost(UpstreamUnavailable):
 IN_FLIGHT = (NoAnswerInTime, AnswerLost)
 
 
+class ResultExists(UpstreamUnavailable):
+    """The function's create-only store found a result under a generation's name (its 409
+    `conflict`): an earlier attempt's, which no record points to. The runner drops it and asks
+    once more; a client only sees this, as a retryable 503, if that fails too."""
+
+
 class _RetryableError(Exception):
     def __init__(self, error: ApiError, retry_after_s: float | None) -> None:
         super().__init__(error.detail)
@@ -136,13 +135,11 @@ class FunctionClient:
         deadline_s: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """`deadline_s`: each attempt tells the function to store nothing this long after it
         was sent (DEADLINE_HEADER); None sends no deadline."""
         self._pools = list(pools)
         self._deadline_s = deadline_s
-        self._wall_clock = wall_clock
         # Requests in flight per pool (queued for a connection included).
         self._in_flight = [0] * len(self._pools)
         self._url = url
@@ -193,7 +190,8 @@ class FunctionClient:
         body, content_type = encode_form(request)
         headers = {"Content-Type": content_type}
         if self._deadline_s is not None:
-            headers[DEADLINE_HEADER] = f"{self._wall_clock() + self._deadline_s:.3f}"
+            # Wall-clock time: the function compares it with its own clock.
+            headers[DEADLINE_HEADER] = f"{time.time() + self._deadline_s:.3f}"
         authorization = await self._tokens.authorization()
         if authorization:
             headers["Authorization"] = authorization
@@ -298,12 +296,19 @@ def _several(
 def _animal_error(code: Any, detail: Any) -> ApiError:
     """One animal's failure as an API error: the function's code when it is one we pass on."""
     text = str(detail or code)
+    retry_after = DEFAULT_RETRY_AFTER_S if code == "upstream_unavailable" else None
+    error = _function_error(code, text, retry_after)
+    return error or UpstreamUnavailable(text, retry_after_s=DEFAULT_RETRY_AFTER_S)
+
+
+def _function_error(code: Any, detail: str, retry_after_s: int | None) -> ApiError | None:
+    """The API's error for a code the function answered with, if it is one the API takes on:
+    passed on as it is, or (`conflict`) handled by the runner; None for any other."""
     if code == Conflict.code:
-        return ResultExists(text, retry_after_s=DEFAULT_RETRY_AFTER_S)
+        return ResultExists(detail, retry_after_s=retry_after_s or DEFAULT_RETRY_AFTER_S)
     if code in FUNCTION_CODES:
-        retry_after = DEFAULT_RETRY_AFTER_S if code == "upstream_unavailable" else None
-        return ApiError.from_code(code, text, retry_after_s=retry_after)
-    return UpstreamUnavailable(text, retry_after_s=DEFAULT_RETRY_AFTER_S)
+        return ApiError.from_code(code, detail, retry_after_s=retry_after_s)
+    return None
 
 
 def _object_name(value: Any) -> str:
@@ -320,10 +325,9 @@ def parse_failure(response: httpx.Response, retry_after_s: float | None) -> ApiE
     """The API error for a non-200 answer: the function's own code when it is one we pass on."""
     retry_after = int(retry_after_s) if retry_after_s is not None else DEFAULT_RETRY_AFTER_S
     code, detail = _error_body(response)
-    if code == Conflict.code and response.status_code == Conflict.status:
-        return ResultExists(detail, retry_after_s=retry_after)
-    if code in FUNCTION_CODES and response.status_code not in RETRYABLE_STATUSES:
-        return ApiError.from_code(code, detail, retry_after_s=retry_after)
+    error = _function_error(code, detail, retry_after)
+    if error is not None and response.status_code not in RETRYABLE_STATUSES:
+        return error
     if response.status_code == 504:
         return UpstreamTimeout("the avatar function timed out")
     msg = f"the avatar function is unavailable (HTTP {response.status_code})"
