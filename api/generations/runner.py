@@ -25,8 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.config import Settings
 from api.db import utcnow
-from api.errors import ApiError, ResultExists
-from api.forwarding.client import IN_FLIGHT, FunctionRequest, FunctionResult, Stored, Target
+from api.errors import ApiError
+from api.forwarding.client import (
+    IN_FLIGHT,
+    FunctionRequest,
+    FunctionResult,
+    ResultExists,
+    Stored,
+    Target,
+)
 from api.generations import lifecycle
 from api.generations.models import Generation, GenerationInput, GenerationStatus, Pack, PackInput
 from api.storage import ObjectStore, delete_generation_objects
@@ -41,6 +48,9 @@ DB_RETRY_DELAY_S = 0.2
 T = TypeVar("T")
 # The columns each finished generation was given, as written (callers answer without a read).
 Outcome = dict[uuid.UUID, dict[str, Any]]
+# Generations whose stored objects are orphans, each with the run that failed it (None: the
+# record is gone); a later retry's result must not be taken for one.
+Orphans = dict[uuid.UUID, int | None]
 # What a job works on: one generation, or a pack's generations.
 WorkKind = Literal["generation", "pack"]
 
@@ -100,12 +110,14 @@ class Job:
 
 @dataclass(frozen=True)
 class Unfinished:
-    """Unfinished work as recovery finds it: the job to resume, its run, and whether its upload
-    was kept (without one there is nothing to resume)."""
+    """Unfinished work as recovery finds it: the job to resume, its run, whether its upload
+    was kept (without one there is nothing to resume), and whether a process left it
+    `processing` (it stopped mid-work: no heartbeat) rather than pending."""
 
     job: Job
     run: int
     kept_input: bool
+    stalled: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,7 +187,7 @@ class GenerationRunner:
         *,
         max_concurrency: int,
         stale_after_s: float,
-        late_write_s: float = 30.0,
+        late_write_s: float,
     ) -> None:
         """`stale_after_s`: unfinished work nobody touched this long is taken over (a worker
         beats every third of it while it works); `late_write_s`: after giving up on the function
@@ -192,8 +204,7 @@ class GenerationRunner:
         self._held: set[uuid.UUID] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         # Second clean-ups waiting for a result the function may still store.
-        self._late_sweeps: dict[asyncio.Task[None], tuple[uuid.UUID, dict[uuid.UUID, int | None]]]
-        self._late_sweeps = {}
+        self._late_sweeps: dict[asyncio.Task[None], tuple[uuid.UUID, Orphans]] = {}
         # Set by the app once the work queue exists (api.work.announce).
         self.on_events: EventSink | None = None
 
@@ -339,7 +350,7 @@ class GenerationRunner:
                 )
                 await with_db_retry(partial(self.abandon, job))
             elif job.id not in self._tasks:
-                if any(member.attempts for member in job.members):
+                if unfinished.stalled:
                     logger.warning(
                         "%s %s was left unfinished by a process that stopped (nothing touched it "
                         "for %.0f s): resuming it",
@@ -361,6 +372,7 @@ class GenerationRunner:
         stmt = (
             select(
                 Generation.id,
+                Generation.status,
                 Generation.attempts,
                 Generation.run,
                 Generation.pack_id,
@@ -379,15 +391,17 @@ class GenerationRunner:
         found: dict[uuid.UUID, Unfinished] = {}
         for row in rows:
             member = Member(row.id, row.attempts)
+            stalled = row.status is lifecycle.PROCESSING
             if row.pack_id is None:
                 job = Job("generation", row.id, (member,))
-                found[row.id] = Unfinished(job, row.run, row.kept is not None)
+                found[row.id] = Unfinished(job, row.run, row.kept is not None, stalled)
             elif (seen := found.get(row.pack_id)) is not None:
                 job = replace(seen.job, members=(*seen.job.members, member))
-                found[row.pack_id] = replace(seen, job=job)
+                found[row.pack_id] = replace(seen, job=job, stalled=seen.stalled or stalled)
             else:
                 job = Job("pack", row.pack_id, (member,))
-                found[row.pack_id] = Unfinished(job, row.pack_run, row.pack_kept is not None)
+                kept = row.pack_kept is not None
+                found[row.pack_id] = Unfinished(job, row.pack_run, kept, stalled)
         return list(found.values())
 
     async def abandon(self, job: Job) -> None:
@@ -411,7 +425,7 @@ class GenerationRunner:
         """Delete what earlier attempts may have stored for records failed here without an
         answer of the function (given up on, or abandoned)."""
         for generation_id, final in finals.items():
-            if final.written and final.user_id is not None:
+            if final.user_id is not None:  # written here (a record gone has no owner to ask)
                 await self._discard_objects(final.user_id, [generation_id])
 
     async def _run(self, job: Job, given: Work | None, *, claimed: bool) -> Outcome | None:
@@ -462,7 +476,7 @@ class GenerationRunner:
             late = {
                 gid: finals[gid].run
                 for gid in orphans
-                if finals[gid].written or not finals[gid].status
+                if finals[gid].written or finals[gid].status is None  # failed here, or gone
             }
             if late:
                 self._sweep_later(work.request.user_id, late)
@@ -488,7 +502,7 @@ class GenerationRunner:
         merged = {gid: _outcome_for(again, gid) for gid in taken}
         return replace(outcome, outcomes={**outcome.outcomes, **merged})
 
-    def _sweep_later(self, user_id: uuid.UUID, runs: dict[uuid.UUID, int | None]) -> None:
+    def _sweep_later(self, user_id: uuid.UUID, runs: Orphans) -> None:
         """Delete the generations' objects again once a late store would have landed, for those
         still orphans then: failed in the same run (`runs`; no retry since) or gone (None)."""
 
@@ -500,7 +514,7 @@ class GenerationRunner:
         self._late_sweeps[task] = (user_id, runs)
         task.add_done_callback(self._late_sweeps.pop)
 
-    async def _discard_orphans(self, user_id: uuid.UUID, runs: dict[uuid.UUID, int | None]) -> None:
+    async def _discard_orphans(self, user_id: uuid.UUID, runs: Orphans) -> None:
         """Delete the objects of generations that are still orphans, each held so (no retry can
         start) until its objects are gone."""
         for generation_id, run in runs.items():

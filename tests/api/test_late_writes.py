@@ -282,3 +282,32 @@ async def test_recovery_of_a_dead_processs_work_is_logged(app_factory, caplog: A
     assert f"generation {generation_id} was left unfinished by a process that stopped" in (
         caplog.text
     )
+
+
+async def test_work_released_at_a_clean_shutdown_is_resumed_without_a_warning(
+    app_factory, caplog: Any
+) -> None:
+    stub = FunctionStub(gate=asyncio.Event())
+    with function_stubbed(stub):
+        async with (
+            app_factory(
+                function_url=FUNCTION_URL, shutdown_grace_s=0, isolated=False, keep_tables=True
+            ) as app,
+            client_for(app) as client,
+        ):
+            _, key = await create_user(client)
+            accepted = await upload(client, key, a_selfie((300, 200)), prefer="respond-async")
+            generation_id = uuid.UUID(accepted.json()["id"])
+            await stub.arrived.wait()
+        # Shut down mid-work: the record went back to pending, its attempt counted.
+        stub.gate.set()
+        with caplog.at_level("INFO", logger="api.generations.runner"):
+            async with app_factory(function_url=FUNCTION_URL, isolated=False) as app:
+                await app.state.runner.task_for(generation_id)
+                async with app.state.sessionmaker() as session:
+                    found = await session.get(Generation, generation_id)
+                    assert found is not None
+                    assert found.status is GenerationStatus.succeeded
+                    assert found.attempts == 2
+    assert "recovering 1 unfinished generations or packs" in caplog.text
+    assert "process that stopped" not in caplog.text

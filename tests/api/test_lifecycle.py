@@ -164,7 +164,9 @@ class SucceedingForwarder:
 
 
 def runner(sessionmaker, forwarder, store) -> GenerationRunner:
-    return GenerationRunner(sessionmaker, forwarder, store, max_concurrency=4, stale_after_s=120)
+    return GenerationRunner(
+        sessionmaker, forwarder, store, max_concurrency=4, stale_after_s=120, late_write_s=30
+    )
 
 
 def work_on(generation: Generation) -> Work:
