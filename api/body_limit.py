@@ -2,9 +2,10 @@
 
 A JSON endpoint needs a few hundred bytes; without a limit, one 100 MB POST to the open
 `POST /v1/users` was read whole into memory before it was refused. This middleware refuses a
-declared Content-Length over the limit before the application runs, and reads any other body
-(chunked, or without a length) only up to the limit before the application sees it, so no
-handler runs on a body over the limit and no more than the limit is ever held.
+declared Content-Length over the limit before the application runs (the server delivers no more
+than a Content-Length declares), and reads a chunked body only up to the limit before the
+application sees it, so no handler runs on a body over the limit and no more than the limit is
+ever held.
 
 Why not FastAPI's own `max_body_size`: it lets a route that reads no body run first and swaps
 its response for a 413 (a DELETE with a large Content-Length would erase, then answer 413), and
@@ -28,7 +29,7 @@ class BodyLimit:
     """Pure ASGI middleware: 413 `request_too_large` for a body over `max_bytes`.
 
     `streamed`: the (method, path) pairs whose handlers read the body as a stream under a limit
-    of their own (the uploads).
+    of their own (the uploads; a trailing slash, which the router redirects, counts as none).
     """
 
     def __init__(
@@ -39,11 +40,15 @@ class BodyLimit:
         self.streamed = frozenset(streamed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.streamed:
+        if scope["type"] != "http" or self._is_streamed(scope):
             await self.app(scope, receive, send)
             return
-        if self._declared_over(scope):
+        length, chunked = _framing(scope)
+        if length is not None and length > self.max_bytes:
             await self._refuse(scope, receive, send)
+            return
+        if not chunked:  # no body, or one of a declared length within the limit
+            await self.app(scope, receive, send)
             return
         buffered: list[Message] = []
         size = 0
@@ -60,11 +65,9 @@ class BodyLimit:
                 break
         await self.app(scope, _replay(buffered, receive), send)
 
-    def _declared_over(self, scope: Scope) -> bool:
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                return value.isdigit() and int(value) > self.max_bytes
-        return False
+    def _is_streamed(self, scope: Scope) -> bool:
+        path = scope["path"].removeprefix(scope.get("root_path", "")).rstrip("/") or "/"
+        return (scope["method"], path) in self.streamed
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = size_text(self.max_bytes)
@@ -73,6 +76,18 @@ class BodyLimit:
         # The rest of the body is not read: the connection cannot be reused after this answer.
         response.headers["Connection"] = "close"
         await response(scope, receive, send)
+
+
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The request's declared Content-Length (None when absent) and whether it is chunked (the
+    server has checked the two headers' form and that they do not come together)."""
+    length, chunked = None, False
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit():
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+    return length, chunked
 
 
 def _replay(buffered: list[Message], receive: Receive) -> Receive:

@@ -251,3 +251,25 @@ async def test_the_webhook_schema_says_a_url_or_a_rotation_is_needed(client) -> 
     ]
     assert re.match(schema["properties"]["url"]["pattern"], "HTTPS://example.com/hook")
     assert not re.match(schema["properties"]["url"]["pattern"], "ftp://example.com/hook")
+
+
+async def test_an_upload_to_the_path_with_a_trailing_slash_is_redirected_not_refused(
+    client, make_user
+) -> None:
+    _, key = await make_user()
+    response = await client.post(
+        "/v1/generations/",
+        files={"image": ("a.jpg", a_selfie((1200, 900)), "image/jpeg")},
+        data={"animal": "fox"},
+        headers=auth(key),
+    )
+    assert response.status_code == 307
+    assert response.headers["location"].endswith("/v1/generations")
+
+
+async def test_a_body_that_is_not_utf8_is_400_in_words(client) -> None:
+    response = await client.post(
+        "/v1/users", content=b'{"username": "\xff"}', headers={"Content-Type": "application/json"}
+    )
+    assert_problem(response, 400, "invalid_request")
+    assert response.json()["detail"].startswith("the body could not be read: send UTF-8")
