@@ -159,7 +159,7 @@ class _FormCollector:
         self.image.append(chunk)
         self.image_bytes += len(chunk)
         if self.image_bytes > self.max_image_bytes:
-            raise ImageTooLarge(f"the image is over the {size_text(self.max_image_bytes)} limit")
+            raise _too_large(self.max_image_bytes)
         if self.image_digest is not None:
             self.image_digest.update(chunk)
         # Refuse a non-image as soon as its first bytes are in, not after reading it all.
@@ -184,33 +184,31 @@ def _boundary(request: Request) -> bytes:
     return boundary
 
 
-def _upload_too_large(max_image_bytes: int) -> ImageTooLarge:
-    # The body may hold the form's few fields beside the image (FORM_OVERHEAD_BYTES); the limit
-    # a person is told is the image's, in the README's unit.
+def _too_large(max_image_bytes: int) -> ImageTooLarge:
+    """The one answer to an upload over the limit, whether the image part or the whole body
+    (which may hold the form's few fields too, FORM_OVERHEAD_BYTES) passed it: the limit a
+    person is told is the image's, in the README's unit."""
     return ImageTooLarge(f"the upload is over the {size_text(max_image_bytes)} limit for an image")
 
 
-def _check_declared_length(request: Request, max_body_bytes: int, max_image_bytes: int) -> None:
+def _check_declared_length(request: Request, max_image_bytes: int) -> None:
     declared = request.headers.get("content-length")
     if declared is None:
         return
     if not declared.isdigit():
         raise BadRequest("the Content-Length header is not a number")
-    if int(declared) > max_body_bytes:
-        raise _upload_too_large(max_image_bytes)
+    if int(declared) > max_image_bytes + FORM_OVERHEAD_BYTES:
+        raise _too_large(max_image_bytes)
 
 
 async def _feed(
-    parser: MultipartParser,
-    chunks: AsyncIterator[bytes],
-    max_body_bytes: int,
-    max_image_bytes: int,
+    parser: MultipartParser, chunks: AsyncIterator[bytes], max_image_bytes: int
 ) -> None:
     received = 0
     async for chunk in chunks:
         received += len(chunk)
-        if received > max_body_bytes:
-            raise _upload_too_large(max_image_bytes)
+        if received > max_image_bytes + FORM_OVERHEAD_BYTES:
+            raise _too_large(max_image_bytes)
         parser.write(chunk)
     parser.finalize()
 
@@ -223,13 +221,12 @@ async def read_upload(
 
     `fingerprint`: also compute the request's hash (for an Idempotency-Key to compare).
     """
-    max_body_bytes = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
-    _check_declared_length(request, max_body_bytes, settings.max_upload_bytes)
+    _check_declared_length(request, settings.max_upload_bytes)
     field = "animals" if several else "animal"
     form = _FormCollector(settings.max_upload_bytes, fingerprint=fingerprint, field=field)
     try:
         parser = MultipartParser(_boundary(request), form.callbacks())
-        await _feed(parser, request.stream(), max_body_bytes, settings.max_upload_bytes)
+        await _feed(parser, request.stream(), settings.max_upload_bytes)
     except (MultipartParseError, FormParserError) as exc:
         raise BadRequest("the multipart body is malformed") from exc
     except ClientDisconnect as exc:
