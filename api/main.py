@@ -18,6 +18,7 @@ from api.access_log import install_access_log_filter, install_httpx_log_filter
 from api.body_limit import BodyLimit
 from api.config import Settings, get_settings
 from api.db import build_engine, build_sessionmaker
+from api.demo.router import build_router as build_demo_router
 from api.error_handlers import install_error_handlers
 from api.forwarding import build_function_client
 from api.generations.router import router as generations_router
@@ -139,6 +140,7 @@ def create_app(
         media.router,
         problems_router,
         work_router,
+        build_demo_router(settings),
     ):
         app.include_router(router)
     # The uploads stream under their own limit (api.uploads); every other body is small.

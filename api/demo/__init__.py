@@ -1,0 +1,1 @@
+"""The demo page at GET /: static files that speak only the public API."""
