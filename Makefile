@@ -12,12 +12,13 @@ FUZZ_STAMP := $(FUZZ_VENV)/.installed
 REQUIREMENTS := requirements.txt requirements-dev.txt cloud_functions/requirements.txt \
 	cloud_functions/requirements-local.txt batch/requirements.txt
 
-.PHONY: run test lint typecheck unit infra-check install models migrate bench gallery batch fuzz clean
+.PHONY: run test lint typecheck unit infra-check install models chromium migrate bench gallery batch fuzz \
+	screenshots clean
 
 run: install models migrate
 	bash scripts/run-local.sh
 
-test: install models $(CHECKOV_STAMP) lint typecheck unit
+test: install models chromium $(CHECKOV_STAMP) lint typecheck unit
 
 install: $(STAMP)
 
@@ -46,6 +47,10 @@ $(FUZZ_STAMP): requirements-fuzz.txt
 models: install
 	$(PY) scripts/fetch_models.py
 
+# Debian's chromium, which the demo page's browser tests drive (apt-get, only when missing).
+chromium:
+	bash scripts/install-chromium.sh
+
 migrate: install
 	$(VENV)/bin/alembic -c api/alembic.ini upgrade head
 
@@ -56,7 +61,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy api cloud_functions batch
 
-unit: install models
+unit: install models chromium
 	$(VENV)/bin/pytest
 
 bench: install models
@@ -82,6 +87,11 @@ fuzz: install models $(FUZZ_STAMP)
 
 gallery: install models
 	$(PY) scripts/gallery.py
+
+# The demo page's result view at 1280 and 360 px (docs/demo-*.jpg, the README's first picture),
+# taken by its browser test.
+screenshots: install models chromium
+	SCREENSHOT_DIR=$(CURDIR)/docs $(VENV)/bin/pytest -q tests/api/test_demo_page.py -k whole_flow
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(FUZZ_VENV) .pytest_cache .mypy_cache .ruff_cache

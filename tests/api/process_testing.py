@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +128,24 @@ def stack(database_url: str, tmp_path: Path, **env: str) -> Stack:
         "FUNCTION_URL": function_url,
     }
     return Stack(shared | env, api_url, function_url, tmp_path)
+
+
+@contextmanager
+def serving(database_url: str, tmp_path: Path, **env: str) -> Iterator[Stack]:
+    """The function and the API running, wired together, on a database migrated to head."""
+    from api_testing import run_alembic
+
+    run_alembic(database_url, "upgrade", "head")
+    servers = stack(database_url, tmp_path, **env)
+    function = servers.start_function()
+    try:
+        api = servers.start_api()
+        try:
+            yield servers
+        finally:
+            stop(api)
+    finally:
+        stop(function)
 
 
 def astronaut_jpeg() -> bytes:

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import run_alembic
 from PIL import Image
-from process_testing import astronaut_jpeg, stack, stop
+from process_testing import astronaut_jpeg, serving
 
 pytestmark = pytest.mark.slow
 
@@ -23,17 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def services(fresh_database_url: str, tmp_path: Path) -> Iterator[str]:
     """The function and the API, wired together; yields the API's base URL."""
-    run_alembic(fresh_database_url, "upgrade", "head")
-    servers = stack(fresh_database_url, tmp_path)
-    function = servers.start_function()
-    try:
-        api = servers.start_api()
-        try:
-            yield servers.api_url
-        finally:
-            stop(api)
-    finally:
-        stop(function)
+    with serving(fresh_database_url, tmp_path) as servers:
+        yield servers.api_url
 
 
 def test_upload_history_and_download_across_real_processes(services: str) -> None:
