@@ -149,6 +149,7 @@ def test_the_whole_flow_create_make_pack_reload_browse_delete_erase(
     assert page.evaluate(f"localStorage.getItem('{KEY_STORE}')") == key
     page.get_by_role("button", name="I saved it, continue").click()
     expect(page.locator("#who")).to_have_text("ada")
+    expect(page.get_by_label("Take a selfie")).to_be_hidden()  # no camera to hold: the picker
 
     # One animal, async: the progress is shown until the record is finished. The first poll is
     # answered as `processing` and the next one held, so the progress can be read while it shows.
@@ -401,6 +402,28 @@ def test_a_keyboard_alone_gets_through_on_a_phone(
     assert "0" * 64 not in (thumb.get_attribute("src") or "")
     page.locator("#history .thumb").first.click()
     assert "0" * 64 not in shown_image(page)["src"]
+
+
+def test_on_a_phone_a_selfie_comes_straight_from_the_front_camera(
+    browser: Browser, site: Stack, photos: dict[str, Path]
+) -> None:
+    context = browser.new_context(
+        viewport=PHONE, is_mobile=True, has_touch=True, base_url=site.api_url
+    )
+    try:
+        page = context.new_page()
+        open_page(page)
+        sign_in(page, api_user(site, "selfie"))
+        camera = page.get_by_label("Take a selfie")
+        expect(camera).to_be_visible()
+        expect(camera).to_have_attribute("capture", "user")
+        expect(camera).to_have_attribute("accept", "image/*")
+        camera.set_input_files(photos["astronaut"])
+        expect(page.get_by_role("img", name="The photo you chose")).to_be_visible()
+        make(page)
+        assert shown_image(page)["alt"] == "Your photo as a cat"
+    finally:
+        context.close()
 
 
 def test_the_policy_refuses_inline_script_and_outside_images(page: Page, watch: Watch) -> None:

@@ -32,7 +32,7 @@ const MESSAGES = {
 const OFFLINE = ["We can't reach the service.", "Check your connection and try again."];
 
 const $ = (id) => document.getElementById(id);
-const state = { key: localStorage.getItem(KEY_STORE), user: null, animals: [], cursor: null, shown: null, busy: false };
+const state = { key: localStorage.getItem(KEY_STORE), user: null, animals: [], cursor: null, shown: null, busy: false, file: null };
 
 // ---- talking to the API ----------------------------------------------------------------------
 
@@ -306,19 +306,36 @@ function renderAnimals() {
   checkAnimals();
 }
 
-function onPhoto() {
-  const file = $("photo").files[0];
+// The photo comes from the front camera (phones) or the file picker: whichever was used last.
+function onPhoto(event) {
+  const input = event.target;
+  state.file = input.files[0] || null;
+  for (const other of [$("camera"), $("photo")]) if (other !== input) other.value = "";
+  $("photo").setCustomValidity("");
   const preview = $("preview");
   if (preview.src) URL.revokeObjectURL(preview.src);
-  preview.hidden = !file;
-  if (file) preview.src = URL.createObjectURL(file);
+  preview.removeAttribute("src");
+  preview.hidden = !state.file;
+  $("no-preview").hidden = true;
+  if (state.file) preview.src = URL.createObjectURL(state.file);
+}
+
+function onPreviewError() {
+  // HEIC, say, which most browsers cannot draw: the service can.
+  $("preview").hidden = true;
+  $("no-preview").hidden = !state.file;
 }
 
 async function onMake(event) {
   event.preventDefault();
   if (state.busy) return;
   clearMessages();
-  const file = $("photo").files[0];
+  const file = state.file;
+  if (!file) {
+    $("photo").setCustomValidity("Choose or take a photo.");
+    $("photo").reportValidity();
+    return;
+  }
   const animals = chosenAnimals();
   const form = new FormData();
   form.append("image", file, file.name || "photo");
@@ -526,6 +543,8 @@ async function start() {
   $("signin").addEventListener("submit", onSignin);
   $("make").addEventListener("submit", onMake);
   $("photo").addEventListener("change", onPhoto);
+  $("camera").addEventListener("change", onPhoto);
+  $("preview").addEventListener("error", onPreviewError);
   $("forget").addEventListener("click", onForget);
   $("erase").addEventListener("click", onErase);
   $("more").addEventListener("click", onMore);
