@@ -32,7 +32,9 @@ const MESSAGES = {
 const OFFLINE = ["We can't reach the service.", "Check your connection and try again."];
 
 const $ = (id) => document.getElementById(id);
-const state = { key: localStorage.getItem(KEY_STORE), user: null, animals: [], cursor: null, shown: null, busy: false, file: null };
+const state = { key: localStorage.getItem(KEY_STORE), user: null, animals: [], cursor: null, shown: null, busy: false, file: null, session: 0 };
+// Thrown by a wait that outlived the signed-in session it was for (signed out, erased).
+const CANCELLED = new Error("signed out");
 
 // ---- talking to the API ----------------------------------------------------------------------
 
@@ -212,7 +214,7 @@ async function signIn(key) {
 
 function signOut(message) {
   localStorage.removeItem(KEY_STORE);
-  Object.assign(state, { key: null, user: null, cursor: null, shown: null });
+  Object.assign(state, { key: null, user: null, cursor: null, shown: null, session: state.session + 1 });
   $("history").replaceChildren();
   $("result").hidden = true;
   $("progress-box").hidden = true;
@@ -231,13 +233,16 @@ async function onSignup(event) {
       auth: false,
       body: { username: form.username.value.trim(), email: form.email.value.trim() },
     });
-    await signIn(user.api_key);
+    // The key first: it is shown only now, whatever happens next.
+    localStorage.setItem(KEY_STORE, user.api_key);
     form.reset();
     $("new-key-value").value = user.api_key;
     $("new-key").hidden = false;
     showView();
     $("new-key-value").focus();
     $("new-key-value").select();
+    await signIn(user.api_key);
+    showView();
   } catch (problem) {
     await showError(problem);
   } finally {
@@ -354,12 +359,12 @@ async function onMake(event) {
     $("progress-box").hidden = true;
     if (good.length) showResult(good[0], good);
     const failed = items.find((g) => g.status === "failed");
-    if (failed) await showError(new Problem({ code: failed.error.code, detail: failed.error.detail }));
+    if (failed) await showError(new Problem(failed.error || { code: "internal_error" }));
     if (pack && good.length && failed) notify(`${good.length} of ${items.length} animals were made.`);
     await loadHistory(true);
   } catch (problem) {
     $("progress-box").hidden = true;
-    await showError(problem);
+    if (problem !== CANCELLED) await showError(problem);
   } finally {
     state.busy = false;
     $("submit").disabled = false;
@@ -385,8 +390,11 @@ function packProgress(pack) {
 async function follow(path, progressOf) {
   let wait = POLL_FIRST_MS;
   const started = Date.now();
+  const session = state.session;
   for (;;) {
+    if (session !== state.session) throw CANCELLED;
     const record = await api("GET", path);
+    if (session !== state.session) throw CANCELLED;
     if (FINISHED.has(record.status)) return record;
     if (progressOf) setProgress(...progressOf(record));
     if (Date.now() - started > POLL_GIVE_UP_MS) throw new Problem({ code: "upstream_timeout" });
