@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # refused with 413 request_too_large before it is buffered when over its small limit.
     max_upload_bytes: int = 20 * 1024 * 1024
     max_json_body_bytes: int = Field(default=16 * 1024, gt=0)
+    # The demo page at GET / (api/demo); false leaves the API alone on its origin.
+    demo_page: bool = True
     max_pixels: int = 50_000_000
     # JPEG, PNG and WebP are forwarded at their size (the function downscales); a HEIC, which
     # the API decodes and re-encodes, is shrunk to this long side on the way.

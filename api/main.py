@@ -140,9 +140,10 @@ def create_app(
         media.router,
         problems_router,
         work_router,
-        build_demo_router(settings),
     ):
         app.include_router(router)
+    if settings.demo_page:
+        app.include_router(build_demo_router(settings))
     # The uploads stream under their own limit (api.uploads); every other body is small.
     uploads = {("POST", generations_router.prefix), ("POST", packs_router.prefix)}
     app.add_middleware(BodyLimit, max_bytes=settings.max_json_body_bytes, streamed=uploads)

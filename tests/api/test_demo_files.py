@@ -10,7 +10,8 @@ from html.parser import HTMLParser
 
 import httpx
 import pytest
-from api_testing import assert_problem
+from api_testing import assert_problem, client_for
+from conftest import AppFactory
 
 from api.config import Settings
 from api.demo.router import ASSETS, STATIC_DIR, content_security_policy
@@ -52,6 +53,13 @@ def test_with_cloud_storage_images_come_from_storage_googleapis_com(
     settings = settings_factory(storage_backend="gcs", gcs_bucket="avatars")
     img_src = directives(content_security_policy(settings))["img-src"]
     assert img_src == ["'self'", "https://storage.googleapis.com", "blob:"]
+
+
+async def test_an_operator_can_leave_the_page_out(app_factory: AppFactory) -> None:
+    async with app_factory(demo_page=False) as app, client_for(app) as client:
+        assert_problem(await client.get("/"), 404, "not_found")
+        assert_problem(await client.get("/demo/app.js"), 404, "not_found")
+        assert (await client.get("/healthz")).status_code == 200
 
 
 @pytest.mark.parametrize(
