@@ -10,7 +10,6 @@ Referer, which would carry a signed link to wherever the page leads.
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +22,14 @@ from api.errors import NotFound
 STATIC_DIR = Path(__file__).parent / "static"
 ASSET_PREFIX = "/demo/"
 ASSETS = ("app.js", "app.css", "icon.svg")
+# Written out, not guessed: `mimetypes` reads the machine's own tables (.js may come out as
+# application/javascript, or anything a local /etc/mime.types says).
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 GCS_ORIGIN = "https://storage.googleapis.com"
 
 
@@ -35,10 +42,8 @@ class Asset:
     @classmethod
     def read(cls, path: Path) -> Asset:
         body = path.read_bytes()
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if media_type.startswith("text/") or media_type.endswith("javascript"):
-            media_type += "; charset=utf-8"
-        return cls(body, media_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        return cls(body, MEDIA_TYPES[path.suffix], etag)
 
     def response(self, request: Request, headers: dict[str, str]) -> Response:
         """The file, or 304 when the browser holds this version already."""
@@ -70,9 +75,7 @@ def content_security_policy(settings: Settings) -> str:
         "form-action": ["'none'"],
         "frame-ancestors": ["'none'"],
     }
-    return "; ".join(
-        f"{name} {' '.join(dict.fromkeys(values))}" for name, values in directives.items()
-    )
+    return "; ".join(f"{name} {' '.join(values)}" for name, values in directives.items())
 
 
 # What every file of the page is sent with; the page itself adds its CSP.
