@@ -150,6 +150,8 @@ def test_the_whole_flow_create_make_pack_reload_browse_delete_erase(
     page.get_by_role("button", name="I saved it, continue").click()
     expect(page.locator("#who")).to_have_text("ada")
     expect(page.get_by_label("Take a selfie")).to_be_hidden()  # no camera to hold: the picker
+    empty_note = page.get_by_text("Nothing yet: your avatars will be listed here.")
+    expect(empty_note).to_be_visible()
 
     # One animal, async: the progress is shown until the record is finished. The first poll is
     # answered as `processing` and the next one held, so the progress can be read while it shows.
@@ -181,6 +183,7 @@ def test_the_whole_flow_create_make_pack_reload_browse_delete_erase(
     expect(page.locator("#progress-box")).to_be_hidden()
     image = shown_image(page)
     assert image["alt"] == "Your photo as a fox"
+    expect(empty_note).to_be_hidden()
     assert image["boxes"] == 1
     boxes = page.locator("#boxes")
     expect(boxes).to_be_visible()

@@ -9,7 +9,7 @@ const POLL_MAX_MS = 2000;
 const POLL_GIVE_UP_MS = 5 * 60 * 1000;
 
 // Every problem code the API answers with, in a person's words, with what to do about it.
-// A code not listed here is looked up at /problems/{code} (tests/api/test_demo_page.py checks
+// A code not listed here is looked up at /problems/{code} (tests/api/test_demo_files.py checks
 // that every code of the API is listed).
 const MESSAGES = {
   invalid_request: ["Something in the form isn't right.", "Check what you entered and try again."],
@@ -32,7 +32,7 @@ const MESSAGES = {
 const OFFLINE = ["We can't reach the service.", "Check your connection and try again."];
 
 const $ = (id) => document.getElementById(id);
-const state = { key: localStorage.getItem(KEY_STORE), user: null, animals: [], cursor: null, shown: null, busy: false, file: null, session: 0 };
+const state = { key: localStorage.getItem(KEY_STORE), user: null, animals: [], cursor: null, shown: null, file: null, session: 0 };
 // Thrown by a wait that outlived the signed-in session it was for (signed out, erased).
 const CANCELLED = new Error("signed out");
 
@@ -40,33 +40,26 @@ const CANCELLED = new Error("signed out");
 
 class Problem extends Error {
   constructor(body, retryAfter) {
-    super(body.detail || body.title || "error");
+    super(body.detail || body.code || "error");
     this.code = body.code || "internal_error";
-    this.status = body.status;
-    this.title = body.title;
     this.detail = body.detail;
     this.retryAfter = retryAfter;
   }
+}
+
+// An error answer as a Problem; one that is not problem+json (a proxy's page) by its status.
+function answerProblem(status, body, retryAfter) {
+  const code = (body && body.code) || (status >= 500 ? "upstream_unavailable" : "invalid_request");
+  return new Problem(Object.assign({}, body, { code }), retryAfter);
 }
 
 function authHeaders(extra) {
   return Object.assign({ Authorization: "Bearer " + state.key }, extra || {});
 }
 
-async function problemOf(response) {
-  let body = {};
-  try {
-    body = await response.json();
-  } catch (_) {
-    body = { status: response.status };
-  }
-  if (!body.code) body.code = response.status >= 500 ? "upstream_unavailable" : "invalid_request";
-  return new Problem(body, response.headers.get("Retry-After"));
-}
-
 async function api(method, path, { body, auth = true } = {}) {
   const headers = auth ? authHeaders() : {};
-  const init = { method, headers, cache: "no-store", referrerPolicy: "no-referrer" };
+  const init = { method, headers, cache: "no-store" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -77,7 +70,10 @@ async function api(method, path, { body, auth = true } = {}) {
   } catch (_) {
     throw new Problem({ code: "offline" });
   }
-  if (!response.ok) throw await problemOf(response);
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    throw answerProblem(response.status, body, response.headers.get("Retry-After"));
+  }
   return response.status === 204 ? null : response.json();
 }
 
@@ -98,12 +94,8 @@ function upload(path, form, onProgress) {
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
     xhr.onerror = () => reject(new Problem({ code: "offline" }));
     xhr.onload = () => {
-      const body = xhr.response || {};
-      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
-      else {
-        if (!body.code) body.code = xhr.status >= 500 ? "upstream_unavailable" : "invalid_request";
-        reject(new Problem(body, xhr.getResponseHeader("Retry-After")));
-      }
+      if (xhr.status >= 200 && xhr.status < 300) resolve(xhr.response);
+      else reject(answerProblem(xhr.status, xhr.response, xhr.getResponseHeader("Retry-After")));
     };
     xhr.send(form);
   });
@@ -193,9 +185,10 @@ function el(tag, attrs, ...children) {
 
 function showView() {
   const signedIn = Boolean(state.user);
-  $("welcome").hidden = signedIn || !$("new-key").hidden;
+  const showingKey = !$("new-key").hidden;
+  $("welcome").hidden = signedIn || showingKey;
   $("account-bar").hidden = !signedIn;
-  $("app").hidden = !signedIn || !$("new-key").hidden;
+  $("app").hidden = !signedIn || showingKey;
   if (signedIn) $("who").textContent = state.user.username;
 }
 
@@ -314,15 +307,19 @@ function renderAnimals() {
 // The photo comes from the front camera (phones) or the file picker: whichever was used last.
 function onPhoto(event) {
   const input = event.target;
-  state.file = input.files[0] || null;
   for (const other of [$("camera"), $("photo")]) if (other !== input) other.value = "";
+  setPhoto(input.files[0] || null);
+}
+
+function setPhoto(file) {
+  state.file = file;
   $("photo").setCustomValidity("");
   const preview = $("preview");
   if (preview.src) URL.revokeObjectURL(preview.src);
   preview.removeAttribute("src");
-  preview.hidden = !state.file;
+  preview.hidden = !file;
   $("no-preview").hidden = true;
-  if (state.file) preview.src = URL.createObjectURL(state.file);
+  if (file) preview.src = URL.createObjectURL(file);
 }
 
 function onPreviewError() {
@@ -333,7 +330,6 @@ function onPreviewError() {
 
 async function onMake(event) {
   event.preventDefault();
-  if (state.busy) return;
   clearMessages();
   const file = state.file;
   if (!file) {
@@ -346,8 +342,7 @@ async function onMake(event) {
   form.append("image", file, file.name || "photo");
   const pack = animals.length > 1;
   form.append(pack ? "animals" : "animal", animals.join(","));
-  state.busy = true;
-  $("submit").disabled = true;
+  $("submit").disabled = true; // also stops Enter from sending it twice
   try {
     setProgress(0, "Uploading your photo");
     const accepted = await upload(pack ? "/v1/packs" : "/v1/generations", form, (f) =>
@@ -366,7 +361,6 @@ async function onMake(event) {
     $("progress-box").hidden = true;
     if (problem !== CANCELLED) await showError(problem);
   } finally {
-    state.busy = false;
     $("submit").disabled = false;
   }
 }
@@ -423,7 +417,6 @@ function drawBoxes(record) {
     }
   }
   svg.replaceChildren(...shapes);
-  svg.classList.toggle("off", !$("show-boxes").checked);
 }
 
 function showResult(record, siblings) {
@@ -516,7 +509,6 @@ async function loadHistory(fromStart) {
   else $("history").append(...items);
   state.cursor = page.next_cursor;
   $("more").hidden = !state.cursor;
-  $("history-empty").hidden = $("history").children.length > 0;
 }
 
 async function onMore() {
@@ -540,7 +532,6 @@ async function onDelete(record, item) {
   }
   item.remove();
   if (state.shown && state.shown.id === record.id) $("result").hidden = true;
-  $("history-empty").hidden = $("history").children.length > 0;
   $("history-title").focus();
 }
 
@@ -559,7 +550,6 @@ async function start() {
   $("error-close").addEventListener("click", () => ($("error").hidden = true));
   $("result-image").addEventListener("load", () => state.shown && drawBoxes(state.shown));
   $("result-image").addEventListener("error", onResultError);
-  $("show-boxes").addEventListener("change", () => $("boxes").classList.toggle("off", !$("show-boxes").checked));
   $("all-animals").addEventListener("click", () => {
     document.querySelectorAll("#animals input").forEach((box) => (box.checked = true));
     checkAnimals();
