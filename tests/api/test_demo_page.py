@@ -251,7 +251,11 @@ def test_the_whole_flow_create_make_pack_reload_browse_delete_erase(
     gone = httpx.get(f"{site.api_url}/v1/generations/{newest_id}", headers=auth)
     assert gone.status_code == 404
 
-    # Erase the account: everything goes, the browser forgets the key.
+    # Erase the account, a selfie chosen and a result shown: everything goes, the browser
+    # forgets the key.
+    page.get_by_label("Your photo", exact=True).set_input_files(photos["astronaut"])
+    page.locator("#history .thumb").first.click()
+    shown_image(page)
     media = site.logs / "media"
     assert stored_files(media)
     page.get_by_role("button", name="Erase my account").click()
@@ -259,6 +263,13 @@ def test_the_whole_flow_create_make_pack_reload_browse_delete_erase(
     expect(page.get_by_role("status")).to_have_text("Your account and all your images were erased.")
     expect(page.get_by_role("heading", name="Turn your selfie into an animal")).to_be_visible()
     assert page.evaluate(f"localStorage.getItem('{KEY_STORE}')") is None
+    # Nothing of the person stays in the page: not the chosen selfie, not the last result.
+    left = page.evaluate(
+        """() => [document.getElementById('photo').files.length,
+                  document.getElementById('preview').hasAttribute('src'),
+                  document.getElementById('result-image').hasAttribute('src')]"""
+    )
+    assert left == [0, False, False]
     assert httpx.get(f"{site.api_url}/v1/users/me", headers=auth).status_code == 401
     assert [p for p in stored_files(media) if "avatars/" in p.as_posix()] == []
 

@@ -15,7 +15,7 @@ const MESSAGES = {
   invalid_request: ["Something in the form isn't right.", "Check what you entered and try again."],
   unauthorized: ["This key isn't recognised.", "Check that you pasted the whole key, or create a new account."],
   forbidden: ["That isn't allowed with this key.", "Sign in with your own key and try again."],
-  not_found: ["That avatar no longer exists.", "It may have been deleted, perhaps on another device. The list has been refreshed."],
+  not_found: ["That avatar no longer exists.", "It may have been deleted, perhaps on another device: reload the page to see your list as it is."],
   method_not_allowed: ["The page asked for something the service doesn't do.", "Reload the page and try again."],
   conflict: ["That username or email is already taken.", "Choose another, or use the key of the account you already have."],
   image_too_large: ["This photo is too large.", "Choose a smaller photo, or take a new one at a lower resolution."],
@@ -210,7 +210,11 @@ function signOut(message) {
   Object.assign(state, { key: null, user: null, cursor: null, shown: null, session: state.session + 1 });
   $("history").replaceChildren();
   $("result").hidden = true;
+  $("result-image").removeAttribute("src");
   $("progress-box").hidden = true;
+  // The selfie goes with the person: nothing of theirs stays for whoever signs in next.
+  $("camera").value = $("photo").value = "";
+  setPhoto(null);
   showView();
   if (message) notify(message);
 }
