@@ -6,12 +6,10 @@ Playwright's own browser download cannot work here: `make test` installs Debian'
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -50,12 +48,3 @@ class Watch:
 
     def urls(self) -> list[str]:
         return [request.url for request in self.requests]
-
-
-def no_face_jpeg() -> bytes:
-    """A real photo without a face (scikit-image's coffee cup)."""
-    from skimage import data
-
-    out = io.BytesIO()
-    Image.fromarray(data.coffee()).save(out, "JPEG", quality=90)
-    return out.getvalue()

@@ -148,12 +148,17 @@ def serving(database_url: str, tmp_path: Path, **env: str) -> Iterator[Stack]:
         stop(function)
 
 
-def astronaut_jpeg() -> bytes:
+def sample_jpeg(name: str) -> bytes:
+    """A photograph that ships with scikit-image (`astronaut`, `coffee`...), as a JPEG."""
     from skimage import data
 
     out = io.BytesIO()
-    Image.fromarray(data.astronaut()).save(out, "JPEG", quality=90)
+    Image.fromarray(getattr(data, name)()).save(out, "JPEG", quality=90)
     return out.getvalue()
+
+
+def astronaut_jpeg() -> bytes:
+    return sample_jpeg("astronaut")
 
 
 def stored_files(root: Path) -> list[Path]:

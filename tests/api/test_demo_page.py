@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from api_testing import empty_database
-from browser_testing import Watch, launch, no_face_jpeg
+from browser_testing import Watch, launch
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
-from process_testing import Stack, astronaut_jpeg, serving, stored_files
+from process_testing import Stack, astronaut_jpeg, sample_jpeg, serving, stored_files
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("photos")
     files = {
         "astronaut": ("astronaut.jpg", astronaut_jpeg()),
-        "coffee": ("coffee.jpg", no_face_jpeg()),
+        "coffee": ("coffee.jpg", sample_jpeg("coffee")),  # a real photo without a face
         "text": ("notes.jpg", b"these are notes, not a photo\n" * 20),
     }
     for file_name, data in files.values():
@@ -171,11 +171,12 @@ def test_the_whole_flow_create_make_pack_reload_browse_delete_erase(
     make(page)
     expect(page.locator("#progress-label")).to_have_text("Drawing your fox")
     expect(page.locator("#progress")).to_have_attribute("value", "60")
-    for _ in range(100):
+    for _ in range(100):  # the next poll arrives and is held
         if held:
             break
         page.wait_for_timeout(50)
-    expect(page.locator("#progress-label")).to_have_text("Drawing your fox")
+    assert held
+    expect(page.locator("#progress-label")).to_have_text("Drawing your fox")  # still up
     held[0].continue_()
     page.unroute_all()
 
