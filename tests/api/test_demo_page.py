@@ -18,7 +18,7 @@ import httpx
 import pytest
 from api_testing import empty_database
 from browser_testing import Watch, launch
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, FileChooser, Page, Route, expect, sync_playwright
 from process_testing import Stack, astronaut_jpeg, sample_jpeg, serving, stored_files
 
 pytestmark = pytest.mark.slow
@@ -368,15 +368,23 @@ def test_a_keyboard_alone_gets_through_on_a_phone(
     page: Page, site: Stack, photos: dict[str, Path]
 ) -> None:
     page.set_viewport_size(PHONE)
+    # File choosers are intercepted from now on. (`expect_file_chooser` turns interception on
+    # without waiting for it, so a key pressed at once could open a chooser nothing sees.)
+    choosers: list[FileChooser] = []
+    page.on("filechooser", lambda chooser: choosers.append(chooser))
     tab_to(page, "key")
     page.keyboard.type(api_user(site, "keys"))
     page.keyboard.press("Enter")
     expect(page.locator("#who")).to_have_text("keys")
 
     tab_to(page, "photo")
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Space")
-    chooser.value.set_files(photos["astronaut"])
+    page.keyboard.press("Space")
+    for _ in range(100):
+        if choosers:
+            break
+        page.wait_for_timeout(50)
+    assert len(choosers) == 1
+    choosers[0].set_files(photos["astronaut"])
     tab_to(page, "animal-cat")
     page.keyboard.press("Space")  # the first animal comes checked: uncheck it
     tab_to(page, "animal-dog")
