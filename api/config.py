@@ -138,6 +138,21 @@ class Settings(BaseSettings):
     # Finished deliveries stay in the log this long.
     webhook_log_retention_days: int = Field(default=30, ge=1)
 
+    # Observability (api.observability): Prometheus metrics at /metrics (false: not collected,
+    # and /metrics is 404). With several uvicorn workers, each writes its values under this
+    # folder (prometheus_client's multiprocess mode; it must be empty when the server starts)
+    # and /metrics adds them up; unset, each process counts in memory.
+    metrics_enabled: bool = True
+    prometheus_multiproc_dir: Path | None = None
+    # Also serve them without a key on 127.0.0.1:METRICS_PORT, for a scraper beside the API that
+    # cannot send one (Managed Service for Prometheus' Cloud Run sidecar: containers of one
+    # instance share its loopback, and outside traffic reaches only the main port). Unset: only
+    # GET /metrics, with the admin key.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # How often the work-queue depth is read from the database for that port's scrapes (GET
+    # /metrics reads it at each scrape).
+    metrics_refresh_s: float = Field(default=15.0, gt=0)
+
     @field_validator("webhook_retry_schedule_s", "webhook_allowed_ports", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
@@ -181,6 +196,20 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+class LogSettings(BaseSettings):
+    """What the log formatter needs, read apart from `Settings` when logging is configured
+    (before the app, and without validating, or echoing, any secret)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # `json`: one JSON object per line for Cloud Logging; `text`: a line for a person to read
+    # (`make run` on a terminal).
+    log_format: Literal["json", "text"] = "json"
+    # The project of the trace names in the log (`projects/P/traces/ID`), which link a line to
+    # its trace in the console; unset, the lines carry the bare trace id.
+    google_cloud_project: str | None = None
 
 
 @lru_cache(maxsize=1)

@@ -23,6 +23,11 @@ from api.error_handlers import install_error_handlers
 from api.forwarding import build_function_client
 from api.generations.router import router as generations_router
 from api.generations.runner import ForwarderFactory, GenerationRunner
+from api.observability.function_calls import TimedForwarder
+from api.observability.metrics import Metrics
+from api.observability.middleware import Observability
+from api.observability.router import loopback_metrics
+from api.observability.router import router as metrics_router
 from api.packs.router import router as packs_router
 from api.problems import add_problem_schema
 from api.problems import router as problems_router
@@ -53,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await app.state.probe_client.aclose()
         await engine.dispose()
+        app.state.metrics.close()
 
 
 @asynccontextmanager
@@ -60,7 +66,8 @@ async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[N
     """The shared function client, the runner of generations, the webhook deliverer and the
     work queue (api.work) that runs them."""
     forwarder_factory: ForwarderFactory = app.state.forwarder_factory
-    forwarder = forwarder_factory(settings)
+    metrics: Metrics = app.state.metrics
+    forwarder = TimedForwarder(forwarder_factory(settings), metrics)
 
     def session_factory() -> AsyncSession:
         # Looked up at each call: tests swap the app's sessionmaker after start-up.
@@ -74,9 +81,14 @@ async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[N
         max_concurrency=settings.function_max_connections,
         stale_after_s=settings.generation_stale_after_s,
         late_write_s=settings.function_late_write_s,
+        metrics=metrics,
     )
     deliverer = Deliverer(
-        session_factory, settings, app.state.secret_box, app.state.webhook_network
+        session_factory,
+        settings,
+        app.state.secret_box,
+        app.state.webhook_network,
+        metrics=metrics,
     )
     queue = build_queue(settings, runner, deliverer)
     runner.on_events = partial(announce, queue)
@@ -96,7 +108,8 @@ async def generation_runner(app: FastAPI, settings: Settings) -> AsyncIterator[N
         # A database not up yet must not keep the API down; the next start tries again.
         logger.exception("re-encrypting webhook secrets failed")
     try:
-        yield
+        async with loopback_metrics(app, settings, session_factory):
+            yield
     finally:
         await queue.aclose()
         await runner.shutdown(grace_s=settings.shutdown_grace_s)
@@ -130,6 +143,9 @@ def create_app(
     app.state.forwarder_factory = forwarder_factory
     app.state.webhook_network = webhook_network or Network()
     app.state.secret_box = SecretBox(settings.webhook_encryption_key.get_secret_value())
+    app.state.metrics = metrics = Metrics.create(
+        enabled=settings.metrics_enabled, multiprocess_dir=settings.prometheus_multiproc_dir
+    )
     for router in (
         users_router,
         generations_router,
@@ -142,11 +158,15 @@ def create_app(
         work_router,
     ):
         app.include_router(router)
+    if settings.metrics_enabled:
+        app.include_router(metrics_router)
     if settings.demo_page:
         app.include_router(build_demo_router(settings))
     # The uploads stream under their own limit (api.uploads); every other body is small.
     uploads = {("POST", generations_router.prefix), ("POST", packs_router.prefix)}
     app.add_middleware(BodyLimit, max_bytes=settings.max_json_body_bytes, streamed=uploads)
+    # Added last: the outermost of the app's own middleware, it sees every request's answer.
+    app.add_middleware(Observability, metrics=metrics)
     install_error_handlers(app)
     install_access_log_filter()
     install_httpx_log_filter()

@@ -22,6 +22,7 @@ from api.errors import FUNCTION_CODES, ApiError, Conflict, UpstreamTimeout, Upst
 from api.forwarding.id_token import IdTokenProvider, NoAuth, TokenProvider
 from api.forwarding.retry import RetryPolicy, parse_retry_after
 from api.generations.schemas import Face
+from api.observability import tracing
 
 # What a client is told to wait when the function gave no Retry-After of its own.
 DEFAULT_RETRY_AFTER_S = 5
@@ -188,7 +189,8 @@ class FunctionClient:
 
     async def _post(self, request: FunctionRequest) -> httpx.Response:
         body, content_type = encode_form(request)
-        headers = {"Content-Type": content_type}
+        # The function logs its lines under the same trace as the request that called it.
+        headers = {"Content-Type": content_type, **tracing.outgoing_headers()}
         if self._deadline_s is not None:
             # Wall-clock time: the function compares it with its own clock.
             headers[DEADLINE_HEADER] = f"{time.time() + self._deadline_s:.3f}"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
@@ -131,7 +132,11 @@ CLAIM_MOVE = MOVES[CLAIM].where(GENERATIONS.c.attempts == bindparam("seen_attemp
 # A finish says what its event needs of the record.
 FINISH_MOVES = {
     transition: MOVES[transition].returning(
-        GENERATIONS.c.user_id, GENERATIONS.c.pack_id, GENERATIONS.c.animal, GENERATIONS.c.run
+        GENERATIONS.c.user_id,
+        GENERATIONS.c.pack_id,
+        GENERATIONS.c.animal,
+        GENERATIONS.c.run,
+        GENERATIONS.c.created_at,
     )
     for transition in (SUCCEED, FAIL)
 }
@@ -182,6 +187,12 @@ class Final:
     # When written: the record's owner, and the run this finish ended (a retry starts the next).
     user_id: uuid.UUID | None = None
     run: int | None = None
+    # When written, for the metrics: the animal, whether it was a pack's, when the record was
+    # born, and the pack's status when this finish was the pack's last.
+    animal: str | None = None
+    in_pack: bool = False
+    created_at: datetime | None = None
+    pack_status: str | None = None
 
     @property
     def keeps_objects(self) -> bool:
@@ -492,7 +503,11 @@ async def _finish(
     if row is not None:
         if kept.own:  # the selfie is kept only while the work needs it
             await connection.execute(DELETE_INPUT, {"generation_id": generation_id})
-        event = await _announce(connection, generation_id, row, values)
+        pack_status = None
+        if row.pack_id is None:
+            event = await _generation_ended(connection, generation_id, row, values)
+        else:
+            pack_status, event = await _pack_member_ended(connection, row, values)
         return Final(
             written=True,
             status=transition.target,
@@ -500,40 +515,50 @@ async def _finish(
             event=event,
             user_id=row.user_id,
             run=row.run,
+            animal=row.animal,
+            in_pack=row.pack_id is not None,
+            created_at=row.created_at,
+            pack_status=pack_status,
         )
     # Deleted while the work ran, or finished already by another worker: say which.
     status = (await connection.execute(STATUS_OF, {"generation_id": generation_id})).scalar()
     return Final(written=False, status=status, values={})
 
 
-async def _announce(
+async def _generation_ended(
     connection: AsyncConnection, generation_id: uuid.UUID, row: Row[Any], values: dict[str, Any]
 ) -> uuid.UUID | None:
-    """Write the completion event of a record just finished (a single generation's, or its
-    pack's when it was the pack's last unfinished one), if its owner has a webhook."""
-    if row.pack_id is None:
-        return await events.generation_ended(
-            connection,
-            generation_id=generation_id,
-            user_id=row.user_id,
-            animal=row.animal,
-            run=row.run,
-            values=values,
-        )
-    if not await events.has_webhook(connection, row.user_id):
-        return None
+    """Write the completion event of a single generation just finished, if its owner has a
+    webhook."""
+    return await events.generation_ended(
+        connection,
+        generation_id=generation_id,
+        user_id=row.user_id,
+        animal=row.animal,
+        run=row.run,
+        values=values,
+    )
+
+
+async def _pack_member_ended(
+    connection: AsyncConnection, row: Row[Any], values: dict[str, Any]
+) -> tuple[str | None, uuid.UUID | None]:
+    """When a pack's generation just finished was its last unfinished one: the pack's status,
+    and its completion event if its owner has a webhook."""
     pack = (await connection.execute(PACK_FOR_UPDATE, {"pack_id": row.pack_id})).first()
     if pack is None:
-        return None
+        return None, None
     members = (await connection.execute(PACK_MEMBERS, {"pack_id": row.pack_id})).all()
     if not members or any(member.status in UNFINISHED for member in members):
-        return None
+        return None, None
     status = overall_status([member.status for member in members])
+    if not await events.has_webhook(connection, row.user_id):
+        return status, None
     failed = next((m for m in members if m.status is FAILED), None)
     error = (
         (failed.error_code, failed.error_detail) if failed and status == "failed" else (None, None)
     )
-    return await events.pack_ended(
+    event = await events.pack_ended(
         connection,
         pack_id=row.pack_id,
         user_id=row.user_id,
@@ -543,6 +568,7 @@ async def _announce(
         error=error,
         at=values["completed_at"],
     )
+    return status, event
 
 
 def _input_row(generation_id: uuid.UUID, stored: StoredInput) -> dict[str, Any]:

@@ -36,6 +36,8 @@ from api.forwarding.client import (
 )
 from api.generations import lifecycle
 from api.generations.models import Generation, GenerationInput, GenerationStatus, Pack, PackInput
+from api.observability import tracing
+from api.observability.metrics import Metrics
 from api.storage import ObjectStore, delete_generation_objects
 
 logger = logging.getLogger(__name__)
@@ -188,6 +190,7 @@ class GenerationRunner:
         max_concurrency: int,
         stale_after_s: float,
         late_write_s: float,
+        metrics: Metrics | None = None,
     ) -> None:
         """`stale_after_s`: unfinished work nobody touched this long is taken over (a worker
         beats every third of it while it works); `late_write_s`: after giving up on the function
@@ -207,16 +210,38 @@ class GenerationRunner:
         self._late_sweeps: dict[asyncio.Task[None], tuple[uuid.UUID, Orphans]] = {}
         # Set by the app once the work queue exists (api.work.announce).
         self.on_events: EventSink | None = None
+        self._metrics = metrics or Metrics.create(enabled=False)
 
     async def announce(self, finals: Iterable[lifecycle.Final]) -> None:
-        """Hand the completion events of committed finishes to the queue (best effort: an
-        event not taken waits in the database for the sweep)."""
+        """Count committed finishes, and hand their completion events to the queue (best
+        effort: an event not taken waits in the database for the sweep)."""
+        finals = list(finals)
+        self._count(finals)
         events = [final.event for final in finals if final.event is not None]
         if events and self.on_events is not None:
             try:
                 await self.on_events(events)
             except Exception:
                 logger.exception("completion events %s were not handed on", events)
+
+    def _count(self, finals: Sequence[lifecycle.Final]) -> None:
+        """The finishes written (a record finished by another worker is theirs to count)."""
+        now = utcnow()
+        for final in finals:
+            if not final.written or final.status is None or final.animal is None:
+                continue
+            seconds = None
+            if final.created_at is not None:
+                seconds = (now - final.created_at).total_seconds()
+            self._metrics.generation_finished(
+                animal=final.animal,
+                status=final.status.value,
+                code=final.values.get("error_code"),
+                kind="pack" if final.in_pack else "generation",
+                seconds=seconds,
+            )
+            if final.pack_status is not None:
+                self._metrics.pack_finished(final.pack_status)
 
     def submit(
         self, job: Job, work: Work | None = None, *, claimed: bool = False
@@ -429,6 +454,8 @@ class GenerationRunner:
                 await self._discard_objects(final.user_id, [generation_id])
 
     async def _run(self, job: Job, given: Work | None, *, claimed: bool) -> Outcome | None:
+        # Under the trace of the request that started it; recovery's work starts its own.
+        tracing.ensure()
         async with self._semaphore:
             work = given if claimed else None
             try:

@@ -34,6 +34,7 @@ from standardwebhooks import Webhook as Signer
 from api.config import Settings
 from api.db import utcnow
 from api.generations.runner import with_db_retry
+from api.observability.metrics import Metrics
 from api.webhooks import guard
 from api.webhooks.models import DeliveryStatus, Webhook, WebhookDelivery
 from api.webhooks.secrets import SecretBox, SecretUnreadable
@@ -82,6 +83,7 @@ CLAIM = (
         DELIVERIES.c.attempt_log,
         DELIVERIES.c.user_id,
         DELIVERIES.c.body,
+        DELIVERIES.c.created_at,
         *(
             _of_webhook(column)
             for column in (
@@ -148,6 +150,7 @@ class Claimed:
     log: list[dict[str, Any]]  # the attempts before this one
     body: str
     hook: Any  # (url, secret, previous_secret, previous_until), or None
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -186,8 +189,10 @@ class Deliverer:
         network: Network,
         *,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._session_factory = session_factory
+        self._metrics = metrics or Metrics.create(enabled=False)
         self._box = box
         self._network = network
         self._policy = policy_for(settings)
@@ -274,7 +279,9 @@ class Deliverer:
                     return Attempted(None, 0, None, ran=False)
                 return Attempted(seen.status, seen.attempts, seen.next_attempt_at, ran=False)
         hook = row if row.url is not None else None
-        return Claimed(delivery_id, row.user_id, row.attempts, row.attempt_log, row.body, hook)
+        return Claimed(
+            delivery_id, row.user_id, row.attempts, row.attempt_log, row.body, hook, row.created_at
+        )
 
     async def _send(self, claimed: Claimed) -> Outcome:
         hook = claimed.hook
@@ -394,6 +401,8 @@ class Deliverer:
                 written = await connection.execute(RECORD.values(**values), params)
         if not written.rowcount:  # erased (or deleted) while the attempt ran
             return Attempted(None, claimed.number, None, ran=True)
+        ended = None if status is PENDING else (now - claimed.created_at).total_seconds()
+        self._metrics.webhook_attempted(outcome.kind, status.value, ended)
         logger.info(
             "webhook delivery %s attempt %d: %s%s -> %s",
             claimed.delivery_id,

@@ -29,6 +29,7 @@ from google.cloud import tasks_v2
 from api.config import Settings
 from api.errors import UpstreamUnavailable
 from api.generations.runner import GenerationRunner, Work, with_db_retry
+from api.observability import tracing
 from api.webhooks.delivery import Deliverer
 from api.work import QueuedJob, job_url, token_audience
 
@@ -103,6 +104,10 @@ class CloudTasksQueue:
             },
             "dispatch_deadline": timedelta(seconds=self._settings.work_dispatch_deadline_s),
         }
+        # The job runs under the trace of the request that queued it (its log lines share it).
+        headers = tracing.outgoing_headers()
+        if headers:
+            task["http_request"]["headers"] = headers
         if job.not_before is not None:
             task["schedule_time"] = job.not_before
         return {"parent": self._queue, "task": task}

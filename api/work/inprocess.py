@@ -21,6 +21,7 @@ from datetime import datetime
 from api.config import Settings
 from api.db import utcnow
 from api.generations.runner import GenerationRunner, Job, Work
+from api.observability import tracing
 from api.webhooks.delivery import Deliverer
 from api.work import QueuedJob
 
@@ -108,6 +109,8 @@ class InProcessQueue:
         task.add_done_callback(lambda _: self._deliveries.pop(delivery_id, None))
 
     async def _deliver(self, delivery_id: uuid.UUID) -> None:
+        # Under the trace of the request whose work announced it; a sweep's starts its own.
+        tracing.ensure()
         try:
             attempted = await self._deliverer.attempt(delivery_id)
         except Exception:

@@ -24,6 +24,7 @@ BIN = Path(sys.executable).parent
 MEDIA_KEY = "e2e-media-signing-key-" + "z" * 32
 WEBHOOK_KEY = "e2e-webhook-encryption-key-" + "w" * 32
 ADMIN_KEY = "e2e-admin-key-" + "a" * 32
+LOG_CONFIG = "api/observability/logging.json"
 SERVE_FUNCTION = ["--target", "generate_animal_avatar", "--source", "cloud_functions/main.py"]
 
 
@@ -100,15 +101,20 @@ class Stack:
         wait_until_up(self.function_url, process)
         return process
 
-    def start_api(self, **env: str) -> subprocess.Popen[bytes]:
+    def start_api(self, *, workers: int = 1, **env: str) -> subprocess.Popen[bytes]:
+        """uvicorn as deployed (its logging from api/observability/logging.json)."""
         port = self.api_url.rsplit(":", 1)[1]
-        command = [str(BIN / "uvicorn"), "api.main:create_app", "--factory", *bind(int(port))]
+        command = [str(BIN / "uvicorn"), "api.main:create_app", "--factory", *bind(int(port)),
+                   "--log-config", LOG_CONFIG, "--workers", str(workers)]  # fmt: skip
         process = start(command, self.env | env, self.logs / "api.log")
         wait_until_up(f"{self.api_url}/healthz", process)
         return process
 
     def api_log(self) -> str:
         return (self.logs / "api.log").read_text(errors="replace")
+
+    def function_log(self) -> str:
+        return (self.logs / "function.log").read_text(errors="replace")
 
 
 def stack(database_url: str, tmp_path: Path, **env: str) -> Stack:
