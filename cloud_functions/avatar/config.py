@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # cloud_functions/avatar/config.py -> the repository root (only meaningful in a checkout).
@@ -81,6 +81,21 @@ class Settings(BaseSettings):
         if self.avatar_store:
             return self.avatar_store
         return "gcs" if self.avatar_backend == "gcp" else "local"
+
+
+class LogSettings(BaseSettings):
+    """What logging needs, read apart from `Settings` when main.py is imported: a bad (or
+    secret) value elsewhere can neither stop the logging nor reach a log line."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # `json`: one JSON object per line for Cloud Logging; `text`: a line for a person to read.
+    log_format: Literal["json", "text"] = "json"
+    # The project of the trace names in the log (`projects/P/traces/ID`, which link a line to
+    # its trace); GCP_PROJECT, else GOOGLE_CLOUD_PROJECT; unset, lines carry the bare trace id.
+    gcp_project: str | None = Field(
+        default=None, validation_alias=AliasChoices("gcp_project", "google_cloud_project")
+    )
 
 
 @lru_cache(maxsize=1)

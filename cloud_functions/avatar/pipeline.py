@@ -23,6 +23,7 @@ from typing import Any
 
 from PIL import Image
 
+from avatar import logs
 from avatar.backends import Backends
 from avatar.config import Settings
 from avatar.errors import AvatarError, DeadlinePassed, ImageTooLarge, NoFaceDetected
@@ -164,7 +165,8 @@ class Renderer:
         if workers <= 1:
             return [self.result(target) for target in targets]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="animal") as pool:
-            return list(pool.map(self.result, targets))
+            # Each animal's thread logs under the request's trace.
+            return list(pool.map(logs.traced(self.result), targets))
 
     def result(self, target: tuple[str, str]) -> dict[str, Any]:
         """One animal of a pack, stored and signed, or the AvatarError that failed (only) it.

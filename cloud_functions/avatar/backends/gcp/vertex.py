@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from avatar import logs
 from avatar.backends.gcp import errors
 from avatar.backends.gcp.clients import Lazy, client_kwargs
 from avatar.backends.gcp.crop import FaceCrop
@@ -134,7 +135,8 @@ class VertexCompositor:
         if len(jobs) <= 1:
             return [self._generate(jpeg, animal, fit_px) for jpeg, fit_px in jobs]
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_FACES, len(jobs))) as pool:
-            return list(pool.map(lambda job: self._generate(job[0], animal, job[1]), jobs))
+            generate = logs.traced(lambda job: self._generate(job[0], animal, job[1]))
+            return list(pool.map(generate, jobs))
 
     def _generate(self, jpeg: bytes, animal: Animal, fit_px: int) -> Image.Image | None:
         try:
