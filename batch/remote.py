@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from api.access_log import install_httpx_log_filter
 from api.forwarding.id_token import REFRESH_MARGIN_S
 from api.forwarding.retry import RetryPolicy, parse_retry_after
 from batch.errors import BatchError
@@ -98,6 +99,8 @@ class FunctionWorker:
         self.token = token or (IdToken(url) if use_token else None)
         timeout = httpx.Timeout(timeout_s, connect=10.0)
         self.client = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
+        # httpx's INFO line per request names each result's signed link: not in the job's log.
+        install_httpx_log_filter()
         self.sleep = sleep
 
     def __call__(self, task: Task) -> list[Result]:
