@@ -156,4 +156,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['PORT'], timeout=3)"]
 
-CMD ["sh", "-c", "exec uvicorn api.main:create_app --factory --host 0.0.0.0 --port \"${PORT}\""]
+# --log-config (a path under WORKDIR /app, copied with api/): every line on stdout, uvicorn's
+# too, is one Cloud Logging JSON object (LOG_FORMAT=text: a line for a person). One process:
+# with --workers N, PROMETHEUS_MULTIPROC_DIR must name an empty folder (infra/README.md).
+CMD ["sh", "-c", "exec uvicorn api.main:create_app --factory --host 0.0.0.0 --port \"${PORT}\" --log-config api/observability/logging.json"]

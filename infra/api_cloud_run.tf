@@ -315,6 +315,9 @@ locals {
     GCS_BUCKET         = google_storage_bucket.results.name
     SIGNED_URL_TTL_S   = tostring(var.signed_url_ttl_s)
     DATABASE_POOL_SIZE = tostring(var.api_database_pool_size)
+    # The project of the trace names in the log lines (projects/P/traces/ID), by which Cloud
+    # Logging links them to their request and to the function's lines of the same trace.
+    GOOGLE_CLOUD_PROJECT = var.project_id
     # Async work through the Cloud Tasks queue (work_queue.tf); one(): null without deploy_api.
     WORK_QUEUE           = "cloud_tasks"
     CLOUD_TASKS_QUEUE    = one(google_cloud_tasks_queue.work[*].id) # projects/P/locations/L/queues/Q

@@ -92,7 +92,7 @@ resource "google_cloudfunctions2_function" "main" {
     environment_variables = {
       ENVIRONMENT      = "production" # placeholder secrets are refused
       AVATAR_BACKEND   = "gcp"
-      GCP_PROJECT      = var.project_id
+      GCP_PROJECT      = var.project_id # Vertex AI's, and the log's trace names' (projects/P/traces/ID)
       GCP_LOCATION     = var.vertex_location
       GCS_BUCKET       = google_storage_bucket.results.name
       VERTEX_MODEL     = var.vertex_model

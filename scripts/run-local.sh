@@ -18,6 +18,13 @@ API_PORT="${API_PORT:-8000}"
 export FUNCTION_URL="${FUNCTION_URL:-http://127.0.0.1:${FUNCTION_PORT}}"
 export MEDIA_BASE_URL="${MEDIA_BASE_URL:-http://127.0.0.1:${API_PORT}/media}"
 export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:${API_PORT}}"
+# Log lines for a person when stdout is a terminal (`make run` at a prompt), one Cloud Logging
+# JSON object each otherwise (piped to a file or a collector), unless LOG_FORMAT says which.
+# Exported: the function reads it too; the API's uvicorn takes it through --log-config below.
+if [[ -z ${LOG_FORMAT:-} ]]; then
+  if [[ -t 1 ]]; then LOG_FORMAT=text; else LOG_FORMAT=json; fi
+fi
+export LOG_FORMAT
 
 # Restarts wait 1 s, then twice as long each time up to 30 s (a function that cannot start does
 # not spin), and 1 s again once it had stayed up for 60 s (a rare crash is retried at once).
@@ -105,7 +112,10 @@ start_function() {
 }
 
 start_function
-"$VENV/bin/uvicorn" api.main:create_app --factory --host 127.0.0.1 --port "$API_PORT" </dev/null &
+# --log-config: the API's lines, uvicorn's too, in LOG_FORMAT (the path is relative to the
+# repository, this script's working directory); the API writes its own access lines.
+"$VENV/bin/uvicorn" api.main:create_app --factory --host 127.0.0.1 --port "$API_PORT" \
+  --log-config api/observability/logging.json </dev/null &
 api_pid=$!
 
 echo "API      http://127.0.0.1:${API_PORT}  (docs: /docs)"

@@ -7,6 +7,7 @@ a temporary directory (never the developer's var/). Processes are read from /pro
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -112,6 +114,7 @@ class RunLocal:
     api_port: int
     function_port: int
     stderr_path: Path
+    stdout_path: Path
 
     @property
     def api_url(self) -> str:
@@ -123,6 +126,9 @@ class RunLocal:
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
 
     def one(self, program: str, port: int) -> Proc:
         """The server's own process: the one whose parent is not one of its kind (gunicorn's
@@ -191,8 +197,8 @@ def run_local(database_url: str, tmp_path: Path) -> Iterator[RunLocal]:
         "AVATAR_BACKEND": "local",
         "PYTHONUNBUFFERED": "1",
     }
-    stderr_path = tmp_path / "stderr.log"
-    with (tmp_path / "stdout.log").open("wb") as out, stderr_path.open("wb") as err:
+    stdout_path, stderr_path = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(
             ["bash", str(SCRIPT)],
             cwd=REPO_ROOT,
@@ -203,7 +209,7 @@ def run_local(database_url: str, tmp_path: Path) -> Iterator[RunLocal]:
             start_new_session=True,
             preexec_fn=default_sigint,
         )
-    running = RunLocal(process, api_port, function_port, stderr_path)
+    running = RunLocal(process, api_port, function_port, stderr_path, stdout_path)
     try:
         print(f"up after {running.wait_until_up():.2f} s")
         yield running
@@ -277,3 +283,26 @@ def test_sigterm_stops_both(run_local: RunLocal) -> None:
     assert refuses_connections(run_local.api_port)
     assert refuses_connections(run_local.function_port)
     assert "restarting in" not in run_local.stderr()
+
+
+def test_the_api_logs_json_lines_when_stdout_is_not_a_terminal(run_local: RunLocal) -> None:
+    # LOG_FORMAT unset and stdout a file: JSON, through uvicorn's --log-config (uvicorn's own
+    # lines too), one Cloud Logging object per line; the script's URLs stay plain lines.
+    httpx.get(f"{run_local.api_url}/v1/animals", timeout=5)
+
+    def api_lines() -> list[dict[str, Any]]:
+        lines = [line for line in run_local.stdout().splitlines() if line.startswith("{")]
+        return [entry for entry in map(json.loads, lines) if "logger" in entry]
+
+    wait_for(
+        lambda: any(entry["logger"] == "api.access" for entry in api_lines()),
+        5,
+        "the access line of GET /v1/animals",
+    )
+    entries = api_lines()
+    assert any(entry["logger"] == "uvicorn.error" for entry in entries)
+    access = next(entry for entry in entries if entry["logger"] == "api.access")
+    assert access["severity"] == "INFO"
+    assert access["httpRequest"]["requestUrl"] == "/v1/animals"
+    assert "logging.googleapis.com/trace" in access
+    assert f"API      {run_local.api_url}" in run_local.stdout()

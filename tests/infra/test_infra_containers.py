@@ -414,6 +414,43 @@ def test_api_image_serves_the_api(stages: dict[str, Stage]) -> None:
     assert stages["api"].env()["PYTHONPATH"] == "/app"
 
 
+LOG_CONFIG = "api/observability/logging.json"
+RUN_LOCAL = REPO / "scripts" / "run-local.sh"
+
+
+def uvicorn_flags(command: str) -> dict[str, str]:
+    """The options of the `uvicorn api.main:create_app` in a shell command line (after any
+    `... &&`), `--factory` (which takes no value) left out."""
+    words = shlex.split(command.replace("\\\n", " "))
+    start = words.index("api.main:create_app") + 1
+    options = [w for w in words[start:] if w != "--factory"]
+    # run-local.sh's line ends with a redirection and `&`: not options.
+    options = options[: next((i for i, w in enumerate(options) if w in {"&", "</dev/null"}), None)]
+    return cli_flags(options)
+
+
+def test_every_api_server_loads_the_log_config(
+    stages: dict[str, Stage], compose: dict[str, Any], ignore_rules: list[str]
+) -> None:
+    # The image's command, compose's (which replaces it to migrate first) and `make run`'s: each
+    # server logs through api/observability/logging.json (LOG_FORMAT: JSON lines or text).
+    assert (REPO / LOG_CONFIG).is_file()
+    image = stages["api"]
+    assert uvicorn_flags(image.exec_form("CMD")[2]).get("--log-config") == LOG_CONFIG
+    # A path relative to the image's WORKDIR, inside what the image copies from api/.
+    in_image = resolve(LOG_CONFIG, image.workdir())
+    assert in_image.startswith("/app/api/"), in_image
+    assert dockerignore_allows(LOG_CONFIG, ignore_rules)
+    compose_command = compose["services"]["api"]["command"][2]
+    assert uvicorn_flags(compose_command).get("--log-config") == LOG_CONFIG
+    script = RUN_LOCAL.read_text()
+    uvicorn_line = re.search(r'^"\$VENV/bin/uvicorn" .*?&$', script, re.MULTILINE | re.DOTALL)
+    assert uvicorn_line, "run-local.sh starts no uvicorn"
+    assert uvicorn_flags(uvicorn_line[0]).get("--log-config") == LOG_CONFIG
+    # The script runs from the repository's root, where the relative path holds.
+    assert 'cd "$(dirname "$0")/.."' in script
+
+
 def test_function_image_serves_the_function(stages: dict[str, Stage]) -> None:
     runtime = stages["function"]
     cmd = shlex.split(" ".join(runtime.exec_form("CMD")[2:]))

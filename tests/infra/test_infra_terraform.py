@@ -313,6 +313,22 @@ def test_cloud_run_api_calls_the_function_with_id_tokens(terraform: dict[str, An
     assert not API_SECRETS & set(env)
 
 
+def test_log_lines_name_their_traces_in_the_project(terraform: dict[str, Any]) -> None:
+    # Cloud Logging links a line to its trace (and the API's lines to the function's of the same
+    # request) by `projects/P/traces/ID`: the API takes P from GOOGLE_CLOUD_PROJECT (the service
+    # and the migrations job share local.api_env), the function from GCP_PROJECT.
+    assert terraform["locals"]["api_env"]["GOOGLE_CLOUD_PROJECT"] == "${var.project_id}"
+    function_env = one_block(the_function(terraform), "service_config")["environment_variables"]
+    assert function_env["GCP_PROJECT"] == "${var.project_id}"
+    readme = (INFRA / "README.md").read_text()
+    assert 'trace="projects/MY_PROJECT/traces/TRACE_ID"' in readme
+    # /metrics wants the admin key, which the Managed Service for Prometheus sidecar's
+    # RunMonitoring config has no field to send: the README says so, and points it at the
+    # loopback-only METRICS_PORT instead.
+    assert "that sidecar cannot send the admin key" in " ".join(readme.lower().split())
+    assert "set `METRICS_PORT`" in readme
+
+
 def api_secret_names(terraform: dict[str, Any]) -> set[str]:
     """The names local.api_secret_names lists with deploy_api: toset(["A", "B", ...])."""
     listed = re.search(r"toset\(\[(.+?)\]\)", terraform["locals"]["api_secret_names"])
