@@ -19,9 +19,23 @@ its own, or SQLite with --sqlite). Then:
    at once, again after a short backoff while the API answers non-2xx). Then the enqueue's own
    cost: api.work.cloud_tasks.CloudTasksQueue against the same fake, --n calls at once and
    --repeat one at a time. Goals: --n accepted within 2 s on one worker; enqueue <= 5 ms median.
+4. Observability's cost: the API's CPU per sync generation (--observability-n at once from one
+   user, through the stub answering at once, so that no time is spent waiting) with metrics and
+   JSON logs off (METRICS_ENABLED=false, uvicorn's logging as in the other sections: warnings,
+   no access lines) and on (METRICS_ENABLED=true, LOG_FORMAT=json, `--log-config
+   api/observability/logging.json`, as api/observability/logs.py has uvicorn started: INFO, one
+   api.access line per request; stdout to a file). Both servers run throughout; after a warm-up
+   burst each, they take a burst in turn, --rounds times, off first in odd rounds and on first
+   in even ones (two noisy cores: the medians are compared, and each round's ratio shown).
+   Also the log lines (by logger) and bytes the "on" server wrote per generation, a scrape of
+   its /metrics (avatar_generations_total), and the "off" one's /metrics (404).
+   Goal: on <= 1.05 x off.
+
+--only SECTION (sync, async, overhead, observability; repeatable) runs only those.
 
     .venv/bin/python bench/concurrency.py [--n 500] [--delay 5] [--repeat 30] [--sqlite]
-        [--async-delay SECONDS] [--dispatch 100]
+        [--async-delay SECONDS] [--dispatch 100] [--observability-n 300] [--rounds 3]
+        [--only SECTION]
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,10 +196,21 @@ def database(use_sqlite: bool, name: str = "bench_concurrency") -> Iterator[str]
         yield url
 
 
+# uvicorn's logging in every section but the observability one: warnings only, no access lines.
+QUIET_LOGS = ("--log-level", "warning", "--no-access-log")
+
+
 @contextmanager
 def api_server(
-    database_url: str, function_url: str, factory: str, extra_env: dict[str, str] | None = None
+    database_url: str,
+    function_url: str,
+    factory: str,
+    extra_env: dict[str, str] | None = None,
+    log_args: Sequence[str] = QUIET_LOGS,
+    stdout: Any = None,
 ) -> Iterator[tuple[str, int]]:
+    """The API under uvicorn (one worker): its url and pid. `log_args` are uvicorn's logging
+    options; `stdout` where the process's output goes (None: this process's)."""
     port = free_port()
     media = tempfile.TemporaryDirectory(prefix="bench-media-")
     env = dict(os.environ) | {
@@ -198,9 +223,8 @@ def api_server(
     }
     env |= extra_env or {}
     command = [str(BIN / "uvicorn"), factory, "--factory", "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1", "--log-level", "warning",
-               "--no-access-log", "--backlog", "4096"]  # fmt: skip
-    with media, process(command, env) as proc:
+               "--port", str(port), "--workers", "1", *log_args, "--backlog", "4096"]  # fmt: skip
+    with media, process(command, env, stdout=stdout) as proc:
         wait_up(f"http://127.0.0.1:{port}/healthz", proc)
         yield f"http://127.0.0.1:{port}", proc.pid
 
@@ -261,15 +285,24 @@ async def burst(api_url: str, n: int) -> tuple[float, int, dict[int, int]]:
     The load is sent as prepared bytes on raw sockets: an httpx client doing 500 multipart
     requests would take a core of its own from the two this machine has.
     """
+    host, port, request = await prepared_generation(api_url)
+    wall, counts = await send_all(host, port, request, n)
+    return wall, counts.get(201, 0), dict(counts)
+
+
+async def prepared_generation(api_url: str) -> tuple[str, int, bytes]:
+    """A new user's sync generation, as bytes to send: the API's host, port and the request."""
     async with httpx.AsyncClient(base_url=api_url) as client:
         key = (await sign_up(client))["Authorization"].removeprefix("Bearer ")
     host, port = api_url.removeprefix("http://").split(":")
-    request = multipart_request(host, key, small_selfie())
+    return host, int(port), multipart_request(host, key, small_selfie())
+
+
+async def send_all(host: str, port: int, request: bytes, n: int) -> tuple[float, Counter[int]]:
+    """The request sent n times at once: wall seconds until all were answered, status counts."""
     started = time.perf_counter()
-    answers = await asyncio.gather(*(exchange_raw(host, int(port), request) for _ in range(n)))
-    wall = time.perf_counter() - started
-    counts = dict(Counter(status for status, _ in answers))
-    return wall, counts.get(201, 0), counts
+    answers = await asyncio.gather(*(exchange_raw(host, port, request) for _ in range(n)))
+    return time.perf_counter() - started, Counter(status for status, _ in answers)
 
 
 async def timed_posts(client: httpx.AsyncClient, url: str, headers: dict[str, str], image: bytes,
@@ -582,6 +615,137 @@ def report_enqueue_cost(cost: dict[str, list[float]]) -> None:
               f"p95 {p95:6.1f} ms   ({goal})")  # fmt: skip
 
 
+# --- the cost of observability: metrics and JSON logs on vs off ------------------------------
+
+
+OBSERVABILITY_GOAL = 1.05  # the API's CPU per generation with metrics and JSON logs / without
+# As api/observability/logs.py has uvicorn started: the config's root level is INFO (the API's
+# access lines on), and uvicorn's own access logger has no handler (the API writes its own).
+JSON_LOGS = ("--log-config", "api/observability/logging.json")
+SETTLE_S = 0.3  # after a burst: a request's access line is written after its answer was sent
+ADMIN_KEY = os.environ.get("ADMIN_API_KEY", "dev-only-admin-key")
+
+
+@dataclass
+class Observed:
+    """One of the two API servers compared: its bursts' cost, and the log lines it wrote."""
+
+    label: str
+    url: str = ""
+    pid: int = 0
+    target: tuple[str, int, bytes] = ("", 0, b"")  # host, port, a prepared generation
+    log: Path | None = None  # where its stdout goes (the "on" server's JSON lines)
+    cpu_ms: list[float] = field(default_factory=list)  # per generation, one per round
+    succeeded: int = 0  # 201s in all, the warm-up burst's included
+    log_lines: Counter[str] = field(default_factory=Counter)  # in the measured bursts, by logger
+    log_bytes: int = 0
+
+
+def log_lines_by_logger(text: bytes) -> Counter[str]:
+    """The lines of a JSON log, counted by their `logger` ("not JSON" for any other line)."""
+    lines: Counter[str] = Counter()
+    for line in text.splitlines():
+        try:
+            lines[str(json.loads(line).get("logger"))] += 1
+        except (ValueError, AttributeError):
+            lines["not JSON"] += 1
+    return lines
+
+
+def observed_burst(server: Observed, n: int) -> tuple[float, Counter[int], float, bytes]:
+    """One burst of n sync generations: wall seconds, status counts, the API's CPU seconds
+    and what it wrote to its log meanwhile."""
+    logged = server.log.stat().st_size if server.log is not None else 0
+    cpu = cpu_seconds(server.pid)
+    wall, counts = asyncio.run(send_all(*server.target, n))
+    time.sleep(SETTLE_S)
+    cpu = cpu_seconds(server.pid) - cpu
+    written = b""
+    if server.log is not None:
+        with server.log.open("rb") as log:  # its own offset: the server's stdout keeps its one
+            log.seek(logged)
+            written = log.read()
+    server.succeeded += counts.get(201, 0)
+    return wall, counts, cpu, written
+
+
+def scrape(url: str) -> tuple[int, list[str]]:
+    """GET /metrics with the admin key: the status and the samples (lines but comments)."""
+    response = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    lines = response.text.splitlines() if response.status_code == 200 else []
+    return response.status_code, [line for line in lines if line and not line.startswith("#")]
+
+
+def run_observability(database_url: str, function_url: str, n: int, rounds: int) -> None:
+    """Two API servers up at once, metrics and JSON logs off and on; a warm-up burst each, then
+    `rounds` rounds of a measured burst on each, off before on."""
+    off, on = Observed("off"), Observed("on")
+    with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp, ExitStack() as servers:
+        on.log = Path(tmp) / "api.log"
+        stdout = servers.enter_context(on.log.open("wb"))  # a file: no pipe to fill and block
+        settings = (
+            (off, {"METRICS_ENABLED": "false"}, QUIET_LOGS, None),
+            (on, {"METRICS_ENABLED": "true", "LOG_FORMAT": "json"}, JSON_LOGS, stdout),
+        )
+        for server, env, log_args, output in settings:
+            try:
+                server.url, server.pid = servers.enter_context(
+                    api_server(database_url, function_url, "api.main:create_app", env, log_args,
+                               output)
+                )  # fmt: skip
+            except SystemExit:
+                if server.log is not None:
+                    sys.stderr.write(server.log.read_text(errors="replace")[-4000:])
+                raise
+            server.target = asyncio.run(prepared_generation(server.url))
+            observed_burst(server, n)  # warm-up: connections, caches, lazy imports
+        for round_ in range(1, rounds + 1):
+            # Off first in odd rounds, on first in even ones: neither always follows the other.
+            for server in (off, on) if round_ % 2 else (on, off):
+                wall, counts, cpu, written = observed_burst(server, n)
+                server.cpu_ms.append(cpu / n * 1000)
+                lines = log_lines_by_logger(written)
+                server.log_lines += lines
+                server.log_bytes += len(written)
+                failed = "" if counts.get(201, 0) == n else f"   NOT ALL: {dict(counts)}"
+                logged = (
+                    f"   log lines {lines.total() / n:4.2f} per generation "
+                    f"({len(written) / n:4.0f} B)"
+                    if server is on
+                    else ""
+                )
+                print(f"  round {round_:<3} {server.label:<4} wall {wall:5.2f} s   succeeded "
+                      f"{counts.get(201, 0):4d}/{n}   API CPU {cpu:5.2f} s "
+                      f"({server.cpu_ms[-1]:5.2f} ms per generation){logged}{failed}")  # fmt: skip
+        on_status, samples = scrape(on.url)
+        off_status, _ = scrape(off.url)
+    report_observability(off, on, n * rounds, on_status, samples, off_status)
+
+
+def report_observability(off: Observed, on: Observed, measured: int, on_status: int,
+                         samples: list[str], off_status: int) -> None:  # fmt: skip
+    off_ms, on_ms = statistics.median(off.cpu_ms), statistics.median(on.cpu_ms)
+    ratio = on_ms / off_ms
+    verdict = "met" if ratio <= OBSERVABILITY_GOAL else "MISSED"
+    per_round = sorted(b / a for a, b in zip(off.cpu_ms, on.cpu_ms, strict=True))
+    print(f"  {'median':<9} off  {off_ms:5.2f} ms   on {on_ms:5.2f} ms per generation:   on/off "
+          f"{ratio:4.2f} (goal <= {OBSERVABILITY_GOAL:g}: {verdict}); each round's on/off "
+          f"{per_round[0]:4.2f}-{per_round[-1]:4.2f}, median "
+          f"{statistics.median(per_round):4.2f}")  # fmt: skip
+    by_logger = ", ".join(f"{name} {count / measured:4.2f}" for name, count in
+                          on.log_lines.most_common())  # fmt: skip
+    print(f"  on:  log lines per generation {on.log_lines.total() / measured:4.2f} "
+          f"({on.log_bytes / measured:4.0f} B): {by_logger or 'none'}")  # fmt: skip
+    generations = [line for line in samples if line.startswith("avatar_generations_total")]
+    counted = "; ".join(generations) or "no avatar_generations_total"
+    print(f"  on:  GET /metrics {on_status}, {len(samples)} samples; {on.succeeded} generations "
+          f"succeeded on this server: {counted}")  # fmt: skip
+    print(f"  off: GET /metrics {off_status}")
+
+
+SECTIONS = ("sync", "async", "overhead", "observability")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500)
@@ -592,11 +756,18 @@ def main() -> None:
                         "(default: --delay)")  # fmt: skip
     parser.add_argument("--dispatch", type=int, default=100,
                         help="the Cloud Tasks queue's max_concurrent_dispatches")  # fmt: skip
+    parser.add_argument("--observability-n", type=int, default=300,
+                        help="generations per burst in the observability section")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="off/on rounds in the observability section")  # fmt: skip
+    parser.add_argument("--only", action="append", choices=SECTIONS,
+                        help="run only this section (repeatable; default: all)")  # fmt: skip
     parser.add_argument("--stub", nargs=2, metavar=("PORT", "DELAY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stub:
         asyncio.run(run_stub(int(args.stub[0]), float(args.stub[1])))
         return
+    sections = set(args.only or SECTIONS)
     me = str(Path(__file__).resolve())
     async_delay = args.delay if args.async_delay is None else args.async_delay
     ports = {delay: free_port() for delay in {args.delay, 0.0, async_delay}}  # a stub per delay
@@ -607,19 +778,31 @@ def main() -> None:
         slow_url, fast_url = stub_url[args.delay], stub_url[0.0]
         db = "SQLite" if args.sqlite else "PostgreSQL"
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"{db}; stub answers after {args.delay:g} s; one uvicorn worker; {args.n} at once;"
-              f" load average {load} on {os.cpu_count()} CPUs")  # fmt: skip
-        run_burst("shared pooled client", database_url, slow_url, "api.main:create_app", args.n)
-        run_burst("baseline: client/request", database_url, slow_url, "concurrency:baseline_app",
-                  args.n)  # fmt: skip
-        print(f"\n{args.n} concurrent async (202) uploads, one user; stub answers after "
-              f"{async_delay:g} s; Cloud Tasks played by the bench, at most {args.dispatch} "
-              f"dispatches at once:")  # fmt: skip
-        run_async_uploads(database_url, stub_url[async_delay], args.n, args.dispatch,
-                          args.repeat)  # fmt: skip
-        with api_server(database_url, fast_url, "api.main:create_app") as (api_url, _):
-            result = asyncio.run(overhead(api_url, fast_url, args.repeat))
-    report_overhead(result, args.repeat)
+        burst_setup = f" stub answers after {args.delay:g} s;" if "sync" in sections else ""
+        at_once = f" {args.n} at once;" if "sync" in sections else ""
+        print(f"{db};{burst_setup} one uvicorn worker;{at_once} load average {load} on "
+              f"{os.cpu_count()} CPUs")  # fmt: skip
+        if "sync" in sections:
+            run_burst("shared pooled client", database_url, slow_url, "api.main:create_app",
+                      args.n)  # fmt: skip
+            run_burst("baseline: client/request", database_url, slow_url,
+                      "concurrency:baseline_app", args.n)  # fmt: skip
+        if "async" in sections:
+            print(f"\n{args.n} concurrent async (202) uploads, one user; stub answers after "
+                  f"{async_delay:g} s; Cloud Tasks played by the bench, at most {args.dispatch} "
+                  f"dispatches at once:")  # fmt: skip
+            run_async_uploads(database_url, stub_url[async_delay], args.n, args.dispatch,
+                              args.repeat)  # fmt: skip
+        if "observability" in sections:
+            print(f"\nMetrics and JSON logs off vs on: the API's CPU per sync generation, "
+                  f"{args.observability_n} at once from one user, the stub answering at once; "
+                  f"both servers up throughout, each warmed by one burst, then off and on in "
+                  f"turn (alternating which goes first), {args.rounds} times:")  # fmt: skip
+            run_observability(database_url, fast_url, args.observability_n, args.rounds)
+        if "overhead" in sections:
+            with api_server(database_url, fast_url, "api.main:create_app") as (api_url, _):
+                result = asyncio.run(overhead(api_url, fast_url, args.repeat))
+            report_overhead(result, args.repeat)
 
 
 def report_overhead(result: dict[str, float], repeat: int) -> None:
