@@ -678,7 +678,7 @@ def scrape(url: str) -> tuple[int, list[str]]:
 
 def run_observability(database_url: str, function_url: str, n: int, rounds: int) -> None:
     """Two API servers up at once, metrics and JSON logs off and on; a warm-up burst each, then
-    `rounds` rounds of a measured burst on each, off before on."""
+    `rounds` rounds of a measured burst on each, alternating which goes first."""
     off, on = Observed("off"), Observed("on")
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp, ExitStack() as servers:
         on.log = Path(tmp) / "api.log"

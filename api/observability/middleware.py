@@ -18,7 +18,11 @@ UNMATCHED = "unmatched"
 # Probes and scrapes that went well are counted, not logged: one line each every few seconds
 # would bury the requests an operator looks for.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-_TRACE_HEADERS = {tracing.TRACEPARENT.encode(), tracing.CLOUD_TRACE_CONTEXT.encode()}
+USER_AGENT = "user-agent"
+# The request headers read here, in one pass: the trace's, and the access line's user agent.
+_READ_HEADERS = {
+    name.encode() for name in (tracing.TRACEPARENT, tracing.CLOUD_TRACE_CONTEXT, USER_AGENT)
+}
 MAX_USER_AGENT = 256
 
 
@@ -34,10 +38,9 @@ class Observability:
     """Pure ASGI middleware, the outermost of the app's own: it sees every answer's status
     (a problem+json error included; an unhandled exception counts as the 500 it becomes)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, *, access_log: bool = True) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,7 +49,7 @@ class Observability:
         headers = {
             name.decode("latin-1"): value.decode("latin-1")
             for name, value in scope["headers"]
-            if name in _TRACE_HEADERS
+            if name in _READ_HEADERS
         }
         answer = {"status": 500, "size": 0}
 
@@ -65,13 +68,18 @@ class Observability:
                 seconds = time.perf_counter() - started
                 status = answer["status"]
                 self.metrics.request_answered(route_of(scope), scope["method"], status, seconds)
-                if self.access_log and (status >= 400 or scope["path"] not in QUIET_PATHS):
-                    _log_access(scope, status, answer["size"], seconds)
+                if status >= 400 or scope["path"] not in QUIET_PATHS:
+                    _log_access(scope, headers, status, answer["size"], seconds)
 
 
-def _log_access(scope: Scope, status: int, size: int, seconds: float) -> None:
+def _log_access(
+    scope: Scope, headers: dict[str, str], status: int, size: int, seconds: float
+) -> None:
     """One line per request, with Cloud Logging's `httpRequest`: the path without its query
     (a /media link's signature is a working link), no client address."""
+    level = logging.ERROR if status >= 500 else logging.INFO
+    if not access_logger.isEnabledFor(level):  # uvicorn run without the log config
+        return
     method = scope["method"]
     path = scope["path"]
     http_request: dict[str, Any] = {
@@ -82,11 +90,8 @@ def _log_access(scope: Scope, status: int, size: int, seconds: float) -> None:
         "latency": f"{seconds:.6f}s",
         "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
     }
-    for name, value in scope["headers"]:
-        if name == b"user-agent":
-            http_request["userAgent"] = value.decode("latin-1")[:MAX_USER_AGENT]
-            break
-    level = logging.ERROR if status >= 500 else logging.INFO
+    if USER_AGENT in headers:
+        http_request["userAgent"] = headers[USER_AGENT][:MAX_USER_AGENT]
     access_logger.log(
         level,
         "%s %s %d %.1f ms",

@@ -14,9 +14,11 @@ from function_stub import (
     function_stubbed,
     parse_multipart,
     upload,
+    upload_pack,
     wait_finished,
 )
 from observability_testing import json_lines, moved, sample, samples, scrape
+from process_testing import free_port
 
 from api.observability.metrics import FUNCTION_STAGES
 
@@ -75,12 +77,7 @@ async def test_a_pack_counts_once_with_each_of_its_generations(app_factory):
         async with app_factory(function_url=FUNCTION_URL) as app, client_for(app) as client:
             _, key = await create_user(client)
             before = await scrape(client, admin)
-            response = await client.post(
-                "/v1/packs",
-                files={"image": ("selfie.jpg", a_selfie((320, 240)), "image/jpeg")},
-                data={"animals": "fox,cat"},
-                headers=auth(key),
-            )
+            response = await upload_pack(client, key, a_selfie((320, 240)), "fox,cat")
             assert response.status_code == 201, response.text
             after = await scrape(client, admin)
 
@@ -234,8 +231,6 @@ def test_a_log_record_with_an_exception_keeps_its_traceback_in_the_message() -> 
 
 
 async def test_a_metrics_port_serves_them_without_a_key_on_loopback_only(app_factory):
-    from process_testing import free_port
-
     port = free_port()
     async with app_factory(metrics_port=port, metrics_refresh_s=0.05) as app:
         async with client_for(app) as client:
