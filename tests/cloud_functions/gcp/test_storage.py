@@ -214,18 +214,6 @@ def test_a_412_for_an_object_gone_again_is_a_conflict(
     assert len(uploads(server)) == 1
 
 
-def test_overwrite_still_replaces(
-    gcs_like: FakeServer, key_credentials: service_account.Credentials
-) -> None:
-    store = GcsStore(BUCKET, signing_credentials=key_credentials)
-    store.put("avatars/u1/replaced.jpg", JPEG, "image/jpeg")
-
-    store.put("avatars/u1/replaced.jpg", OTHER_JPEG, "image/jpeg", overwrite=True)
-
-    assert "ifGenerationMatch" not in uploads(gcs_like)[-1].query
-    assert store.read("avatars/u1/replaced.jpg") == OTHER_JPEG
-
-
 @pytest.mark.parametrize(
     ("deadline", "budget_s"),
     [

@@ -91,32 +91,24 @@ class GcsStore:
         )
 
     def put(
-        self,
-        name: str,
-        data: bytes,
-        content_type: str,
-        *,
-        overwrite: bool = False,
-        deadline: float | None = None,
+        self, name: str, data: bytes, content_type: str, *, deadline: float | None = None
     ) -> None:
         """Create `name` holding `data` once; a retry that finds the same bytes there succeeds,
         other bytes there are Conflict (the object is left as it was).
 
         `deadline` (Unix time, the caller's) bounds the upload with its retries (plus a grace).
-        `overwrite=True` drops the precondition and replaces whatever is there.
         """
         from google.api_core.exceptions import PreconditionFailed
 
         blob = self._bucket().blob(name)
         blob.cache_control = CACHE_CONTROL
-        precondition = None if overwrite else 0
 
         def upload(timeout_s: float) -> None:
             try:
                 blob.upload_from_string(
                     data,
                     content_type=content_type,
-                    if_generation_match=precondition,
+                    if_generation_match=0,  # only if no object has the name yet
                     retry=None,
                     timeout=timeout_s,
                 )
