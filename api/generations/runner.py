@@ -497,16 +497,17 @@ class GenerationRunner:
         # or failed before: what the function stored for those is an orphan.
         orphans = [gid for gid, final in finals.items() if not final.keeps_objects]
         await self._discard_objects(work.request.user_id, orphans)
-        # Given up on without the function's answer: it may still be storing. It stores nothing
-        # after the deadline it was sent, but a store begun just before may land after this.
-        if isinstance(outcome, IN_FLIGHT):
-            late = {
-                gid: finals[gid].run
-                for gid in orphans
-                if finals[gid].written or finals[gid].status is None  # failed here, or gone
-            }
-            if late:
-                self._sweep_later(work.request.user_id, late)
+        # Given up on without the function's answer (the whole call's, or a re-ask's for some
+        # of a pack's): it may still be storing. It stores nothing after the deadline it was
+        # sent, but a store begun just before may land after this.
+        late = {
+            gid: finals[gid].run
+            for gid in orphans
+            if isinstance(_outcome_for(outcome, gid), IN_FLIGHT)
+            and (finals[gid].written or finals[gid].status is None)  # failed here, or gone
+        }
+        if late:
+            self._sweep_later(work.request.user_id, late)
         written = {gid: final.values for gid, final in finals.items() if final.written}
         return written or None
 

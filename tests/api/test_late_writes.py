@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_testing import auth, client_for, create_user, put_object
+from api_testing import client_for, create_user, put_object
 from fastapi import FastAPI
 from function_stub import (
     FUNCTION_URL,
@@ -22,6 +22,7 @@ from function_stub import (
     function_stubbed,
     parse_multipart,
     upload,
+    upload_pack,
 )
 from sqlalchemy import select
 
@@ -195,15 +196,39 @@ async def test_a_conflict_on_one_animal_of_a_pack_is_asked_again_for_that_one(
     with function_stubbed(function):
         async with app_factory(function_url=FUNCTION_URL) as app, client_for(app) as client:
             _, key = await create_user(client)
-            response = await client.post(
-                "/v1/packs",
-                files={"image": ("a.jpg", a_selfie((300, 200)), "image/jpeg")},
-                data={"animals": "fox,cat"},
-                headers=auth(key),
-            )
+            response = await upload_pack(client, key, a_selfie((300, 200)), "fox,cat")
     assert response.status_code == 201, response.text
     assert [g["status"] for g in response.json()["generations"]] == ["succeeded", "succeeded"]
     assert calls == [["fox", "cat"], ["cat"]]
+
+
+async def test_a_pack_animals_re_ask_that_times_out_is_swept_again(app_factory) -> None:
+    late = LateStub()
+    answers = iter([FunctionStub(animal_errors={"cat": "conflict"}), late])
+
+    async def function(request: httpx.Request) -> httpx.Response:
+        return await next(answers)(request)
+
+    with function_stubbed(function):
+        async with (
+            app_factory(
+                function_url=FUNCTION_URL, function_late_write_s=LATE_S, isolated=False
+            ) as app,
+            client_for(app) as client,
+        ):
+            late.app = app
+            _, key = await create_user(client)
+            response = await upload_pack(client, key, a_selfie((300, 200)), "fox,cat")
+            assert response.status_code == 201, response.text
+            statuses = [(g["animal"], g["status"]) for g in response.json()["generations"]]
+            assert statuses == [("fox", "succeeded"), ("cat", "failed")]
+            await late.stored.wait()
+            assert len(stored_files(app)) == 1  # cat's, landed after the re-ask was given up on
+            for _ in range(100):  # the second sweep runs LATE_S after the give-up
+                if not stored_files(app):
+                    break
+                await asyncio.sleep(0.05)
+            assert stored_files(app) == []
 
 
 # --- the heartbeat ---------------------------------------------------------------------------
