@@ -110,6 +110,9 @@ class AnswerLost(UpstreamUnavailable):
 IN_FLIGHT = (NoAnswerInTime, AnswerLost)
 
 
+RESULT_EXISTS = "an earlier attempt's result was in the way; please try again"
+
+
 class ResultExists(UpstreamUnavailable):
     """The function's create-only store found a result under a generation's name (its 409
     `conflict`): an earlier attempt's, which no record points to. The runner drops it and asks
@@ -307,7 +310,8 @@ def _function_error(code: Any, detail: str, retry_after_s: int | None) -> ApiErr
     """The API's error for a code the function answered with, if it is one the API takes on:
     passed on as it is, or (`conflict`) handled by the runner; None for any other."""
     if code == Conflict.code:
-        return ResultExists(detail, retry_after_s=retry_after_s or DEFAULT_RETRY_AFTER_S)
+        # In our words: the function's names its storage path, none of the client's business.
+        return ResultExists(RESULT_EXISTS, retry_after_s=retry_after_s or DEFAULT_RETRY_AFTER_S)
     if code in FUNCTION_CODES:
         return ApiError.from_code(code, detail, retry_after_s=retry_after_s)
     return None
