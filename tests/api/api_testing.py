@@ -136,3 +136,8 @@ def photo(name: str) -> bytes:
     out = io.BytesIO()
     Image.fromarray(getattr(data, name)()).convert("RGB").save(out, "JPEG", quality=92)
     return out.getvalue()
+
+
+def stored_files(root: Path) -> list[Path]:
+    """Every file under a store's folder, sorted (none when it does not exist)."""
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []

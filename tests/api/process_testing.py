@@ -165,7 +165,3 @@ def sample_jpeg(name: str) -> bytes:
 
 def astronaut_jpeg() -> bytes:
     return sample_jpeg("astronaut")
-
-
-def stored_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []

@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from api_testing import empty_database
+from api_testing import empty_database, stored_files
 from browser_testing import Watch, launch
 from playwright.sync_api import Browser, FileChooser, Page, Route, expect, sync_playwright
-from process_testing import Stack, astronaut_jpeg, sample_jpeg, serving, stored_files
+from process_testing import Stack, astronaut_jpeg, sample_jpeg, serving
 
 pytestmark = pytest.mark.slow
 

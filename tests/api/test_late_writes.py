@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_testing import client_for, create_user, put_object
+from api_testing import client_for, create_user, put_object, stored_files
 from fastapi import FastAPI
 from function_stub import (
     FUNCTION_URL,
@@ -32,9 +32,13 @@ from api.generations.models import Generation, GenerationStatus
 LATE_S = 0.3
 
 
-def stored_files(app: FastAPI) -> list[Path]:
-    root: Path = app.state.settings.storage_dir
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+async def swept(media: Path) -> list[Path]:
+    """The stored files once the second sweep has run (LATE_S after the give-up), or 5 s on."""
+    for _ in range(100):
+        if not stored_files(media):
+            break
+        await asyncio.sleep(0.05)
+    return stored_files(media)
 
 
 def object_name(request: httpx.Request) -> str:
@@ -81,12 +85,9 @@ async def test_a_store_after_the_api_gave_up_is_deleted_by_the_second_sweep(app_
             response = await upload(client, key, a_selfie((300, 200)))
             assert_problem(response, 504, "upstream_timeout")
             await stub.stored.wait()
-            assert len(stored_files(app)) == 1  # landed after the runner's first clean-up
-            for _ in range(100):  # the second sweep runs LATE_S after the give-up
-                if not stored_files(app):
-                    break
-                await asyncio.sleep(0.05)
-            assert stored_files(app) == []
+            media = app.state.settings.storage_dir
+            assert len(stored_files(media)) == 1  # landed after the runner's first clean-up
+            assert await swept(media) == []
 
 
 async def test_the_second_sweep_spares_a_retry_that_succeeded_meanwhile(app_factory) -> None:
@@ -119,7 +120,7 @@ async def test_the_second_sweep_spares_a_retry_that_succeeded_meanwhile(app_fact
             retried = await upload(client, key, image, idempotency_key="retry-after-timeout")
             assert retried.status_code == 201, retried.text
             await asyncio.sleep(LATE_S + 0.3)  # the first run's second sweep has run
-            files = stored_files(app)
+            files = stored_files(app.state.settings.storage_dir)
             assert len(files) == 1
             assert files[0].read_bytes() == b"\xff\xd8 the retry's avatar"
 
@@ -223,12 +224,9 @@ async def test_a_pack_animals_re_ask_that_times_out_is_swept_again(app_factory) 
             statuses = [(g["animal"], g["status"]) for g in response.json()["generations"]]
             assert statuses == [("fox", "succeeded"), ("cat", "failed")]
             await late.stored.wait()
-            assert len(stored_files(app)) == 1  # cat's, landed after the re-ask was given up on
-            for _ in range(100):  # the second sweep runs LATE_S after the give-up
-                if not stored_files(app):
-                    break
-                await asyncio.sleep(0.05)
-            assert stored_files(app) == []
+            media = app.state.settings.storage_dir
+            assert len(stored_files(media)) == 1  # cat's, landed after its re-ask was given up on
+            assert await swept(media) == []
 
 
 # --- the heartbeat ---------------------------------------------------------------------------

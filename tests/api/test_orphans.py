@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from api_testing import add_generation, auth, client_for, create_user, put_object
+from api_testing import (
+    add_generation,
+    auth,
+    client_for,
+    create_user,
+    put_object,
+    stored_files,
+)
 from fastapi import FastAPI
 from function_stub import (
     FUNCTION_URL,
@@ -48,11 +54,6 @@ def stub() -> Any:
         yield stub
 
 
-def stored_files(app: FastAPI) -> list[Path]:
-    root: Path = app.state.settings.storage_dir
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
-
-
 async def finish_work(app: FastAPI, generation_id: str) -> None:
     task = app.state.runner.task_for(uuid.UUID(generation_id))
     if task is not None:
@@ -74,7 +75,7 @@ async def test_deleting_a_generation_in_flight_leaves_no_image(app_factory, stub
         stub.gate.set()  # the function now stores its image and answers
         await finish_work(app, generation_id)
         assert stub.received  # the function did run
-        assert stored_files(app) == []
+        assert stored_files(app.state.settings.storage_dir) == []
 
 
 async def test_erasing_a_user_with_work_in_flight_leaves_no_image(app_factory, stub) -> None:
@@ -89,7 +90,7 @@ async def test_erasing_a_user_with_work_in_flight_leaves_no_image(app_factory, s
         assert (await client.delete("/v1/users/me", headers=auth(key))).status_code == 204
         stub.gate.set()
         await finish_work(app, accepted.json()["id"])
-        assert stored_files(app) == []
+        assert stored_files(app.state.settings.storage_dir) == []
 
 
 async def test_a_timed_out_generation_leaves_no_image(app_factory, stub) -> None:
@@ -105,7 +106,7 @@ async def test_a_timed_out_generation_leaves_no_image(app_factory, stub) -> None
         response = await upload(client, key, a_selfie((300, 200)))
         assert_problem(response, 504, "upstream_timeout")
         assert len(stub.received) == 1
-        assert stored_files(app) == []
+        assert stored_files(app.state.settings.storage_dir) == []
 
 
 async def test_deleting_a_failed_record_deletes_the_image_it_does_not_name(
@@ -122,4 +123,4 @@ async def test_deleting_a_failed_record_deletes_the_image_it_does_not_name(
     put_object(app.state.store, neighbour, b"keep")
     response = await client.delete(f"/v1/generations/{generation.id}", headers=auth(key))
     assert response.status_code == 204
-    assert stored_files(app) == [app.state.store.path(neighbour)]
+    assert stored_files(app.state.settings.storage_dir) == [app.state.store.path(neighbour)]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_testing import run_alembic
-from process_testing import astronaut_jpeg, pause, resume, stack, stop, stored_files
+from api_testing import run_alembic, stored_files
+from process_testing import astronaut_jpeg, pause, resume, stack, stop
 
 pytestmark = pytest.mark.slow
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import zlib
@@ -9,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from flask.testing import FlaskClient
 from PIL import Image
 from werkzeug.test import TestResponse
 
@@ -128,3 +130,8 @@ def detect(backends: Backends, image: Image.Image) -> Case:
     """The faces the backends find in the image, and their masks."""
     faces = backends.detector.detect(image)
     return image, faces, [backends.masker.face_mask(image, f) for f in faces]
+
+
+def post_json(client: FlaskClient, jpeg: bytes, **fields: Any) -> TestResponse:
+    """POST the image as JSON base64 with the fields."""
+    return client.post("/", json={"image_base64": base64.b64encode(jpeg).decode(), **fields})

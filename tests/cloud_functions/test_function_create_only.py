@@ -3,23 +3,16 @@ replace it (409 conflict), while the same request again (the same bytes) succeed
 
 from __future__ import annotations
 
-import base64
 import uuid
 from pathlib import Path
-from typing import Any
 
 from flask.testing import FlaskClient
-from function_testing import Post
-from werkzeug.test import TestResponse
+from function_testing import Post, post_json
 
 
 def fresh_user() -> str:
     """A user id no other test of the session's shared store uses."""
     return f"u-{uuid.uuid4().hex}"
-
-
-def post_json(client: FlaskClient, jpeg: bytes, **fields: Any) -> TestResponse:
-    return client.post("/", json={"image_base64": base64.b64encode(jpeg).decode(), **fields})
 
 
 def test_another_animal_under_a_taken_name_is_a_409_and_changes_nothing(

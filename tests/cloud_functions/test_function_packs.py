@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import threading
@@ -13,9 +12,8 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from function_testing import encode
+from function_testing import encode, post_json
 from PIL import Image
-from werkzeug.test import TestResponse
 
 from avatar.backends.local.compositor import LocalCompositor
 from avatar.backends.local.detector import LocalDetector
@@ -29,11 +27,6 @@ RESULT_FIELDS = {
     "animal", "generation_id", "image_url", "object_name", "error", "detail", "timings_ms",
 }  # fmt: skip
 PACK_FIELDS = {"results", "faces", "width", "height", "backend", "timings_ms"}
-
-
-def post_json(client: FlaskClient, jpeg: bytes, **fields: Any) -> TestResponse:
-    """POST the image as JSON base64 with the fields."""
-    return client.post("/", json={"image_base64": base64.b64encode(jpeg).decode(), **fields})
 
 
 def stored_digest(storage_dir: Path, object_name: str) -> str:
