@@ -9,6 +9,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -74,13 +75,26 @@ def test_put_writes_the_object_with_content_type_and_cache_control(
     assert store.read("avatars/u1/g1.jpg") == JPEG
 
 
+@contextmanager
+def fronted(
+    emulator: str, override: Callable[[Recorded], Reply | None] | None = None
+) -> Iterator[FakeServer]:
+    """A recording proxy in front of the emulator (answering what `override` answers), with the
+    client pointed at the proxy while the block runs."""
+    server = FakeServer(proxy_to(emulator, override)).start()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORAGE_EMULATOR_HOST", server.url)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 @pytest.fixture
-def proxied(emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
+def proxied(emulator: str) -> Iterator[FakeServer]:
     """A recording proxy in front of the emulator, with the client pointed at the proxy."""
-    server = FakeServer(proxy_to(emulator)).start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
-    yield server
-    server.stop()
+    with fronted(emulator) as server:
+        yield server
 
 
 def uploads(server: FakeServer) -> list[Recorded]:
@@ -123,12 +137,10 @@ def create_only(emulator: str) -> Callable[[Recorded], Reply | None]:
 
 
 @pytest.fixture
-def gcs_like(emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
+def gcs_like(emulator: str) -> Iterator[FakeServer]:
     """The emulator behind a proxy that enforces `ifGenerationMatch=0` as Cloud Storage does."""
-    server = FakeServer(proxy_to(emulator, create_only(emulator))).start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
-    yield server
-    server.stop()
+    with fronted(emulator, create_only(emulator)) as server:
+        yield server
 
 
 def test_the_md5_is_the_one_cloud_storage_records(store: GcsStore, emulator: str) -> None:
@@ -181,14 +193,9 @@ def test_an_upload_that_landed_but_failed_is_retried_into_a_success(
             return Reply(google_error(503, "UNAVAILABLE"), 503)
         return None
 
-    with pytest.MonkeyPatch.context() as patch:
-        server = FakeServer(proxy_to(emulator, land_then_fail)).start()
-        patch.setenv("STORAGE_EMULATOR_HOST", server.url)
-        try:
-            store = GcsStore(BUCKET, signing_credentials=key_credentials, backoff=fast_backoff)
-            store.put("avatars/u1/landed.jpg", JPEG, "image/jpeg")
-        finally:
-            server.stop()
+    with fronted(emulator, land_then_fail) as server:
+        store = GcsStore(BUCKET, signing_credentials=key_credentials, backoff=fast_backoff)
+        store.put("avatars/u1/landed.jpg", JPEG, "image/jpeg")
     assert len(uploads(server)) == 2  # the second met the first's object: 412, same bytes
     assert store.read("avatars/u1/landed.jpg") == JPEG
 
@@ -201,16 +208,11 @@ def test_a_412_for_an_object_gone_again_is_a_conflict(
             return Reply(google_error(412, "FAILED_PRECONDITION", "conditionNotMet"), 412)
         return None
 
-    with pytest.MonkeyPatch.context() as patch:
-        server = FakeServer(proxy_to(emulator, refuse_uploads)).start()
-        patch.setenv("STORAGE_EMULATOR_HOST", server.url)
-        try:
-            with pytest.raises(Conflict):  # not known to hold these bytes: not taken as ours
-                GcsStore(BUCKET, signing_credentials=key_credentials).put(
-                    "avatars/x.jpg", JPEG, "image/jpeg"
-                )
-        finally:
-            server.stop()
+    with fronted(emulator, refuse_uploads) as server, pytest.raises(Conflict):
+        # not known to hold these bytes: not taken as ours
+        GcsStore(BUCKET, signing_credentials=key_credentials).put(
+            "avatars/x.jpg", JPEG, "image/jpeg"
+        )
     assert len(uploads(server)) == 1
 
 
@@ -235,16 +237,11 @@ def test_an_upload_is_cut_at_the_callers_deadline_plus_the_grace(
     def hang_uploads(request: Recorded) -> Reply | None:
         return Reply({}, delay_s=30) if request.path.startswith("/upload/") else None
 
-    with pytest.MonkeyPatch.context() as patch:
-        server = FakeServer(proxy_to(emulator, hang_uploads)).start()
-        patch.setenv("STORAGE_EMULATOR_HOST", server.url)
-        store = GcsStore(BUCKET, signing_credentials=key_credentials, deadline_s=25.0)
+    store = GcsStore(BUCKET, signing_credentials=key_credentials, deadline_s=25.0)
+    with fronted(emulator, hang_uploads):
         started = time.monotonic()
-        try:
-            with pytest.raises(UpstreamTimeout):
-                store.put("avatars/u1/late.jpg", JPEG, "image/jpeg", deadline=time.time() + 0.2)
-        finally:
-            server.stop()
+        with pytest.raises(UpstreamTimeout):
+            store.put("avatars/u1/late.jpg", JPEG, "image/jpeg", deadline=time.time() + 0.2)
     assert time.monotonic() - started < 0.2 + DEADLINE_GRACE_S + 1.0  # not the 25 s share
 
 
@@ -256,15 +253,10 @@ def test_a_503_upload_is_retried(
     def fail_once(request: Recorded) -> Reply | None:
         return next(failures, None) if request.path.startswith("/upload/") else None
 
-    with pytest.MonkeyPatch.context() as patch:
-        server = FakeServer(proxy_to(emulator, fail_once)).start()
-        patch.setenv("STORAGE_EMULATOR_HOST", server.url)
-        try:
-            store = GcsStore(BUCKET, signing_credentials=key_credentials, backoff=fast_backoff)
-            store.put("avatars/retried.jpg", JPEG, "image/jpeg")
-            assert store.read("avatars/retried.jpg") == JPEG
-        finally:
-            server.stop()
+    with fronted(emulator, fail_once) as server:
+        store = GcsStore(BUCKET, signing_credentials=key_credentials, backoff=fast_backoff)
+        store.put("avatars/retried.jpg", JPEG, "image/jpeg")
+        assert store.read("avatars/retried.jpg") == JPEG
     assert len(uploads(server)) == 2
 
 
