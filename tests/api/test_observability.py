@@ -113,6 +113,7 @@ async def test_metrics_are_open_in_development_and_absent_when_disabled(app_fact
         response = await client.get("/metrics")
         assert response.status_code == 200
         assert "# TYPE http_requests_total counter" in response.text
+        assert "/metrics" not in app.openapi()["paths"]  # for Prometheus, not the app's docs
     async with app_factory(metrics_enabled=False) as app, client_for(app) as client:
         assert_problem(await client.get("/metrics", headers=auth(ADMIN_KEY)), 404, "not_found")
 
