@@ -1,7 +1,7 @@
 """The animal catalogue: what the compositors draw, and the words the Vertex prompt uses.
 
 The API, deployed apart, shows the same list at /v1/animals from its own copy
-(api/animals.py); tests/contract fails when the two drift.
+(api/animals.py), and keeps the same render styles; tests/contract fails when the two drift.
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ ANIMALS: tuple[Animal, ...] = (
 )
 
 ANIMAL_IDS: frozenset[str] = frozenset(a.id for a in ANIMALS)
+
+# How the local compositor draws an animal (the request's optional `style`): `character`, a
+# stylised animal head in place of the face, posed and animated by it; `paint`, markings, ears
+# and nose on the face itself. The gcp compositor ignores it. The API keeps the same list
+# (api/animals.py; tests/contract).
+RENDER_STYLES: tuple[str, ...] = ("character", "paint")
+DEFAULT_STYLE = "character"
 
 
 def get_animal(animal_id: str) -> Animal | None:

@@ -2,6 +2,8 @@
 
 One `animal` (with an optional `generation_id`), or a pack: `animals` (a JSON list, or a comma
 list in JSON, a form field or the query) with optional `generation_ids` in the same order.
+Either may name a `style` (catalogue.RENDER_STYLES; `character` when absent) that every animal of
+the request is drawn in.
 
 By convention a caller that passes an image by reference first uploads it under `uploads/` of
 the store (`gs://<GCS_BUCKET>/uploads/...`, or `uploads/...` for the local store); the stores
@@ -27,7 +29,7 @@ from typing import Any
 from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from avatar.catalogue import ANIMAL_IDS, get_animal
+from avatar.catalogue import ANIMAL_IDS, DEFAULT_STYLE, RENDER_STYLES, get_animal
 from avatar.config import Settings
 from avatar.errors import ImageTooLarge, InvalidRequest, MethodNotAllowed, UnsupportedImage
 
@@ -45,7 +47,8 @@ class AvatarRequest:
 
     `animals` and `generation_ids` list every result, in request order (`animal` and
     `generation_id` are the first); `several` when the `animals` form asked, whose answer lists
-    results even for one animal. `deadline`: the caller's (Unix time), or None.
+    results even for one animal. `deadline`: the caller's (Unix time), or None. `style`: how
+    the local compositor draws every animal of the request (catalogue.RENDER_STYLES).
     """
 
     animal: str
@@ -58,6 +61,7 @@ class AvatarRequest:
     generation_ids: tuple[str, ...] = ()
     several: bool = False
     deadline: float | None = None
+    style: str = DEFAULT_STYLE
 
     @property
     def targets(self) -> tuple[tuple[str, str], ...]:
@@ -182,7 +186,7 @@ def decode_base64(value: Any) -> bytes:
 def from_fields(
     fields: Any, settings: Settings, *, image: bytes | None = None, gcs_uri: str | None = None
 ) -> AvatarRequest:
-    """Validate the shared fields: animal or animals, user_id, generation id(s), faces."""
+    """Validate the shared fields: animal or animals, user_id, generation id(s), faces, style."""
     several = fields.get("animals") is not None
     animals, generation_ids = parse_pack(fields) if several else parse_single(fields)
     return AvatarRequest(
@@ -195,6 +199,7 @@ def from_fields(
         animals=animals,
         generation_ids=generation_ids,
         several=several,
+        style=parse_style(fields.get("style")),
     )
 
 
@@ -287,6 +292,16 @@ def safe_token(value: Any, field: str) -> str | None:
     if not isinstance(value, str) or not SAFE_TOKEN.fullmatch(value):
         raise InvalidRequest(f"`{field}` must be 1-64 characters of A-Z a-z 0-9 _ -")
     return value
+
+
+def parse_style(value: Any) -> str:
+    """A render style (trimmed, any case); `character` when absent; else InvalidRequest."""
+    if absent(value):
+        return DEFAULT_STYLE
+    if isinstance(value, str) and (style := value.strip().lower()) in RENDER_STYLES:
+        return style
+    choices = " or ".join(f"`{name}`" for name in RENDER_STYLES)
+    raise InvalidRequest(f"unknown style {value!r}: `style` must be {choices}")
 
 
 def parse_faces(value: Any) -> bool:

@@ -149,9 +149,12 @@ class Renderer:
             )  # fmt: skip
 
     def draw(self, animal: str) -> Image.Image:
-        """The scene with its chosen faces turned into `animal` (the input's alpha restored)."""
-        scene = self.scene
-        composed = self.backends.compositor.compose(scene.rgb, scene.chosen, scene.masks, animal)
+        """The scene with its chosen faces turned into `animal`, drawn in the request's style
+        (the input's alpha restored)."""
+        scene, compositor = self.scene, self.backends.compositor
+        composed = compositor.compose(
+            scene.rgb, scene.chosen, scene.masks, animal, style=self.job.style
+        )
         return restore_alpha(composed, scene.decoded)
 
     def results(self) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from function_testing import Case, detect, load_photo, side_by_side
 
 from avatar.backends import Backends
 from avatar.backends.local.compositor import LocalCompositor
-from avatar.catalogue import ANIMALS
+from avatar.catalogue import ANIMALS, DEFAULT_STYLE, RENDER_STYLES
 from avatar.compose import compose_face
 from avatar.compose.geometry import cubic, ellipse, face_frame
 from avatar.compose.prepared import PREPARED
@@ -33,31 +33,32 @@ def two_faces(backends: Backends) -> Case:
     return detect(backends, side_by_side(load_photo("astronaut"), load_photo("grace_hopper")))
 
 
-def fresh(case: Case, animal: str) -> bytes:
+def fresh(case: Case, animal: str, style: str = DEFAULT_STYLE) -> bytes:
     """The animal drawn on copies of every object: nothing kept from earlier calls applies."""
     image, faces, masks = case
     copies = [dataclasses.replace(f) for f in faces]
-    out = LocalCompositor().compose(image.copy(), copies, [m.copy() for m in masks], animal)
-    return out.tobytes()
+    mask_copies = [m.copy() for m in masks]
+    return LocalCompositor().compose(image.copy(), copies, mask_copies, animal, style).tobytes()
 
 
-def pack(case: Case, animals: list[str]) -> dict[str, bytes]:
+def pack(case: Case, animals: list[str], style: str = DEFAULT_STYLE) -> dict[str, bytes]:
     """The animals one after another over the very same image, face and mask objects."""
     image, faces, masks = case
     compositor = LocalCompositor()
-    return {a: compositor.compose(image, faces, masks, a).tobytes() for a in animals}
+    return {a: compositor.compose(image, faces, masks, a, style).tobytes() for a in animals}
 
 
+@pytest.mark.parametrize("style", RENDER_STYLES)
 @pytest.mark.parametrize("case_name", ["astronaut", "two_faces"])
 def test_a_pack_in_any_order_is_each_animal_drawn_alone(
-    case_name: str, request: pytest.FixtureRequest
+    case_name: str, style: str, request: pytest.FixtureRequest
 ) -> None:
     case: Case = request.getfixturevalue(case_name)
-    alone = {a: fresh(case, a) for a in EVERY_ANIMAL}
+    alone = {a: fresh(case, a, style) for a in EVERY_ANIMAL}
 
-    forwards = pack(case, EVERY_ANIMAL)
-    backwards = pack(case, EVERY_ANIMAL[::-1])
-    again = pack(case, EVERY_ANIMAL[3:] + EVERY_ANIMAL[:3])
+    forwards = pack(case, EVERY_ANIMAL, style)
+    backwards = pack(case, EVERY_ANIMAL[::-1], style)
+    again = pack(case, EVERY_ANIMAL[3:] + EVERY_ANIMAL[:3], style)
 
     for animal in EVERY_ANIMAL:
         assert forwards[animal] == alone[animal], animal

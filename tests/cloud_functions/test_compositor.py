@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from avatar.backends import Backends
 from avatar.backends.local.compositor import LocalCompositor
-from avatar.catalogue import ANIMAL_IDS, ANIMALS
+from avatar.catalogue import ANIMAL_IDS, ANIMALS, RENDER_STYLES
 from avatar.compose import STYLES, ear_outlines
 from avatar.compose.synthetic import synthetic_face, synthetic_mask
 from avatar.errors import InvalidRequest
@@ -83,14 +83,15 @@ def test_the_test_photos_have_faces(name: str, cases: dict[str, Case]) -> None:
     assert len(faces) == (2 if name == "two_faces" else 1)
 
 
+@pytest.mark.parametrize("style", RENDER_STYLES)
 @pytest.mark.parametrize("animal", [a.id for a in ANIMALS])
 @pytest.mark.parametrize("name", PHOTOS)
 def test_every_animal_renders_on_every_face_and_only_near_it(
-    name: str, animal: str, cases: dict[str, Case]
+    name: str, animal: str, style: str, cases: dict[str, Case]
 ) -> None:
     image, faces, masks = cases[name]
 
-    out = LocalCompositor().compose(image, faces, masks, animal)
+    out = LocalCompositor().compose(image, faces, masks, animal, style)
 
     assert out.size == image.size
     assert out.mode == "RGB"
@@ -101,21 +102,26 @@ def test_every_animal_renders_on_every_face_and_only_near_it(
     assert diff[near].sum() / diff.sum() >= 0.99
 
 
-def test_the_input_image_is_left_untouched(cases: dict[str, Case]) -> None:
+@pytest.mark.parametrize("style", RENDER_STYLES)
+def test_the_input_image_is_left_untouched(style: str, cases: dict[str, Case]) -> None:
     image, faces, masks = cases["astronaut"]
     before = image.tobytes()
 
-    LocalCompositor().compose(image, faces, masks, "tiger")
+    LocalCompositor().compose(image, faces, masks, "tiger", style)
 
     assert image.tobytes() == before
 
 
+@pytest.mark.parametrize("style", RENDER_STYLES)
 @pytest.mark.parametrize("animal", ["cat", "panda", "tiger"])
-def test_the_same_input_gives_the_same_bytes(animal: str, cases: dict[str, Case]) -> None:
+def test_the_same_input_gives_the_same_bytes(
+    animal: str, style: str, cases: dict[str, Case]
+) -> None:
     image, faces, masks = cases["two_faces"]
+    again = (image.copy(), list(faces), [m.copy() for m in masks])
 
-    first = LocalCompositor().compose(image, faces, masks, animal)
-    second = LocalCompositor().compose(image.copy(), list(faces), [m.copy() for m in masks], animal)
+    first = LocalCompositor().compose(image, faces, masks, animal, style)
+    second = LocalCompositor().compose(*again, animal, style)
 
     assert first.tobytes() == second.tobytes()
 
@@ -140,12 +146,13 @@ def rolled_axes() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     return np.array([-np.sin(a), -np.cos(a)]), np.array([np.cos(a), -np.sin(a)])
 
 
+@pytest.mark.parametrize("style", RENDER_STYLES)
 @pytest.mark.parametrize("animal", [a.id for a in ANIMALS if a.id != "dog"])
-def test_ears_stay_on_the_head_of_a_rolled_face(animal: str, rolled: Case) -> None:
+def test_ears_stay_on_the_head_of_a_rolled_face(animal: str, style: str, rolled: Case) -> None:
     image, faces, masks = rolled
     face, u = faces[0], unit_px(faces[0])
 
-    out = LocalCompositor().compose(image, faces, masks, animal)
+    out = LocalCompositor().compose(image, faces, masks, animal, style)
 
     # Changes away from the face and muzzle are the ears: measured in the photo's own rotated axes.
     face_zone = ndimage.distance_transform_edt(np.asarray(masks[0]) == 0) <= 0.5 * u
@@ -180,15 +187,18 @@ def muzzle_zone(face: Face, size: tuple[int, int]) -> BoolArray:
     return np.asarray(np.hypot(xs - nx, ys - ny) <= 1.6 * unit_px(face))
 
 
+@pytest.mark.parametrize("style", RENDER_STYLES)
 @pytest.mark.parametrize("animal", [a.id for a in ANIMALS])
-def test_a_face_cut_by_the_image_border_renders(animal: str, cases: dict[str, Case]) -> None:
+def test_a_face_cut_by_the_image_border_renders(
+    animal: str, style: str, cases: dict[str, Case]
+) -> None:
     image, faces, masks = cases["astronaut"]
     dx, dy = 190, 70  # the crop cuts through the forehead and the left cheek
     cropped = image.crop((dx, dy, dx + 200, dy + 200))
     moved = [shifted(f, -dx, -dy) for f in faces]
     moved_masks = [m.crop((dx, dy, dx + 200, dy + 200)) for m in masks]
 
-    out = LocalCompositor().compose(cropped, moved, moved_masks, animal)
+    out = LocalCompositor().compose(cropped, moved, moved_masks, animal, style)
 
     assert out.size == cropped.size
     assert changed(cropped, out).any()
@@ -202,12 +212,13 @@ def shifted(face: Face, dx: float, dy: float) -> Face:
     return dataclasses.replace(face, box=box, landmarks=marks, contour=contour, mesh=mesh)
 
 
-def test_a_face_mostly_off_the_image_renders(cases: dict[str, Case]) -> None:
+@pytest.mark.parametrize("style", RENDER_STYLES)
+def test_a_face_mostly_off_the_image_renders(style: str, cases: dict[str, Case]) -> None:
     image, faces, _masks = cases["astronaut"]
     moved = [shifted(f, -230, -120) for f in faces]
     blank = Image.new("L", image.size, 0)
 
-    out = LocalCompositor().compose(image, moved, [blank], "rabbit")
+    out = LocalCompositor().compose(image, moved, [blank], "rabbit", style)
 
     assert out.size == image.size
 
@@ -243,12 +254,12 @@ def test_no_faces_gives_an_equal_copy(cases: dict[str, Case]) -> None:
 
 
 @pytest.mark.parametrize("animal", [a.id for a in ANIMALS])
-def test_eyes_and_mouth_change_less_than_the_rest_of_the_face(
+def test_paint_changes_the_eyes_and_mouth_less_than_the_rest_of_the_face(
     animal: str, cases: dict[str, Case]
 ) -> None:
     image, faces, masks = cases["grace_hopper"]
     face = faces[0]
-    out = LocalCompositor().compose(image, faces, masks, animal)
+    out = LocalCompositor().compose(image, faces, masks, animal, "paint")
     diff = np.abs(np.asarray(image, dtype=np.float32) - np.asarray(out, dtype=np.float32)).mean(
         axis=2
     )
@@ -266,9 +277,10 @@ def test_eyes_and_mouth_change_less_than_the_rest_of_the_face(
         assert mean_change(face.landmarks["mouth_center"], 0.08 * u) < 0.6 * fur
 
 
+@pytest.mark.parametrize("style", RENDER_STYLES)
 @pytest.mark.parametrize("animal", ["cat", "koala"])
 def test_a_face_without_an_outline_or_with_coincident_eyes_renders(
-    animal: str, cases: dict[str, Case]
+    animal: str, style: str, cases: dict[str, Case]
 ) -> None:
     image, faces, masks = cases["no_mesh"]
     bare = dataclasses.replace(faces[0], contour=np.zeros((0, 2), dtype=np.float32))
@@ -276,16 +288,17 @@ def test_a_face_without_an_outline_or_with_coincident_eyes_renders(
     squeezed = dataclasses.replace(bare, landmarks={**bare.landmarks, "left_eye": eye})
 
     for face in (bare, squeezed):
-        out = LocalCompositor().compose(image, [face], masks, animal)
+        out = LocalCompositor().compose(image, [face], masks, animal, style)
         assert changed(image, out)[np.asarray(masks[0]) > 128].mean() > 0.3
 
 
-def test_a_tiny_face_renders_near_itself(cases: dict[str, Case]) -> None:
+@pytest.mark.parametrize("style", RENDER_STYLES)
+def test_a_tiny_face_renders_near_itself(style: str, cases: dict[str, Case]) -> None:
     image, _, _ = cases["no_mesh"]
     face = synthetic_face((100.0, 400.0), (106.0, 400.0))  # six pixels between the eyes
     mask = synthetic_mask(image.size, face)
 
-    out = LocalCompositor().compose(image, [face], [mask], "rabbit")
+    out = LocalCompositor().compose(image, [face], [mask], "rabbit", style)
 
     ys, xs = np.nonzero(changed(image, out))
     assert len(xs) > 20
@@ -293,10 +306,11 @@ def test_a_tiny_face_renders_near_itself(cases: dict[str, Case]) -> None:
     assert 360 < ys.min() <= ys.max() < 420
 
 
-def test_a_grey_image_comes_back_rgb(cases: dict[str, Case]) -> None:
+@pytest.mark.parametrize("style", RENDER_STYLES)
+def test_a_grey_image_comes_back_rgb(style: str, cases: dict[str, Case]) -> None:
     image, faces, masks = cases["astronaut"]
 
-    out = LocalCompositor().compose(image.convert("L"), faces, masks, "panda")
+    out = LocalCompositor().compose(image.convert("L"), faces, masks, "panda", style)
 
     assert out.mode == "RGB"
     assert out.size == image.size

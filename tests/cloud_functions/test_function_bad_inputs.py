@@ -154,6 +154,32 @@ def test_unknown_animal_is_400(post_multipart: Post, astronaut_jpeg: bytes) -> N
 @pytest.mark.parametrize(
     ("path", "body", "content_type"),
     [
+        ("/?animal=cat", "multipart", "multipart/form-data"),
+        ("/?animal=cat&style=watercolour", "raw", "image/jpeg"),
+        ("/", "json", "application/json"),
+        ("/", "json_number", "application/json"),
+        ("/", "json_list", "application/json"),
+    ],
+)
+def test_unknown_style_is_400_naming_the_choices(
+    client: FlaskClient, astronaut_jpeg: bytes, path: str, body: str, content_type: str
+) -> None:
+    encoded = base64.b64encode(astronaut_jpeg).decode()
+    data: object = {
+        "multipart": {"image": (io.BytesIO(astronaut_jpeg), "selfie.jpg"), "style": "cartoon"},
+        "raw": astronaut_jpeg,
+        "json": json.dumps({"image_base64": encoded, "animal": "cat", "style": "paint-by-numbers"}),
+        "json_number": json.dumps({"image_base64": encoded, "animal": "cat", "style": 1}),
+        "json_list": json.dumps({"image_base64": encoded, "animals": ["cat"], "style": ["paint"]}),
+    }[body]
+    response = client.post(path, data=data, content_type=content_type)
+    assert_error(response, 400, "invalid_request")
+    assert "`character` or `paint`" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [
         ("/", "image", "multipart/form-data"),
         ("/", "raw", "image/jpeg"),
         ("/?animal=", "raw", "image/jpeg"),

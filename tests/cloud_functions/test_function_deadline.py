@@ -197,11 +197,13 @@ def late_compositor(monkeypatch: pytest.MonkeyPatch, clock: FakeClock, slow: set
     composed: list[str] = []
     real: Callable[..., Any] = LocalCompositor.compose
 
-    def compose(self: LocalCompositor, image: Any, faces: Any, masks: Any, animal: str) -> Any:
+    def compose(
+        self: LocalCompositor, image: Any, faces: Any, masks: Any, animal: str, **kw: Any
+    ) -> Any:
         composed.append(animal)
         if animal in slow:
             clock.now = NOW + 100
-        return real(self, image, faces, masks, animal)
+        return real(self, image, faces, masks, animal, **kw)
 
     monkeypatch.setattr(LocalCompositor, "compose", compose)
     return composed

@@ -6,13 +6,26 @@ import base64
 import hashlib
 import hmac
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
-from function_testing import MEDIA_BASE_URL, MEDIA_KEY, Post, encode, gps_jpeg, zip_with
+from function_testing import (
+    MEDIA_BASE_URL,
+    MEDIA_KEY,
+    Post,
+    encode,
+    gps_jpeg,
+    post_json,
+    zip_with,
+)
 from PIL import Image
+
+from avatar.backends.local import compositor as compositor_module
+from avatar.backends.local.compositor import LocalCompositor
+from avatar.faces import Face
 
 
 def test_multipart(post_multipart: Post, astronaut_jpeg: bytes) -> None:
@@ -199,3 +212,106 @@ def test_concurrent_requests_each_get_their_own_result(
     assert len({name for _, name, _ in results}) == 8
     widths = {i % 2: width for i, (_, _, width) in enumerate(results)}
     assert all(width == widths[i % 2] for i, (_, _, width) in enumerate(results))
+
+
+# --- the render style ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The local compositor, watched: (animal, style) of each call; it hands the image back
+    undrawn (how each style looks is tests/cloud_functions/test_compositor.py's business)."""
+    seen: list[tuple[str, str]] = []
+
+    def compose(
+        self: LocalCompositor,
+        image: Image.Image,
+        faces: Sequence[Face],
+        masks: Sequence[Image.Image],
+        animal: str,
+        style: str = "unset",  # the pipeline always names one
+    ) -> Image.Image:
+        seen.append((animal, style))
+        return image.copy()
+
+    monkeypatch.setattr(LocalCompositor, "compose", compose)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("given", "style"),
+    [("paint", "paint"), (" Paint ", "paint"), ("CHARACTER", "character"), ("", "character")],
+)
+def test_multipart_style_reaches_the_compositor(
+    post_multipart: Post,
+    astronaut_jpeg: bytes,
+    drawn: list[tuple[str, str]],
+    given: str,
+    style: str,
+) -> None:
+    response = post_multipart(astronaut_jpeg, animal="fox", style=given)
+
+    assert response.status_code == 200, response.get_json()
+    assert drawn == [("fox", style)]
+
+
+def test_without_a_style_the_character_is_drawn(
+    post_multipart: Post, astronaut_jpeg: bytes, drawn: list[tuple[str, str]]
+) -> None:
+    assert post_multipart(astronaut_jpeg, animal="fox").status_code == 200
+    assert drawn == [("fox", "character")]
+
+
+def test_raw_body_style_in_query(
+    client: FlaskClient, astronaut_jpeg: bytes, drawn: list[tuple[str, str]]
+) -> None:
+    response = client.post(
+        "/?animal=cat&style=PAINT", data=astronaut_jpeg, content_type="image/jpeg"
+    )
+
+    assert response.status_code == 200, response.get_json()
+    assert drawn == [("cat", "paint")]
+
+
+def test_json_style(
+    client: FlaskClient, astronaut_jpeg: bytes, drawn: list[tuple[str, str]]
+) -> None:
+    assert post_json(client, astronaut_jpeg, animal="bear", style="paint").status_code == 200
+    assert post_json(client, astronaut_jpeg, animal="bear", style=None).status_code == 200
+    assert drawn == [("bear", "paint"), ("bear", "character")]
+
+
+@pytest.mark.parametrize("form", ["multipart", "json"])
+def test_every_animal_of_a_pack_is_drawn_in_its_style(
+    client: FlaskClient,
+    post_multipart: Post,
+    astronaut_jpeg: bytes,
+    drawn: list[tuple[str, str]],
+    form: str,
+) -> None:
+    if form == "json":
+        response = post_json(client, astronaut_jpeg, animals=["fox", "cat"], style="paint")
+    else:
+        response = post_multipart(astronaut_jpeg, animal="", animals="fox,cat", style="paint")
+
+    assert response.status_code == 200, response.get_json()
+    assert [result["error"] for result in response.get_json()["results"]] == [None, None]
+    assert sorted(drawn) == [("cat", "paint"), ("fox", "paint")]
+
+
+@pytest.mark.parametrize("style", ["character", "paint"])
+def test_the_local_compositor_hands_the_style_to_compose_faces(
+    monkeypatch: pytest.MonkeyPatch, astronaut: Image.Image, style: str
+) -> None:
+    calls: list[tuple[str, object]] = []
+
+    def compose_faces(
+        image: Image.Image, faces: object, masks: object, animal: str, **kw: object
+    ) -> Image.Image:
+        calls.append((animal, kw))
+        return image
+
+    monkeypatch.setattr(compositor_module, "compose_faces", compose_faces)
+    LocalCompositor().compose(astronaut, [], [], "koala", style=style)
+
+    assert calls == [("koala", {"style": style})]

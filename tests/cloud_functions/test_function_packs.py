@@ -183,11 +183,13 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> CompositorSpy:
     seen = CompositorSpy()
     real: Callable[..., Any] = LocalCompositor.compose
 
-    def compose(self: LocalCompositor, image: Any, faces: Any, masks: Any, animal: str) -> Any:
+    def compose(
+        self: LocalCompositor, image: Any, faces: Any, masks: Any, animal: str, **kw: Any
+    ) -> Any:
         seen.threads.add(threading.current_thread().name)
         if animal in seen.failures:
             raise seen.failures[animal]
-        return real(self, image, faces, masks, animal)
+        return real(self, image, faces, masks, animal, **kw)
 
     monkeypatch.setattr(LocalCompositor, "compose", compose)
     return seen

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
 
+from avatar.catalogue import DEFAULT_STYLE
+
 if TYPE_CHECKING:
     from avatar.config import Settings
     from avatar.faces import Face
@@ -36,6 +38,8 @@ class FaceMasker(Protocol):
 class Compositor(Protocol):
     """Turns each given face into the animal; pixels outside the masks stay unchanged.
 
+    `style` (one of avatar.catalogue.RENDER_STYLES) is how to draw it: the local compositor
+    draws that style; the gcp one ignores it (its model draws the animal its own way).
     `concurrent_animals`: how many animals of a pack the pipeline composes at once; None for
     all of them (the compositor waits on the network), 1 for one after another.
     """
@@ -49,6 +53,7 @@ class Compositor(Protocol):
         faces: Sequence[Face],
         masks: Sequence[Image.Image],
         animal: str,
+        style: str = DEFAULT_STYLE,
     ) -> Image.Image: ...
 
 

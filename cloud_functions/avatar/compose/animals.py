@@ -25,6 +25,11 @@ class Style:
     ear_tip: RGB | None = None
     ear_back: RGB | None = None  # the ear's rim colour when it differs from the fur
     teeth: bool = False
+    # The `character` style's eyes: the iris colour, the pupil's kind ("round", "slit", or
+    # "none" for beady all-dark eyes) and a light ring that keeps eyes seen on dark fur.
+    iris: RGB = (92, 58, 34)
+    pupil: str = "round"
+    eye_ring: RGB | None = None
 
 
 STYLES: dict[str, Style] = {
@@ -39,6 +44,8 @@ STYLES: dict[str, Style] = {
         nose_kind="cat",
         markings=("tabby", "muzzle_pads"),
         whiskers=(252, 250, 245),
+        iris=(150, 192, 72),
+        pupil="slit",
     ),
     "dog": Style(
         fur=(206, 146, 74),
@@ -51,6 +58,7 @@ STYLES: dict[str, Style] = {
         nose_kind="dog",
         markings=("muzzle_light", "eye_patch"),
         fur_opacity=0.64,
+        iris=(104, 64, 34),
     ),
     "fox": Style(
         fur=(226, 110, 36),
@@ -65,6 +73,8 @@ STYLES: dict[str, Style] = {
         whiskers=(40, 28, 24),
         fur_opacity=0.68,
         ear_tip=(44, 28, 22),
+        iris=(222, 156, 44),
+        pupil="slit",
     ),
     "bear": Style(
         fur=(124, 78, 44),
@@ -77,6 +87,7 @@ STYLES: dict[str, Style] = {
         nose_kind="bear",
         markings=("muzzle_light",),
         fur_opacity=0.8,
+        iris=(72, 44, 26),
     ),
     "rabbit": Style(
         fur=(236, 228, 222),
@@ -91,6 +102,7 @@ STYLES: dict[str, Style] = {
         whiskers=(150, 136, 132),
         fur_opacity=0.5,
         teeth=True,
+        iris=(84, 46, 46),
     ),
     "panda": Style(
         fur=(246, 244, 240),
@@ -104,6 +116,8 @@ STYLES: dict[str, Style] = {
         markings=("panda_patches",),
         fur_opacity=0.58,
         ear_back=(30, 30, 34),
+        iris=(74, 58, 50),
+        eye_ring=(92, 92, 100),
     ),
     "tiger": Style(
         fur=(232, 128, 40),
@@ -118,6 +132,7 @@ STYLES: dict[str, Style] = {
         whiskers=(252, 250, 245),
         fur_opacity=0.68,
         ear_back=(40, 28, 22),
+        iris=(226, 176, 52),
     ),
     "raccoon": Style(
         fur=(142, 138, 136),
@@ -132,6 +147,8 @@ STYLES: dict[str, Style] = {
         whiskers=(250, 250, 250),
         fur_opacity=0.62,
         ear_back=(236, 234, 230),
+        iris=(80, 56, 40),
+        eye_ring=(88, 84, 86),
     ),
     "mouse": Style(
         fur=(178, 168, 166),
@@ -145,6 +162,8 @@ STYLES: dict[str, Style] = {
         markings=("muzzle_pads", "blush"),
         whiskers=(60, 52, 54),
         fur_opacity=0.55,
+        iris=(30, 26, 28),
+        pupil="none",
     ),
     "koala": Style(
         fur=(150, 150, 158),
@@ -157,5 +176,6 @@ STYLES: dict[str, Style] = {
         nose_kind="koala",
         markings=("muzzle_light",),
         fur_opacity=0.62,
+        iris=(58, 46, 40),
     ),
 }

@@ -43,6 +43,9 @@ class PreparedFace:
         self.contour: FloatArray = self.frame.to_local(contour) if len(contour) else contour
         # Markings need about four samples across a stripe (0.16 units): one per 1/24 unit.
         self.shrink = int(min(max(round(self.frame.unit / 24), 1), 8))
+        # Fur that replaces the face shows its markings' edges as they are: one per 1/40 unit
+        # (enlarged bilinearly, a stripe's edge stays smooth).
+        self.fine_shrink = int(min(max(round(self.frame.unit / 40), 1), 4))
         self._lock = threading.Lock()
         self._memo: dict[tuple[object, ...], object] = {}
 
@@ -76,21 +79,34 @@ class PreparedFace:
             box.left + bbox[0], box.top + bbox[1], box.left + bbox[2], box.top + bbox[3]
         )
 
-    def mask_patch(self, mask: Image.Image, sub: PatchBox) -> tuple[Image.Image, F32Array]:
-        """The face mask cropped to `sub`, and its small copy (shrink times smaller) in [0, 1]."""
+    def mask_patch(
+        self, mask: Image.Image, sub: PatchBox, shrink: int | None = None
+    ) -> tuple[Image.Image, F32Array]:
+        """The face mask cropped to `sub`, and its small copy (`shrink`, by default the face's,
+        times smaller) in [0, 1]."""
+        factor = self.shrink if shrink is None else shrink
 
         def make() -> tuple[Image.Image, F32Array]:
             face_mask = mask.crop(sub.as_tuple)
-            small = np.asarray(face_mask.reduce(self.shrink), dtype=np.float32)
+            small = np.asarray(face_mask.reduce(factor), dtype=np.float32)
             small = small * np.float32(1 / 255)
             small.setflags(write=False)
             return face_mask, small
 
-        return self._memoized(("mask", sub), make)
+        return self._memoized(("mask", sub, factor), make)
 
-    def soft_masks(self, sub: PatchBox) -> SoftMasks:
-        """Soft masks over `sub` at the face's shrink; each drawn mask is kept for later animals."""
-        return self._memoized(("soft", sub), lambda: SoftMasks(sub, self.frame, self.shrink, True))
+    def memoized(self, key: tuple[object, ...], make: Callable[[], _T]) -> _T:
+        """Anything else derived from this face and mask alone, made once under `key` (which
+        must name all it depends on); the value must not be changed by its users."""
+        return self._memoized(("other", *key), make)
+
+    def soft_masks(self, sub: PatchBox, shrink: int | None = None) -> SoftMasks:
+        """Soft masks over `sub` at `shrink` (by default the face's); each drawn mask is kept for
+        later animals."""
+        factor = self.shrink if shrink is None else shrink
+        return self._memoized(
+            ("soft", sub, factor), lambda: SoftMasks(sub, self.frame, factor, True)
+        )
 
 
 class _Prepared:

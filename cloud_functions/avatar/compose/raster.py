@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -14,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from avatar.compose.geometry import FaceFrame, FloatArray
 
 RGBA = tuple[int, int, int, int]
+_BILINEAR = Image.Resampling.BILINEAR
 
 
 @dataclass(frozen=True)
@@ -180,3 +182,34 @@ class SoftMasks:
         if radius >= 0.3:
             img = img.filter(ImageFilter.GaussianBlur(radius))
         return np.asarray(img, dtype=np.float32) * np.float32(1 / 255)
+
+
+@contextmanager
+def sketch_over(
+    image: Image.Image, frame: FaceFrame, extent: FloatArray, origin: tuple[int, int] = (0, 0)
+) -> Iterator[Sketch | None]:
+    """A supersampled sketch over just the part of `image` that `extent` (face units) covers.
+
+    `origin` is where the image's top-left corner lies in the frame's pixels (a layer cut from a
+    larger picture). Supersampling only where crisp parts go keeps large faces fast; the drawing
+    is pasted back when the block ends. None when the extent lies off the image.
+    """
+    points = frame.to_image(extent) - origin
+    part = patch_box(points, image.size, pad=0.05 * frame.unit + 2)
+    if part is None:
+        yield None
+        return
+    box = PatchBox(
+        part.left + origin[0], part.top + origin[1], part.right + origin[0], part.bottom + origin[1]
+    )
+    sketch = Sketch(image.crop(part.as_tuple), box, frame, scale=3 if frame.unit < 60 else 2)
+    yield sketch
+    image.paste(sketch.result(), (part.left, part.top))
+
+
+def enlarge(small: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """A smooth map enlarged: bilinear to half the size, then doubled (a fraction of the cost)."""
+    half = (max(size[0] // 2, 1), max(size[1] // 2, 1))
+    if min(half) < 64 or half[0] <= small.width:
+        return small.resize(size, _BILINEAR)
+    return small.resize(half, _BILINEAR).resize(size, Image.Resampling.NEAREST)

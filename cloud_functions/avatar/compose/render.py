@@ -1,26 +1,34 @@
-"""One face into one animal: fur painted inside the face mask, then ears and features on top."""
+"""Faces into animals, in either style: `character` (avatar.compose.character: the animal's head
+drawn in place of the face) or `paint` (here: fur painted inside the face mask, then ears and
+features on top)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from avatar.catalogue import DEFAULT_STYLE
 from avatar.compose.animals import STYLES, Style
 from avatar.compose.blend import F32Array, apply_gain, encode_gain, fur_gain
+from avatar.compose.character import draw_head
 from avatar.compose.ears import EAR_OUTLINE, EarShape, both_ears, draw_ear
 from avatar.compose.features import draw_nose, draw_teeth, draw_whiskers, muzzle_extent
 from avatar.compose.geometry import FaceFrame, FloatArray, face_frame
 from avatar.compose.markings import keep_clear, markings_for
 from avatar.compose.prepared import PreparedFace, prepare
-from avatar.compose.raster import PatchBox, Sketch, SoftMasks, offset_polygon, patch_box
+from avatar.compose.raster import (
+    PatchBox,
+    SoftMasks,
+    enlarge,
+    offset_polygon,
+    patch_box,
+    sketch_over,
+)
 from avatar.errors import InvalidRequest
 from avatar.faces import Face
-
-_BILINEAR = Image.Resampling.BILINEAR
 
 
 def style_for(animal: str) -> Style:
@@ -61,47 +69,49 @@ def ear_outlines(face: Face, animal: str) -> list[FloatArray]:
     ]
 
 
-def compose_face(image: Image.Image, face: Face, mask: Image.Image, animal: str) -> Image.Image:
+def compose_face(
+    image: Image.Image, face: Face, mask: Image.Image, animal: str, style: str = DEFAULT_STYLE
+) -> Image.Image:
     """A copy of an RGB image with one face turned into the animal; untouched far from the face."""
-    return compose_faces(image, [face], [mask], animal)
+    return compose_faces(image, [face], [mask], animal, style)
+
+
+def _head_box(image: Image.Image, prepared: PreparedFace, style: Style) -> PatchBox | None:
+    """The part of the image one face's character may touch (None when it is off the image)."""
+    frame = prepared.frame
+    outline = _outline(frame, both_ears(frame, style), prepared.contour)
+    return patch_box(outline, image.size, 0.1 * frame.unit)
+
+
+def _draw_character(
+    image: Image.Image, prepared: PreparedFace, mask: Image.Image, style: Style
+) -> None:
+    """Draws one face's animal head into `image` in place, touching only the region around it."""
+    box = _head_box(image, prepared, style)
+    if box is not None:
+        draw_head(image, prepared, mask, style, box)
 
 
 def _paint_into(
     image: Image.Image, prepared: PreparedFace, mask: Image.Image, style: Style
 ) -> None:
-    """Paints one face's character into `image` in place, touching only the region around it."""
+    """Paints one face's animal (the paint style) into `image` in place, touching only the
+    region around it."""
     frame = prepared.frame
-    pad = 0.1 * frame.unit
-    ears = both_ears(frame, style)
-    box = patch_box(_outline(frame, ears, prepared.contour), image.size, pad)
+    box = _head_box(image, prepared, style)
     if box is None:
         return
+    ears = both_ears(frame, style)
     _paint_fur(image, prepared, mask, box, style)
     for ear in ears:
-        with _sketch(image, frame, offset_polygon(ear.outer, EAR_OUTLINE)) as sketch:
+        with sketch_over(image, frame, offset_polygon(ear.outer, EAR_OUTLINE)) as sketch:
             if sketch is not None:
                 draw_ear(sketch, ear, style)
-    with _sketch(image, frame, muzzle_extent(frame)) as sketch:
+    with sketch_over(image, frame, muzzle_extent(frame)) as sketch:
         if sketch is not None:
             draw_teeth(sketch, frame, style)
             draw_whiskers(sketch, frame, style)
             draw_nose(sketch, frame, style)
-
-
-@contextmanager
-def _sketch(image: Image.Image, frame: FaceFrame, extent: FloatArray) -> Iterator[Sketch | None]:
-    """A supersampled sketch over just the part of the image that `extent` (face units) covers.
-
-    Supersampling only where crisp parts go keeps large faces fast; the drawing is pasted back
-    when the block ends. None when the extent lies off the image.
-    """
-    part = patch_box(frame.to_image(extent), image.size, pad=0.05 * frame.unit + 2)
-    if part is None:
-        yield None
-        return
-    sketch = Sketch(image.crop(part.as_tuple), part, frame, scale=3 if frame.unit < 60 else 2)
-    yield sketch
-    image.paste(sketch.result(), (part.left, part.top))
 
 
 def _paint_fur(
@@ -122,14 +132,6 @@ def _paint_fur(
     image.paste(painted, (sub.left, sub.top), face_mask)
 
 
-def enlarge(small: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """A smooth map enlarged: bilinear to half the size, then doubled (a fraction of the cost)."""
-    half = (max(size[0] // 2, 1), max(size[1] // 2, 1))
-    if min(half) < 64 or half[0] <= small.width:
-        return small.resize(size, _BILINEAR)
-    return small.resize(half, _BILINEAR).resize(size, Image.Resampling.NEAREST)
-
-
 def _fur_maps(soft: SoftMasks, frame: FaceFrame, style: Style) -> tuple[F32Array, F32Array]:
     """Small maps of the fur's colour (H, W, 3) and opacity (H, W): base, markings, clear zones."""
     w, h = soft.small
@@ -146,10 +148,23 @@ def _fur_maps(soft: SoftMasks, frame: FaceFrame, style: Style) -> tuple[F32Array
 
 
 def compose_faces(
-    image: Image.Image, faces: Sequence[Face], masks: Sequence[Image.Image], animal: str
+    image: Image.Image,
+    faces: Sequence[Face],
+    masks: Sequence[Image.Image],
+    animal: str,
+    style: str = DEFAULT_STYLE,
 ) -> Image.Image:
-    """Every face turned into the animal, the largest (nearest) last so its ears go on top."""
-    style = style_for(animal)
+    """Every face turned into the animal, the largest (nearest) last so its ears go on top.
+
+    `style` (one of avatar.catalogue.RENDER_STYLES): "character" draws the animal's head in
+    place of each face, "paint" paints the animal's fur, ears and nose onto it. InvalidRequest
+    for an unknown animal or style.
+    """
+    draw = _DRAW.get(style)
+    if draw is None:
+        msg = f"unknown style {style!r}; choose one of {', '.join(_DRAW)}"
+        raise InvalidRequest(msg)
+    look = style_for(animal)
     if len(faces) != len(masks):
         msg = f"{len(faces)} faces but {len(masks)} masks"
         raise InvalidRequest(msg)
@@ -157,5 +172,8 @@ def compose_faces(
     prepared = prepare(faces, masks)  # kept from earlier animals drawn over the same objects
     for i in sorted(range(len(faces)), key=lambda i: faces[i].box.area):
         mask = masks[i] if masks[i].mode == "L" else masks[i].convert("L")
-        _paint_into(out, prepared[i], mask, style)
+        draw(out, prepared[i], mask, look)
     return out
+
+
+_DRAW = {"character": _draw_character, "paint": _paint_into}

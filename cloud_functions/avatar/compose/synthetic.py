@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from avatar.compose.geometry import FaceFrame, ellipse
+from avatar.compose.geometry import FaceFrame, ellipse, face_frame
+from avatar.compose.pose import LEFT_EYE, MESH_POINTS, MOUTH, RIGHT_EYE
 from avatar.faces import Box, Face
 
 # Average frontal proportions in face units (inter-ocular distance; y down from the eyes).
@@ -55,3 +58,30 @@ def synthetic_mask(size: tuple[int, int], face: Face) -> Image.Image:
     img = Image.new("L", size, 0)
     ImageDraw.Draw(img).polygon([(float(x), float(y)) for x, y in face.contour], fill=255)
     return img.filter(ImageFilter.GaussianBlur(max(face.box.width * 0.03, 1.0)))
+
+
+def with_expression(face: Face, eyes: float = 0.3, mouth: float = 0.0) -> Face:
+    """The face with a sparse face mesh: lids `eyes` and lips `mouth` apart (over the width).
+
+    Only the points avatar.compose.pose reads are placed (eye corners and lids, mouth corners
+    and inner lips); the rest lie at the origin. 0.3 is an open eye, 0.02 a closed one.
+    """
+    frame = face_frame(face)
+    mesh = np.zeros((MESH_POINTS, 3), dtype=np.float32)
+    for eye, (upper, lower, outer, inner) in (("right_eye", RIGHT_EYE), ("left_eye", LEFT_EYE)):
+        centre = np.asarray(face.landmarks[eye], dtype=np.float64)
+        half = 0.25 * frame.unit
+        outward = -1.0 if eye == "right_eye" else 1.0
+        mesh[outer, :2] = centre + outward * half * frame.axis_x
+        mesh[inner, :2] = centre - outward * half * frame.axis_x
+        mesh[upper, :2] = centre - eyes * half * frame.axis_y
+        mesh[lower, :2] = centre + eyes * half * frame.axis_y
+    right = np.asarray(face.landmarks["mouth_right"], dtype=np.float64)
+    left = np.asarray(face.landmarks["mouth_left"], dtype=np.float64)
+    centre = np.asarray(face.landmarks["mouth_center"], dtype=np.float64)
+    gap = mouth * float(np.hypot(*(left - right))) / 2
+    upper, lower, corner_right, corner_left = MOUTH
+    mesh[corner_right, :2], mesh[corner_left, :2] = right, left
+    mesh[upper, :2] = centre - gap * frame.axis_y
+    mesh[lower, :2] = centre + gap * frame.axis_y
+    return replace(face, mesh=mesh)

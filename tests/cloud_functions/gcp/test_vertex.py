@@ -28,6 +28,7 @@ from tests.cloud_functions.gcp.fakes import (
     google_error,
     inline_image,
     prompt_text,
+    prompted_animal,
     vertex_blocked_candidate,
     vertex_blocked_prompt,
     vertex_image_reply,
@@ -45,11 +46,18 @@ class PaintCompositor:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.styles: list[str] = []
 
     def compose(
-        self, image: Image.Image, faces: Sequence[Face], masks: Sequence[Image.Image], animal: str
+        self,
+        image: Image.Image,
+        faces: Sequence[Face],
+        masks: Sequence[Image.Image],
+        animal: str,
+        style: str = "character",
     ) -> Image.Image:
         self.calls += 1
+        self.styles.append(style)
         out = image.copy()
         for mask in masks:
             out = Image.composite(Image.new("RGB", image.size, (0, 255, 0)), out, mask)
@@ -165,6 +173,24 @@ def test_an_answer_without_an_image_goes_to_the_fallback(
     alpha = np.asarray(mask)
     assert np.array_equal(np.asarray(out)[alpha == 0], np.asarray(image)[alpha == 0])
     assert tuple(np.asarray(out)[alpha == 255][0]) == (0, 255, 0)
+
+
+@pytest.mark.parametrize("style", ["character", "paint"])
+def test_the_style_leaves_the_prompt_alone_and_goes_to_the_fallback(
+    fake: FakeServer,
+    fast_backoff: Backoff,
+    scene: tuple[Image.Image, Face, Image.Image],
+    style: str,
+) -> None:
+    image, face, mask = scene
+    drawn = Reply(vertex_image_reply(Image.new("RGB", (64, 64), BLUE)))
+    fake.script(drawn, Reply(vertex_text_reply()))
+    fallback = PaintCompositor()
+    vertex = compositor(fake, fast_backoff, fallback=fallback)
+    vertex.compose(image, [face], [mask], "fox", style=style)
+    vertex.compose(image, [face], [mask], "fox", style=style)  # answered without an image
+    assert [prompted_animal(sent) for sent in fake.requests] == ["fox", "fox"]  # no style in it
+    assert fallback.styles == [style]
 
 
 def test_an_answer_without_an_image_and_no_fallback_is_unavailable(

@@ -25,7 +25,7 @@ from avatar.backends.gcp import errors
 from avatar.backends.gcp.clients import Lazy, client_kwargs
 from avatar.backends.gcp.crop import FaceCrop
 from avatar.backends.gcp.retry import Backoff, call_with_retry, stage_deadline_s
-from avatar.catalogue import Animal, get_animal
+from avatar.catalogue import DEFAULT_STYLE, Animal, get_animal
 from avatar.errors import ContentBlocked, InvalidRequest, UpstreamUnavailable
 
 if TYPE_CHECKING:
@@ -112,8 +112,12 @@ class VertexCompositor:
         faces: Sequence[Face],
         masks: Sequence[Image.Image],
         animal: str,
+        style: str = DEFAULT_STYLE,
     ) -> Image.Image:
-        """`image` with every face turned into `animal`; pixels outside the masks unchanged."""
+        """`image` with every face turned into `animal`; pixels outside the masks unchanged.
+
+        `style` does not change the model's prompt; only a face the fallback draws uses it.
+        """
         entry = get_animal(animal)
         if entry is None:
             raise InvalidRequest(f"unknown animal {animal!r}")
@@ -122,7 +126,7 @@ class VertexCompositor:
         result = image
         for face, mask, crop, answer in zip(faces, masks, crops, answers, strict=True):
             if answer is None:
-                result = self._fall_back(result, face, mask, animal)
+                result = self._fall_back(result, face, mask, animal, style)
             else:
                 result = crop.blend_back(result, answer, mask)
         return result
@@ -169,12 +173,12 @@ class VertexCompositor:
         return self._client.get().generate_content(request=request, retry=None, timeout=timeout_s)
 
     def _fall_back(
-        self, image: Image.Image, face: Face, mask: Image.Image, animal: str
+        self, image: Image.Image, face: Face, mask: Image.Image, animal: str, style: str
     ) -> Image.Image:
         if self._fallback is None:
             detail = f"{SERVICE} answered without an image"
             raise UpstreamUnavailable(detail, retry_after_s=errors.DEFAULT_RETRY_AFTER_S)
-        return self._fallback.compose(image, [face], [mask], animal)
+        return self._fallback.compose(image, [face], [mask], animal, style=style)
 
 
 def _image_config(ai: Any) -> Any:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
+from avatar.catalogue import DEFAULT_STYLE
 from avatar.compose import compose_faces
 from avatar.faces import Face
 
@@ -24,6 +25,8 @@ class LocalCompositor:
         faces: Sequence[Face],
         masks: Sequence[Image.Image],
         animal: str,
+        style: str = DEFAULT_STYLE,
     ) -> Image.Image:
-        """The image with each face turned into `animal`; InvalidRequest for an unknown animal."""
-        return compose_faces(image, faces, masks, animal)
+        """The image with each face turned into `animal`, drawn in `style`; InvalidRequest for
+        an unknown animal."""
+        return compose_faces(image, faces, masks, animal, style=style)
