@@ -1,10 +1,13 @@
 """/v1/animals: the catalogue a selfie can become.
 
 The function draws these animals and has the same list on its side (avatar.catalogue); the
-two are separate deploys, so tests/contract checks that they name the same animals.
+two are separate deploys, so tests/contract checks that they name the same animals (and the
+same render styles).
 """
 
 from __future__ import annotations
+
+from typing import Literal, get_args
 
 from fastapi import APIRouter
 from pydantic import BaseModel
@@ -34,10 +37,32 @@ ANIMAL_IDS: frozenset[str] = frozenset(a.id for a in ANIMALS)
 CATALOGUE_ORDER: tuple[str, ...] = tuple(a.id for a in ANIMALS)
 
 
+# How an animal is drawn (an upload's optional `style`), the function's RENDER_STYLES.
+Style = Literal["character", "paint"]
+STYLES: tuple[str, ...] = get_args(Style)
+DEFAULT_STYLE: Style = "character"
+# The `style` field as the upload forms document it (OpenAPI).
+STYLE_FIELD: dict[str, object] = {
+    "type": "string",
+    "enum": list(STYLES),
+    "default": DEFAULT_STYLE,
+    "description": (
+        "how the animal is drawn: `character`: a stylised animal head drawn in place of the "
+        "face; `paint`: markings, ears and nose on the face"
+    ),
+}
+
+
 def animal_id(value: str) -> str | None:
     """The catalogue id a request names (trimmed, any case), or None if it names none."""
     needle = value.strip().lower()
     return needle if needle in ANIMAL_IDS else None
+
+
+def style_id(value: str) -> str | None:
+    """The render style a request names (trimmed, any case), or None if it names none."""
+    needle = value.strip().lower()
+    return needle if needle in STYLES else None
 
 
 router = APIRouter(prefix="/v1/animals", tags=["animals"])

@@ -17,7 +17,7 @@ from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from api.animals import ANIMAL_IDS, CATALOGUE_ORDER, animal_id
+from api.animals import ANIMAL_IDS, CATALOGUE_ORDER, DEFAULT_STYLE, STYLES, animal_id, style_id
 from api.config import Settings
 from api.errors import (
     BadRequest,
@@ -32,9 +32,12 @@ from api.images import NOT_AN_IMAGE, SNIFF_BYTES, sniff
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
-# Room in the body for the boundaries, part headers and the `animal` field around the image.
+# Room in the body for the boundaries, part headers and the fields (`animal`, `style`) around
+# the image.
 FORM_OVERHEAD_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 1024
+# Fields either form may add to its `animal` or `animals`.
+OPTIONAL_FIELDS = ("style",)
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,11 @@ class Upload:
 
     image: bytes
     animals: tuple[str, ...]
-    # SHA-256 over the animals and the raw image bytes: tells a retry from a reused
+    # SHA-256 over the animals, the style and the raw image bytes: tells a retry from a reused
     # Idempotency-Key; None when not asked for (no key came, nothing to compare it with).
     request_hash: str | None
+    # How every animal is drawn (api.animals.STYLES).
+    style: str = DEFAULT_STYLE
 
     @property
     def animal(self) -> str:
@@ -53,10 +58,12 @@ class Upload:
         return self.animals[0]
 
 
-def request_hash(animals: tuple[str, ...], image_digest: bytes) -> str:
-    """The idempotency fingerprint of a request: its animals, in order, and its image's SHA-256
-    (for one animal, the same as before packs existed)."""
-    return hashlib.sha256(",".join(animals).encode() + b"\n" + image_digest).hexdigest()
+def request_hash(animals: tuple[str, ...], style: str, image_digest: bytes) -> str:
+    """The idempotency fingerprint of a request: its animals, in order, its style and its
+    image's SHA-256. The default style adds nothing, so a request without one has the same
+    fingerprint as before styles existed: its retry across the upgrade finds its record."""
+    head = ",".join(animals) + ("" if style == DEFAULT_STYLE else f"\n{style}")
+    return hashlib.sha256(head.encode() + b"\n" + image_digest).hexdigest()
 
 
 def parse_animals(value: str) -> tuple[str, ...]:
@@ -79,8 +86,20 @@ def parse_animals(value: str) -> tuple[str, ...]:
     return tuple(animals)
 
 
+def parse_style(value: str | None) -> str:
+    """An upload's `style`: `character` when absent or empty; InvalidRequest naming the
+    choices for any other than api.animals.STYLES (trimmed, any case)."""
+    if not value:
+        return DEFAULT_STYLE
+    style = style_id(value)
+    if style is None:
+        raise InvalidRequest(f"unknown style; choose one of: {', '.join(STYLES)}")
+    return style
+
+
 class _FormCollector:
-    """Callbacks for python-multipart: keeps the `image` part (capped) and the `animal` field.
+    """Callbacks for python-multipart: keeps the `image` part (capped), the `animal` (or
+    `animals`) field and the optional ones (OPTIONAL_FIELDS).
 
     The image is kept as the chunks it arrived in (a full-chunk slice is the chunk itself, no
     copy) and joined once at the end; it is hashed as it streams when `fingerprint` is asked.
@@ -101,6 +120,11 @@ class _FormCollector:
         self._in_image = False
         self._part_name = ""
         self._head = b""
+
+    def text(self, name: str) -> str | None:
+        """A field's value as text; None when it was not sent."""
+        raw = self.fields.get(name)
+        return None if raw is None else raw.decode("utf-8", "replace")
 
     def callbacks(self) -> MultipartCallbacks:
         return {
@@ -138,10 +162,10 @@ class _FormCollector:
             if self.image is not None:
                 raise InvalidRequest("send one `image` file, not several")
             self.image, self._in_image = [], True
-        elif self._part_name == self.field:
+        elif self._part_name in (self.field, *OPTIONAL_FIELDS):
             if self._part_name in self.fields:
-                msg = f"send one `{self.field}` field, not several"
-                if self.field == "animals":
+                msg = f"send one `{self._part_name}` field, not several"
+                if self._part_name == "animals":
                     msg += " (name several animals in one, as a comma list)"
                 raise InvalidRequest(msg)
             self._field = self.fields[self._part_name] = bytearray()
@@ -216,8 +240,8 @@ async def _feed(
 async def read_upload(
     request: Request, settings: Settings, *, fingerprint: bool, several: bool = False
 ) -> Upload:
-    """The `image` and `animal` (or, `several`, a pack's `animals`) of a multipart request,
-    read as a stream under the size limit.
+    """The `image`, `animal` (or, `several`, a pack's `animals`) and optional `style` of a
+    multipart request, read as a stream under the size limit.
 
     `fingerprint`: also compute the request's hash (for an Idempotency-Key to compare).
     """
@@ -239,17 +263,19 @@ async def read_upload(
 def _upload_from(form: _FormCollector) -> Upload:
     if form.image is None:
         raise InvalidRequest("the `image` file is required")
-    raw = form.fields.get(form.field)
-    if raw is None:
+    value = form.text(form.field)
+    if value is None:
         raise InvalidRequest(f"the `{form.field}` field is required")
-    animals = _animals(form.field, raw.decode("utf-8", "replace"))
+    animals = _animals(form.field, value)
+    style = parse_style(form.text("style"))
     image = b"".join(form.image)
     if not image:
         raise InvalidImage("the image is empty")
     if sniff(image[:SNIFF_BYTES]) is None:
         raise UnsupportedImage(NOT_AN_IMAGE)
     digest = form.image_digest
-    return Upload(image, animals, request_hash(animals, digest.digest()) if digest else None)
+    fingerprint = request_hash(animals, style, digest.digest()) if digest else None
+    return Upload(image, animals, fingerprint, style)
 
 
 def _animals(field: str, value: str) -> tuple[str, ...]:

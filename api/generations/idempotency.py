@@ -51,7 +51,7 @@ def replay(existing: R, request_hash: str | None) -> R:
     A request with a key is always fingerprinted, so `request_hash` is set whenever this runs.
     """
     if existing.request_hash != request_hash:
-        msg = "this Idempotency-Key was already used with a different image or animal(s)"
+        msg = "this Idempotency-Key was already used with a different image, animal(s) or style"
         raise Conflict(msg)
     return existing
 

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from api.animals import DEFAULT_STYLE
 from api.db import utcnow
 from api.generations.models import Generation, GenerationInput, GenerationStatus, Pack, PackInput
 from api.webhooks import events
@@ -204,6 +205,7 @@ def born(
     user_id: uuid.UUID,
     animal: str,
     *,
+    style: str = DEFAULT_STYLE,
     idempotency_key: str | None,
     request_hash: str | None,
     claimed: bool,
@@ -216,6 +218,7 @@ def born(
         user_id=user_id,
         pack_id=pack_id,
         animal=animal,
+        style=style,
         status=PROCESSING if claimed else PENDING,
         run=0,
         idempotency_key=idempotency_key,
@@ -230,12 +233,13 @@ def born_pack(
     user_id: uuid.UUID,
     animals: Sequence[str],
     *,
+    style: str = DEFAULT_STYLE,
     idempotency_key: str | None,
     request_hash: str | None,
     claimed: bool,
 ) -> tuple[Pack, list[Generation]]:
-    """A new pack and its records, one per animal (not yet written); the key and fingerprint
-    are the pack's."""
+    """A new pack and its records, one per animal (not yet written), each in the pack's style;
+    the key and fingerprint are the pack's."""
     pack = Pack(
         id=uuid.uuid4(),
         user_id=user_id,
@@ -249,6 +253,7 @@ def born_pack(
         born(
             user_id,
             animal,
+            style=style,
             idempotency_key=None,
             request_hash=None,
             claimed=claimed,
@@ -264,6 +269,7 @@ def born_finished(
     generation_id: uuid.UUID,
     animal: str,
     *,
+    style: str = DEFAULT_STYLE,
     object_name: str | None,
     faces: list[dict[str, Any]] | None,
     timings_ms: dict[str, float],
@@ -277,6 +283,7 @@ def born_finished(
         id=generation_id,
         user_id=user_id,
         animal=animal,
+        style=style,
         status=FAILED if error else SUCCEEDED,
         run=0,
         attempts=1,

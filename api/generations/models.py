@@ -12,6 +12,7 @@ from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import Mapped, mapped_column
 
+from api.animals import DEFAULT_STYLE
 from api.db import Base, utcnow
 
 
@@ -58,13 +59,18 @@ class Generation(Base):
         default=GenerationStatus.pending,
     )
     animal: Mapped[str] = mapped_column(String(32))
+    # How the animal is drawn (api.animals.STYLES). Records made before styles existed were
+    # drawn as face paint, and say so (migration 0006).
+    style: Mapped[str] = mapped_column(
+        String(16), default=DEFAULT_STYLE, server_default=DEFAULT_STYLE
+    )
     object_name: Mapped[str | None] = mapped_column(String(512))
     faces: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     timings_ms: Mapped[dict[str, float] | None] = mapped_column(JSON)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_detail: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
-    # SHA-256 of (animal, image bytes): tells a retried request from a reused key.
+    # SHA-256 of (animal, style, image bytes): tells a retried request from a reused key.
     request_hash: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(default=0)
     # 0, then one more each time a retry (same Idempotency-Key) puts the record back to work:
@@ -96,7 +102,7 @@ class Pack(Base):
     # The animals in the order they were asked for (the order its generations are shown in).
     animals: Mapped[list[str]] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
-    # SHA-256 of (animals, image bytes), as for a generation.
+    # SHA-256 of (animals, style, image bytes), as for a generation.
     request_hash: Mapped[str | None] = mapped_column(String(64))
     # As a generation's: one more each time a retry puts the pack back to work.
     run: Mapped[int] = mapped_column(default=0, server_default=text("0"))

@@ -31,6 +31,7 @@ PUBLIC_COLUMNS = (
     Generation.error_code,
     Generation.error_detail,
     Generation.faces,
+    Generation.style,
     Generation.pack_id,
     Generation.created_at,
     Generation.completed_at,
@@ -54,6 +55,8 @@ class GenerationView(Protocol):
     def error_detail(self) -> str | None: ...
     @property
     def faces(self) -> list[dict[str, Any]] | None: ...
+    @property
+    def style(self) -> str: ...
     @property
     def pack_id(self) -> uuid.UUID | None: ...
     @property
@@ -83,6 +86,7 @@ def public_fields(generation: GenerationView, url: str | None) -> dict[str, Any]
         "image_url": url,
         "error": error,
         "faces": generation.faces or [],
+        "style": generation.style,
         "pack_id": generation.pack_id,
         "created_at": generation.created_at,
         "completed_at": generation.completed_at,

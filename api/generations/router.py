@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 
-from api.animals import CATALOGUE_ORDER
+from api.animals import CATALOGUE_ORDER, STYLE_FIELD
 from api.deps import CurrentUser, OwnedGeneration, SessionDep, SettingsDep, StorageDep
 from api.generations import service
 from api.generations.models import GenerationStatus
@@ -53,6 +53,7 @@ UPLOAD_BODY = {
                         "enum": list(CATALOGUE_ORDER),
                         "description": "an id from GET /v1/animals (once)",
                     },
+                    "style": STYLE_FIELD,
                 },
             }
         }

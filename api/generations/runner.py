@@ -679,7 +679,7 @@ async def _load_work(session: AsyncSession, job: Job) -> Work | None:
     column = Generation.id if job.kind == "generation" else Generation.pack_id
     rows = (
         await session.execute(
-            select(Generation.id, Generation.user_id, Generation.animal)
+            select(Generation.id, Generation.user_id, Generation.animal, Generation.style)
             .where(column == job.id)
             .order_by(Generation.created_at, Generation.id)
         )
@@ -691,5 +691,6 @@ async def _load_work(session: AsyncSession, job: Job) -> Work | None:
         content_type=kept.content_type,
         user_id=rows[0].user_id,
         targets=tuple(Target(row.id, row.animal) for row in rows),
+        style=rows[0].style,  # as it was asked for (a pack's generations share it)
     )
     return Work(request, kept_input=True)

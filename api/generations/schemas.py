@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from api.animals import Style
 from api.generations.models import GenerationStatus
 from api.problems import ProblemCode
 
@@ -43,7 +44,8 @@ class Face(BaseModel):
 
 class GenerationPublic(BaseModel):
     """A generation record; `image_url` is a fresh, expiring link, null until it succeeded;
-    `pack_id` names the pack it is one animal of (null for a single upload)."""
+    `style` is how the animal is drawn (`character` or `paint`); `pack_id` names the pack it is
+    one animal of (null for a single upload)."""
 
     id: uuid.UUID
     status: GenerationStatus
@@ -51,6 +53,7 @@ class GenerationPublic(BaseModel):
     image_url: str | None
     error: GenerationError | None
     faces: list[Face]
+    style: Style
     pack_id: uuid.UUID | None = None
     created_at: datetime
     completed_at: datetime | None

@@ -108,6 +108,7 @@ async def accept(intake: Intake) -> Accepted:
     generation = lifecycle.born(
         intake.user_id,
         upload.animal,
+        style=upload.style,
         idempotency_key=intake.idempotency_key,
         request_hash=upload.request_hash,
         claimed=not intake.respond_async,
@@ -241,6 +242,7 @@ async def start_job(
         content_type=image.content_type,
         user_id=intake.user_id,
         targets=tuple(Target(g.id, g.animal) for g in generations),
+        style=generations[0].style,  # a pack's generations share its style
     )
     if generations[0].status is lifecycle.PROCESSING:  # sync: born (or retried) claimed
         return intake.runner.submit(job, Work(request, kept_input=False), claimed=True)

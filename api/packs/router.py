@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 
-from api.animals import CATALOGUE_ORDER
+from api.animals import CATALOGUE_ORDER, STYLE_FIELD
 from api.config import Settings
 from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
 from api.generations.presenter import to_public_many
@@ -46,6 +46,7 @@ PACK_BODY = {
                         "pattern": ANIMALS_PATTERN,
                         "examples": ["fox,panda,cat", "all"],
                     },
+                    "style": STYLE_FIELD,  # one for every animal of the pack
                 },
             },
             "encoding": {"image": {"contentType": "image/jpeg, image/png, image/webp, image/heic"}},
@@ -96,6 +97,7 @@ async def to_public(view: service.PackView, store: ObjectStore, settings: Settin
         id=view.pack.id,
         status=view.status,
         animals=list(view.pack.animals),
+        style=view.style,
         generations=await to_public_many(view.generations, store, settings),
         created_at=view.pack.created_at,
         completed_at=view.completed_at,

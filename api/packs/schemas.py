@@ -9,6 +9,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict
 from pydantic.config import JsonDict
 
+from api.animals import Style
 from api.generations.schemas import GenerationPublic
 
 PackStatus = Literal["pending", "processing", "succeeded", "partial", "failed"]
@@ -18,6 +19,7 @@ _EXAMPLE: dict[str, Any] = {
     "id": _PACK_ID,
     "status": "partial",
     "animals": ["fox", "panda"],
+    "style": "character",
     "generations": [
         {
             "id": "5a1c2e3f-4b5d-4e6f-8a7b-9c0d1e2f3a4b",
@@ -33,6 +35,7 @@ _EXAMPLE: dict[str, Any] = {
                     "roll_deg": -2.5,
                 }
             ],
+            "style": "character",
             "pack_id": _PACK_ID,
             "created_at": "2026-11-30T09:15:02.120000Z",
             "completed_at": "2026-11-30T09:15:03.480000Z",
@@ -47,6 +50,7 @@ _EXAMPLE: dict[str, Any] = {
                 "detail": "the image model refused to draw it (IMAGE_SAFETY)",
             },
             "faces": [],
+            "style": "character",
             "pack_id": _PACK_ID,
             "created_at": "2026-11-30T09:15:02.120000Z",
             "completed_at": "2026-11-30T09:15:03.480000Z",
@@ -62,7 +66,8 @@ class PackPublic(BaseModel):
 
     `status` is derived from the generations: `pending` until work starts, `processing` while
     any is unfinished, then `succeeded` (all did), `partial` (some failed) or `failed` (all
-    did). `completed_at` is when the last one finished.
+    did). `style` is how every animal of the pack is drawn. `completed_at` is when the last one
+    finished.
     """
 
     model_config = ConfigDict(json_schema_extra={"examples": [cast(JsonDict, _EXAMPLE)]})
@@ -70,6 +75,7 @@ class PackPublic(BaseModel):
     id: uuid.UUID
     status: PackStatus
     animals: list[str]
+    style: Style
     generations: list[GenerationPublic]
     created_at: datetime
     completed_at: datetime | None

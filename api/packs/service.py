@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from api.animals import DEFAULT_STYLE
 from api.errors import InvalidRequest, NotFound
 from api.generations import idempotency, lifecycle
 from api.generations.models import Generation, Pack
@@ -41,6 +42,11 @@ class PackView:
     @property
     def status(self) -> str:
         return lifecycle.overall_status([g.status for g in self.generations])
+
+    @property
+    def style(self) -> str:
+        """How the pack's animals are drawn: each of its generations was born in its style."""
+        return self.generations[0].style if self.generations else DEFAULT_STYLE
 
     @property
     def completed_at(self) -> datetime | None:
@@ -92,6 +98,7 @@ async def accept_pack(intake: Intake) -> AcceptedPack:
     pack, generations = lifecycle.born_pack(
         user_id,
         upload.animals,
+        style=upload.style,
         idempotency_key=intake.idempotency_key,
         request_hash=upload.request_hash,
         claimed=not intake.respond_async,

@@ -129,10 +129,13 @@ async def upload(
     key: str,
     image: bytes,
     animal: str = "fox",
+    *,
+    style: str | None = None,
     **headers: str,
 ) -> httpx.Response:
-    """POST /v1/generations with an image file and an animal."""
-    return await _post_form(client, "/v1/generations", key, image, {"animal": animal}, headers)
+    """POST /v1/generations with an image file and an animal (and a `style` when given)."""
+    fields = {"animal": animal} | ({"style": style} if style is not None else {})
+    return await _post_form(client, "/v1/generations", key, image, fields, headers)
 
 
 async def upload_pack(
@@ -140,10 +143,13 @@ async def upload_pack(
     key: str,
     image: bytes,
     animals: str = "fox,cat,panda",
+    *,
+    style: str | None = None,
     **headers: str,
 ) -> httpx.Response:
-    """POST /v1/packs with an image file and the animals."""
-    return await _post_form(client, "/v1/packs", key, image, {"animals": animals}, headers)
+    """POST /v1/packs with an image file and the animals (and a `style` when given)."""
+    fields = {"animals": animals} | ({"style": style} if style is not None else {})
+    return await _post_form(client, "/v1/packs", key, image, fields, headers)
 
 
 async def _post_form(

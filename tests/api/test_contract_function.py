@@ -7,8 +7,10 @@ function's answer is parsed by the API. Local backends and the real face models 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
+import pytest
 from api_testing import BASE_URL, auth, client_for, create_user, photo
 from function_stub import upload, upload_pack
 from PIL import Image
@@ -112,3 +114,32 @@ async def test_a_pack_of_every_animal_is_one_call_and_a_different_image_each(
         listed = (await client.get("/v1/generations?limit=50", headers=auth(key))).json()["items"]
         assert {item["pack_id"] for item in listed} == {pack["id"]}
         assert len(listed) == len(CATALOGUE_ORDER)
+
+
+async def test_the_style_asked_for_is_the_style_the_function_draws(
+    contract_app, monkeypatch: pytest.MonkeyPatch
+):
+    from avatar.backends.local.compositor import LocalCompositor
+
+    drawn: list[tuple[str, str]] = []
+    real = LocalCompositor.compose
+
+    def compose(
+        self: LocalCompositor, image: Any, faces: Any, masks: Any, animal: str, style: str = "unset"
+    ) -> Any:
+        drawn.append((animal, style))
+        return real(self, image, faces, masks, animal, style=style)
+
+    monkeypatch.setattr(LocalCompositor, "compose", compose)
+    async with contract_app() as app, client_for(app) as client:
+        _, key = await create_user(client)
+        one = await upload(client, key, photo("astronaut"), "fox")
+        painted = await upload(client, key, photo("astronaut"), "cat", style="paint")
+        pack = await upload_pack(client, key, photo("astronaut"), "dog,koala", style="PAINT")
+    assert [one.status_code, painted.status_code, pack.status_code] == [201, 201, 201]
+    assert (one.json()["style"], painted.json()["style"], pack.json()["style"]) == (
+        "character",
+        "paint",
+        "paint",
+    )
+    assert drawn == [("fox", "character"), ("cat", "paint"), ("dog", "paint"), ("koala", "paint")]

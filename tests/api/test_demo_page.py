@@ -241,6 +241,7 @@ def test_the_whole_flow_create_make_pack_reload_browse_delete_erase(
     expect(page.get_by_role("button", name="Load more")).to_be_hidden()
     listed = httpx.get(f"{site.api_url}/v1/generations?limit=100", headers=auth).json()["items"]
     assert history_ids(page) == [item["id"] for item in listed]  # newest first, no repeats
+    assert {item["style"] for item in listed} == {"character"}  # the page's default
 
     # Delete the newest avatar.
     newest = page.locator("#history > li").first
@@ -373,7 +374,8 @@ def test_a_keyboard_alone_gets_through_on_a_phone(
     choosers: list[FileChooser] = []
     page.on("filechooser", lambda chooser: choosers.append(chooser))
     tab_to(page, "key")
-    page.keyboard.type(api_user(site, "keys"))
+    key = api_user(site, "keys")
+    page.keyboard.type(key)
     page.keyboard.press("Enter")
     expect(page.locator("#who")).to_have_text("keys")
 
@@ -389,10 +391,15 @@ def test_a_keyboard_alone_gets_through_on_a_phone(
     page.keyboard.press("Space")  # the first animal comes checked: uncheck it
     tab_to(page, "animal-dog")
     page.keyboard.press("Space")
+    tab_to(page, "style-character")  # the style's radio group: its checked one takes the focus
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_label("Face paint")).to_be_checked()
     tab_to(page, "submit")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Your avatar", exact=True)).to_be_focused()
     assert shown_image(page)["alt"] == "Your photo as a dog"
+    made = httpx.get(f"{site.api_url}/v1/generations", headers={"Authorization": f"Bearer {key}"})
+    assert [(item["animal"], item["style"]) for item in made.json()["items"]] == [("dog", "paint")]
 
     # Every control has a name, every image an alt; nothing is wider than the phone.
     unnamed = page.evaluate(

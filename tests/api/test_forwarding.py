@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import dataclasses
 import json
 import time
 import uuid
@@ -106,6 +108,7 @@ async def test_posts_multipart_with_all_fields_and_reads_the_result() -> None:
     generation_id = request.targets[0].generation_id
     assert f'name="generation_id"\r\n\r\n{generation_id}'.encode() in body
     assert f'name="user_id"\r\n\r\n{request.user_id}'.encode() in body
+    assert b'name="style"\r\n\r\ncharacter\r\n' in body
     assert b'name="image"; filename="upload"\r\nContent-Type: image/jpeg' in body
     assert b"fake-jpeg" in body
     assert "authorization" not in sent.headers
@@ -277,6 +280,18 @@ async def test_several_animals_go_in_one_call_and_each_gets_its_result_or_error(
     assert cat.detail == "content_blocked here"
     assert isinstance(panda, UpstreamUnavailable)
     assert panda.retry_after_s is not None
+
+
+@respx.mock
+@pytest.mark.parametrize("animals", [("fox",), ("fox", "cat")])
+async def test_the_style_goes_with_one_animal_or_several(animals: tuple[str, ...]) -> None:
+    route = respx.post(FUNCTION_URL).respond(200, json=GOOD_ANSWER)
+    request = dataclasses.replace(a_request(*animals), style="paint")
+    with contextlib.suppress(UpstreamUnavailable):  # GOOD_ANSWER answers one animal
+        await a_client(FakeSleep()).generate(request)
+    body = route.calls.last.request.content
+    assert body.count(b'name="style"') == 1
+    assert b'name="style"\r\n\r\npaint\r\n' in body
 
 
 @respx.mock

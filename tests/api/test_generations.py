@@ -39,11 +39,13 @@ async def test_own_record_is_readable(client, make_user, db) -> None:
         "image_url",
         "error",
         "faces",
+        "style",
         "pack_id",
         "created_at",
         "completed_at",
     }
     assert body["id"] == str(generation.id)
+    assert body["style"] == "character"
     assert (body["status"], body["animal"], body["error"]) == ("succeeded", "fox", None)
     assert body["faces"] == [FACE | {"roll_deg": None}]
     assert body["image_url"].startswith(f"http://testserver/media/avatars/{user['id']}/g.png?")

@@ -67,11 +67,14 @@ async def test_a_sync_pack_is_one_call_and_a_generation_per_animal(pack_app, stu
             "id",
             "status",
             "animals",
+            "style",
             "generations",
             "created_at",
             "completed_at",
         }
         assert (pack["status"], pack["animals"]) == ("succeeded", ["fox", "cat", "panda"])
+        assert pack["style"] == "character"
+        assert stub.received[0]["style"][0] == b"character"
         assert pack["completed_at"] is not None
         # One upload, one call to the function, the animals in the order asked for.
         assert len(stub.received) == 1

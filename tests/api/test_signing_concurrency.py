@@ -31,6 +31,7 @@ class Row:
     error_code: str | None = None
     error_detail: str | None = None
     faces: list[dict[str, Any]] | None = None
+    style: str = "character"
     pack_id: uuid.UUID | None = None
     created_at: datetime = field(default_factory=utcnow)
     completed_at: datetime | None = None

@@ -486,6 +486,25 @@ async def test_an_async_pack_is_one_task_and_one_call_for_all_its_animals(
         assert len(stub.received) == 1
 
 
+async def test_a_delivered_job_draws_the_style_its_records_were_asked_for(
+    queued_app, google, stub
+) -> None:
+    async with queued_app() as app, client_for(app) as client:
+        _, key = await create_user(client)
+        one = await upload(client, key, SELFIE, style="paint", prefer="respond-async")
+        pack = await upload_pack(
+            client, key, SELFIE, "fox,cat", style="paint", prefer="respond-async"
+        )
+        assert (one.status_code, pack.status_code) == (202, 202)
+        assert not stub.received  # the style waits with the records, not with the task
+        for sent in google.created:
+            answer = await google.deliver(client, sent["task"])
+            assert (answer.status_code, answer.json()["status"]) == (200, "succeeded")
+        done = await client.get(f"/v1/generations/{one.json()['id']}", headers=auth(key))
+        assert done.json()["style"] == "paint"
+    assert [parts["style"][0] for parts in stub.received] == [b"paint", b"paint"]
+
+
 async def test_one_animal_failing_retryably_is_delivered_again_alone(
     queued_app, google, stub
 ) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from api import animals as api_animals
 from api import errors as api_errors
+from api import uploads as api_uploads
 from api.forwarding import client as api_forwarding
 from api.images import sniff as api_sniff
 from api.security import media_signature, media_signature_valid
@@ -60,6 +61,27 @@ def test_both_sides_offer_the_same_animals_in_the_same_order() -> None:
 def test_both_sides_read_an_animal_field_alike(given: str) -> None:
     function_side = function_catalogue.get_animal(given)
     assert api_animals.animal_id(given) == (function_side.id if function_side else None)
+
+
+def test_both_sides_offer_the_same_styles_and_the_same_default() -> None:
+    assert api_animals.STYLES == function_catalogue.RENDER_STYLES
+    assert api_animals.DEFAULT_STYLE == function_catalogue.DEFAULT_STYLE
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["paint", " Paint ", "CHARACTER", "", "watercolour", " ", "paint,character", "paint\x00"],
+)
+def test_both_sides_read_a_style_field_alike(given: str) -> None:
+    try:
+        function_side: str | None = function_inputs.parse_style(given)
+    except function_errors.InvalidRequest:
+        function_side = None
+    try:
+        api_side: str | None = api_uploads.parse_style(given)
+    except api_errors.InvalidRequest:
+        api_side = None
+    assert api_side == function_side
 
 
 # --- error codes and statuses -------------------------------------------------------------------

@@ -292,6 +292,11 @@ function chosenAnimals() {
   return Array.from(document.querySelectorAll("#animals input:checked"), (box) => box.value);
 }
 
+function chosenStyle() {
+  const picked = document.querySelector('#make input[name="style"]:checked');
+  return picked ? picked.value : "character";
+}
+
 function checkAnimals() {
   const first = document.querySelector("#animals input");
   if (first) first.setCustomValidity(chosenAnimals().length ? "" : "Pick at least one animal.");
@@ -346,6 +351,7 @@ async function onMake(event) {
   form.append("image", file, file.name || "photo");
   const pack = animals.length > 1;
   form.append(pack ? "animals" : "animal", animals.join(","));
+  form.append("style", chosenStyle());
   $("submit").disabled = true; // also stops Enter from sending it twice
   try {
     setProgress(0, "Uploading your photo");
