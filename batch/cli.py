@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import IO, NoReturn
 
 from avatar import inputs
-from avatar.catalogue import ANIMALS
+from avatar.catalogue import ANIMALS, DEFAULT_STYLE, RENDER_STYLES
 from avatar.errors import InvalidRequest
 from batch import manifest
 from batch.errors import BatchError
@@ -71,6 +71,14 @@ def parser() -> Parser:
         choices=("largest", "all"),
         default="largest",
         help="turn only the largest face (default) or every face",
+    )
+    p.add_argument(
+        "--style",
+        type=str.lower,
+        choices=RENDER_STYLES,
+        default=DEFAULT_STYLE,
+        help="how the animals are drawn: a character's head in place of the face (character, "
+        "the default) or face paint (paint)",
     )
     p.add_argument(
         "--function-url", help="call this deployed function instead of running the pipeline here"
@@ -146,6 +154,7 @@ def options_from(args: argparse.Namespace) -> Options:
         animals=parse_animals(args.animal),
         workers=args.workers or (REMOTE_WORKERS if remote else cpu_count()),
         all_faces=args.faces == "all",
+        style=args.style,
         function_url=args.function_url,
         function_auth=args.function_auth,
         retry_failed=args.retry_failed,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from api.animals import DEFAULT_STYLE
 from api.config import Settings as ApiSettings
 from api.db import build_engine, build_sessionmaker
 from api.generations import lifecycle
@@ -34,8 +35,11 @@ def database_url() -> str:
 class History:
     """Records results for one user; the job's main thread is its only caller."""
 
-    def __init__(self, user_id: uuid.UUID, url: str | None = None) -> None:
+    def __init__(
+        self, user_id: uuid.UUID, url: str | None = None, *, style: str = DEFAULT_STYLE
+    ) -> None:
         self.user_id = user_id
+        self.style = style  # the job's: every record it writes was drawn in it
         self._loop = asyncio.Runner()
         self._engine = build_engine(url or database_url(), pool_size=1)
         self._sessions = build_sessionmaker(self._engine)
@@ -74,6 +78,7 @@ class History:
                         self.user_id,
                         uuid.UUID(result.generation_id),
                         result.animal,
+                        style=self.style,
                         object_name=result.object_name,
                         faces=result.faces,
                         timings_ms=result.timings_ms,

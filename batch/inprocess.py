@@ -57,6 +57,7 @@ class PipelineWorker:
             generation_id="batch",
             all_faces=spec.all_faces,
             image=data,
+            style=spec.style,
         )
         try:
             scene = find_faces(request, self.backends, settings, timings)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Protocol
 
+from avatar.catalogue import DEFAULT_STYLE
 from batch import manifest
 from batch.errors import BatchError
 from batch.locations import GcsPrefix, Item, location
@@ -46,6 +47,7 @@ class Options:
     animals: tuple[str, ...]
     workers: int
     all_faces: bool = False
+    style: str = DEFAULT_STYLE
     function_url: str | None = None
     function_auth: Auth = "auto"
     retry_failed: bool = False
@@ -199,6 +201,7 @@ def line(spec: Spec, item: Item, result: Result) -> manifest.Line:
     entry: manifest.Line = {
         "input": spec.input.join(item.name),
         "animal": result.animal,
+        "style": spec.style,
         "status": "succeeded" if result.succeeded else "failed",
         "output": spec.output.join(result.output) if result.output else None,
         "error": {"code": code_detail[0], "detail": code_detail[1]} if code_detail else None,
@@ -239,7 +242,11 @@ def run(
 ) -> int:
     """The whole job; its exit code (BatchError for a usage or configuration problem)."""
     spec = Spec(
-        location(options.input), location(options.output), options.all_faces, options.user_id
+        location(options.input),
+        location(options.output),
+        options.all_faces,
+        options.user_id,
+        options.style,
     )
     history = _history(options)
     try:
@@ -283,7 +290,7 @@ def _history(options: Options) -> History | None:
         return None
     from batch.history import History  # the API's models: only when asked for
 
-    history = History(options.user_id)
+    history = History(options.user_id, style=options.style)
     try:
         history.check()
     except BatchError:

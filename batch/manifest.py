@@ -1,7 +1,9 @@
 """`manifest.jsonl`: one JSON line per input and animal, the job's record and its resume point.
 
-A line is `{input, animal, status, output, error, faces, timings_ms}` (SPEC.md), plus
-`generation_id` when the result was recorded in a user's history. A task of a sharded run
+A line is `{input, animal, status, output, error, faces, timings_ms}` (SPEC.md) and the
+`style` the job drew its animals in (`--style`), plus `generation_id` when the result was
+recorded in a user's history. A line is keyed by input and animal only: a rerun in another
+style into the same OUTPUT skips what is there. A task of a sharded run
 (CLOUD_RUN_TASK_COUNT > 1) writes its own part, `manifest.part-00003-of-00010.jsonl`; the reader
 combines the manifest and every part, and `--merge` writes the combination back as one manifest.
 

@@ -117,6 +117,7 @@ class FunctionWorker:
             "animals": ",".join(task.animals),
             "user_id": spec.owner,
             "faces": "all" if spec.all_faces else "largest",
+            "style": spec.style,
         }
         if spec.user_id is not None:
             fields["generation_ids"] = ",".join(str(gid) for gid in ids)

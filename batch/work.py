@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from avatar.catalogue import DEFAULT_STYLE
 from batch.errors import BatchError
 from batch.locations import Item, Location
 
@@ -34,6 +35,7 @@ class Spec:
     output: Location
     all_faces: bool = False
     user_id: uuid.UUID | None = None
+    style: str = DEFAULT_STYLE  # how every animal is drawn (avatar.catalogue.RENDER_STYLES)
 
     def generation_id(self, item: Item, animal: str) -> str | None:
         """The history record a result is, when the job records one (`--user-id`)."""

@@ -47,7 +47,7 @@ async def test_batch_results_are_generations_of_the_user(
     monkeypatch.setenv("STORAGE_DIR", str(media_dir))  # the function's store is the API's
     manifest = tmp_path / "out" / "manifest.jsonl"
     argv = ("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-            "--animal", "fox,tiger", "--workers", "1")  # fmt: skip
+            "--animal", "fox,tiger", "--style", "paint", "--workers", "1")  # fmt: skip
 
     async with (
         app_factory(isolated=False, storage_dir=media_dir) as app,
@@ -64,6 +64,7 @@ async def test_batch_results_are_generations_of_the_user(
         for line in lines:
             record = records[line["generation_id"]]
             assert record["animal"] == line["animal"]
+            assert record["style"] == line["style"] == "paint"
             assert record["status"] == line["status"]
             assert record["pack_id"] is None
             if line["status"] == "succeeded":

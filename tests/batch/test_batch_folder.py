@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from batch_testing import BROKEN, FACES, INPUTS, NO_FACE, NOT_AN_IMAGE, RunBatch
 from PIL import Image
 
+from avatar.backends.local.compositor import LocalCompositor
 from batch.manifest import MANIFEST
 
 ANIMALS = ("fox", "panda")
@@ -39,7 +41,10 @@ def test_a_folder_gives_one_line_per_input_and_animal(
     assert len(lines) == len(INPUTS) * len(ANIMALS)  # .DS_Store is not an input
     assert set(by_key(lines)) == {(f"{inputs}/{name}", a) for name in INPUTS for a in ANIMALS}
     for line in lines:
-        assert set(line) == {"input", "animal", "status", "output", "error", "faces", "timings_ms"}
+        assert set(line) == {
+            "input", "animal", "style", "status", "output", "error", "faces", "timings_ms"
+        }  # fmt: skip
+        assert line["style"] == "character"  # the default
         name = line["input"].removeprefix(f"{inputs}/")
         if name in FACES:
             assert line["status"] == "succeeded", line
@@ -162,6 +167,7 @@ def test_several_faces_with_faces_all(run_batch: RunBatch, tmp_path: Path) -> No
         (("--animal", "fox", "--workers", "0"), "at least 1"),
         (("--animal", "fox", "--user-id", "42"), "not a user id"),
         (("--animal", "fox", "--function-url", "ftp://x"), "not an http(s) URL"),
+        (("--animal", "fox", "--style", "watercolour"), "invalid choice: 'watercolour'"),
         ((), "--input and --animal are needed"),
     ],
 )
@@ -172,6 +178,30 @@ def test_usage_errors_exit_1_with_a_message(
     assert run.code == 1
     assert message in run.err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_style_asked_for_is_drawn_and_recorded(
+    run_batch: RunBatch, inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[tuple[str, str]] = []
+    real = LocalCompositor.compose
+
+    def compose(
+        self: LocalCompositor, image: Any, faces: Any, masks: Any, animal: str, style: str = "unset"
+    ) -> Any:
+        drawn.append((animal, style))
+        return real(self, image, faces, masks, animal, style=style)
+
+    monkeypatch.setattr(LocalCompositor, "compose", compose)
+    output = tmp_path / "out"
+    run = run_batch("--input", str(inputs), "--output", str(output), "--animal", "fox,panda",
+                    "--style", "Paint", "--workers", "1")  # fmt: skip
+    assert run.code == 0, run.err
+
+    lines = read_lines(output)
+    assert {line["style"] for line in lines} == {"paint"}
+    assert set(drawn) == {("fox", "paint"), ("panda", "paint")}
+    assert len(drawn) == len(FACES) * len(ANIMALS)
 
 
 def test_configuration_errors_exit_1(run_batch: RunBatch, inputs: Path, tmp_path: Path) -> None:

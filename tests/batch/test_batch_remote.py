@@ -95,15 +95,34 @@ def answer(animals: list[str]) -> dict[str, Any]:
     return {"results": results, "faces": [{"box": {}}], "width": 1, "height": 1}
 
 
-def worker(tmp_path: Path, handler: Any, token: IdToken | None = None) -> FunctionWorker:
+def worker(
+    tmp_path: Path, handler: Any, token: IdToken | None = None, *, style: str = "character"
+) -> FunctionWorker:
     (tmp_path / "in").mkdir(exist_ok=True)
     (tmp_path / "in" / "a.jpg").write_bytes(b"\xff\xd8\xff-a-selfie")
-    spec = Spec(Folder("in", tmp_path / "in"), Folder("out", tmp_path / "out"))
+    spec = Spec(Folder("in", tmp_path / "in"), Folder("out", tmp_path / "out"), style=style)
     return FunctionWorker(spec, URL, auth="none" if token is None else "id_token", token=token,
                           transport=httpx.MockTransport(handler), sleep=lambda s: None)  # fmt: skip
 
 
 TASK = Task(Item("a.jpg", 16), ("fox",))
+
+
+@pytest.mark.parametrize("style", ["character", "paint"])
+def test_the_jobs_style_is_sent_with_the_animals(tmp_path: Path, style: str) -> None:
+    sent: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, content=b"\xff\xd8\xffimage")
+        sent.append(request.read())
+        return httpx.Response(200, json=answer(["fox"]))
+
+    [result] = worker(tmp_path, handler, style=style)(TASK)
+
+    assert result.succeeded
+    [body] = sent
+    assert f'name="style"\r\n\r\n{style}\r\n'.encode() in body
 
 
 def test_throttling_and_outages_are_retried(tmp_path: Path) -> None:
