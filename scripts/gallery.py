@@ -1,8 +1,10 @@
-"""Contact sheet of every animal on the bundled test photographs (`make gallery`).
+"""Contact sheet of every animal in both styles on the bundled test photographs (`make gallery`).
 
 Usage: python scripts/gallery.py [OUT.png] [--docs docs/gallery.jpg]
+OUT (var/gallery.png) holds both styles, `character` above `paint`; the README's JPEG copies are
+one per style: the `--docs` path for `character`, and `-paint` added to its name for `paint`.
 Faces come from the real local detector and masker (the models must be fetched: `make models`);
-compose time per face at a 1600 px working size is printed too.
+compose time per face at a 1600 px working size is printed for each style too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from avatar.backends import Backends, build_backends  # noqa: E402
-from avatar.catalogue import ANIMALS  # noqa: E402
+from avatar.catalogue import ANIMALS, RENDER_STYLES  # noqa: E402
 from avatar.compose import character_outline, compose_faces, style_for  # noqa: E402
 from avatar.compose.geometry import face_frame  # noqa: E402
 from avatar.config import get_settings  # noqa: E402
@@ -82,14 +84,14 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def photo_tiles(
-    backends: Backends, image: Image.Image, tile: tuple[int, int]
+    backends: Backends, image: Image.Image, tile: tuple[int, int], style: str
 ) -> list[Image.Image] | None:
     """The original and every animal, cropped around the faces; None when no face is found."""
     faces, masks = find_faces(backends, image)
     if not faces:
         return None
     box = crop_box(image, faces, tile)
-    outs = [image] + [compose_faces(image, faces, masks, a.id) for a in ANIMALS]
+    outs = [image] + [compose_faces(image, faces, masks, a.id, style) for a in ANIMALS]
     return [o.crop(box).resize(tile, Image.Resampling.LANCZOS) for o in outs]
 
 
@@ -147,7 +149,45 @@ def stack(*parts: Image.Image) -> Image.Image:
     return sheet
 
 
-def time_compose(backends: Backends, image: Image.Image, working_px: int = 1600) -> str:
+TITLES = {
+    "character": "style character (the default): the animal's head drawn in place of the face",
+    "paint": "style paint: the animal's fur, ears and nose painted onto the face",
+}
+
+
+def title_band(text: str, width: int) -> Image.Image:
+    """A band with a style's name across the sheet."""
+    band = Image.new("RGB", (width, 44), BACKGROUND)
+    ImageDraw.Draw(band).text((16, 22), text, fill=INK, font=_font(24), anchor="lm")
+    return band
+
+
+def style_sheet(
+    backends: Backends, photos: Sequence[tuple[str, Image.Image]], style: str
+) -> tuple[Image.Image, int]:
+    """One style's sheet: every photo's row, then the two-face photo; and how many photos."""
+    labels = ["original", *(a.name.lower() for a in ANIMALS)]
+    rows = [
+        (n, t) for n, img in photos if (t := photo_tiles(backends, img, TILE, style)) is not None
+    ]
+    parts = [grid(rows, labels)]
+    pair = photo_tiles(backends, pair_photo(photos), pair_tile(len(labels)), style)
+    if pair is not None:
+        parts.append(pair_block("two faces", pair, labels))
+    sheet = stack(*parts)
+    return stack(title_band(TITLES.get(style, style), sheet.width), sheet), len(parts[1:]) + len(
+        rows
+    )
+
+
+def save_docs_copy(sheet: Image.Image, path: Path) -> None:
+    """The README's copy: smaller, and a JPEG, to stay well under 600 KB."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    docs = sheet.resize((sheet.width * 3 // 4, sheet.height * 3 // 4), Image.Resampling.LANCZOS)
+    docs.save(path, quality=80, optimize=True, progressive=True)
+
+
+def time_compose(backends: Backends, image: Image.Image, style: str, working_px: int = 1600) -> str:
     """Compose time per face for every animal on the image enlarged to the working size."""
     scale = working_px / max(image.size)
     size = (round(image.width * scale), round(image.height * scale))
@@ -157,7 +197,7 @@ def time_compose(backends: Backends, image: Image.Image, working_px: int = 1600)
     for round_ in range(6):  # the first round warms up allocators and caches
         for animal in ANIMALS:
             start = time.perf_counter()
-            compose_faces(big, faces, masks, animal.id)
+            compose_faces(big, faces, masks, animal.id, style)
             if round_:
                 times.append((time.perf_counter() - start) * 1000 / max(len(faces), 1))
     eyes = face_frame(faces[0]).unit if faces else 0.0
@@ -175,21 +215,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     backends = build_backends(get_settings())
     photos = sample_photos()
-    labels = ["original", *(a.name.lower() for a in ANIMALS)]
-    rows = [(n, t) for n, img in photos if (t := photo_tiles(backends, img, TILE)) is not None]
-    parts = [grid(rows, labels)]
-    if (pair := photo_tiles(backends, pair_photo(photos), pair_tile(len(labels)))) is not None:
-        parts.append(pair_block("two faces", pair, labels))
-    sheet = stack(*parts)
-    for path in (Path(args.out), Path(args.docs)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out)
-    # The README's copy: smaller, and a JPEG, to stay well under 600 KB.
-    docs = sheet.resize((sheet.width * 3 // 4, sheet.height * 3 // 4), Image.Resampling.LANCZOS)
-    docs.save(args.docs, quality=80, optimize=True, progressive=True)
-    print(f"wrote {args.out} and {args.docs}: {len(ANIMALS)} animals on {len(rows) + 1} photos")
+    docs = Path(args.docs)
+    sheets = {}
+    for style in RENDER_STYLES:
+        sheets[style], count = style_sheet(backends, photos, style)
+        path = docs if style == "character" else docs.with_stem(f"{docs.stem}-{style}")
+        save_docs_copy(sheets[style], path)
+        print(f"wrote {path}: {len(ANIMALS)} animals on {count} photos, style {style}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stack(*sheets.values()).save(out)
+    print(f"wrote {out}: both styles")
     for name, image in photos[:2]:
-        print(f"compose at 1600 px, {name}: {time_compose(backends, image)}")
+        for style in RENDER_STYLES:
+            print(f"compose at 1600 px, {name}, {style}: {time_compose(backends, image, style)}")
     return 0
 
 
