@@ -20,14 +20,24 @@ _DOUBLE = [min(2 * v, 255) for v in range(256)] * 3
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+def luma(src: F32Array) -> F32Array:
+    """The brightness (H, W) of RGB pixels (H, W, 3)."""
+    return np.asarray(src @ _LUMA, dtype=np.float32)
+
+
+def face_brightness(lum: F32Array, weight: F32Array) -> float:
+    """The median brightness where `weight` (0-1) marks the face (all of it when none does)."""
+    inside = lum[weight > 0.5]
+    return float(np.median(inside)) if inside.size else float(lum.mean())
+
+
 def fur_gain(src: F32Array, fur: F32Array, alpha: F32Array, weight: F32Array) -> F32Array:
     """Per-channel gain (H, W, 3) taking small src pixels towards fur colours by alpha.
 
     `weight` (0-1) marks the face, whose median brightness is the shade's reference.
     """
-    lum = src @ _LUMA
-    inside = lum[weight > 0.5]
-    ref = float(np.median(inside)) if inside.size else float(lum.mean())
+    lum = luma(src)
+    ref = face_brightness(lum, weight)
     # Broad shading relative to the face's median, softened a little so fur reads as one colour.
     shade = np.clip(1.0 + (lum / max(ref, 1.0) - 1.0) * 0.85, 0.2, 1.7)
     wanted = fur * shade[..., None] / np.maximum(src, 6.0)

@@ -21,8 +21,8 @@ import numpy.typing as npt
 from PIL import Image, ImageFilter
 
 from avatar.compose.animals import RGB, Style
-from avatar.compose.blend import F32Array
-from avatar.compose.ears import EAR_OUTLINE, both_ears, draw_ear
+from avatar.compose.blend import F32Array, face_brightness, luma
+from avatar.compose.ears import EAR_OUTLINE, EarShape, draw_ear
 from avatar.compose.features import (
     draw_nose,
     draw_whiskers,
@@ -36,7 +36,6 @@ from avatar.compose.pose import Pose, pose_of
 from avatar.compose.prepared import PreparedFace
 from avatar.compose.raster import PatchBox, Sketch, offset_polygon, sketch_over
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 MOUTH_INSIDE: RGB = (92, 30, 40)
 _TONGUE: RGB = (232, 112, 124)
 _WHITE = (255, 255, 255, 255)
@@ -49,18 +48,22 @@ def draw_head(
     mask: Image.Image,
     style: Style,
     box: PatchBox,
+    ears: tuple[EarShape, EarShape],
 ) -> None:
-    """Draws one face's animal head into `image` in place: ears, then the head through the mask."""
+    """Draws one face's animal head into `image` in place: ears, then the head through the mask.
+
+    `box` is the part of the image the head and its `ears` may touch.
+    """
     frame = prepared.frame
     pose = pose_of(prepared.face, frame)
     sub = prepared.fur_box(mask, box)
     # The photo's brightness under the face, before the ears (a floppy ear hangs over it) go on.
-    light = None if sub is None else _light(image.crop(sub.as_tuple), mask, prepared, sub)
-    for ear in both_ears(frame, style):
+    light = 1.0 if sub is None else _light(image.crop(sub.as_tuple), mask, prepared, sub)
+    for ear in ears:
         with sketch_over(image, frame, offset_polygon(ear.outer, EAR_OUTLINE)) as sketch:
             if sketch is not None:
                 draw_ear(sketch, ear, style)
-    if sub is None or light is None:
+    if sub is None:
         return
     face_mask, small_mask = prepared.mask_patch(mask, sub, prepared.fine_shrink)
     fur = _fur(prepared, small_mask, sub, style, light)
@@ -138,11 +141,10 @@ def _rim(small_mask: F32Array, unit_px: float) -> F32Array:
 
 def _light(region: Image.Image, mask: Image.Image, prepared: PreparedFace, sub: PatchBox) -> float:
     """How bright the photo's face is, as a gentle factor, so the head sits in the scene's light."""
-    shrink = prepared.shrink
     _, small_mask = prepared.mask_patch(mask, sub)
-    src = np.asarray(region.reduce(shrink), dtype=np.float32) @ _LUMA
-    inside = src[small_mask[: src.shape[0], : src.shape[1]] > 0.5]
-    level = float(np.median(inside)) if inside.size else 150.0
+    level = face_brightness(
+        luma(np.asarray(region.reduce(prepared.shrink), np.float32)), small_mask
+    )
     return float(np.clip(0.8 + 0.2 * level / 150.0, 0.78, 1.04))
 
 
@@ -202,21 +204,26 @@ def draw_eye(sketch: Sketch, side: float, style: Style, pose: Pose) -> None:
     )
 
 
+# How far below the nose's centre the widest open mouth reaches, in face units before the pose's
+# scale: half the tallest nose (0.28), the joint (0.11) and the deepest mouth (0.62).
+_SNOUT_REACH = 1.0
+
+
 def _snout_extent(frame: FaceFrame, pose: Pose) -> FloatArray:
     """Nose, mouth and whiskers' box in face units."""
     box = muzzle_extent(frame)
-    bottom = nose_center(frame)[1] + 0.25 * pose.scale + 0.75 * pose.scale
+    bottom = nose_center(frame)[1] + _SNOUT_REACH * pose.scale
     box[2:, 1] = np.maximum(box[2:, 1], bottom)
     return box
 
 
 def draw_snout(sketch: Sketch, frame: FaceFrame, style: Style, pose: Pose) -> None:
     """The nose, the line down to the mouth, and the mouth, closed or open with the person's."""
-    k = pose.scale
-    nose = (1.2 * k * _foreshortening(pose, 0.0), 1.2 * k)
-    bottom = nose_bottom(style, frame, nose)
+    k, f = pose.scale, _foreshortening(pose, 0.0)
+    nose = (1.2 * k * f, 1.2 * k)
+    bottom = nose_bottom(frame, style, nose)
     joint = np.array([(bottom[0] + frame.mouth[0]) / 2, bottom[1] + 0.11 * k])
-    half = (0.17 + 0.12 * (frame.mouth_half - 0.3)) * k * _foreshortening(pose, 0.0)
+    half = (0.17 + 0.12 * (frame.mouth_half - 0.3)) * k * f
     # The mouth's two arcs from the joint under the nose, curving down and out.
     arcs = [
         cubic(

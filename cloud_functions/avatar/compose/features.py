@@ -9,20 +9,20 @@ from avatar.compose.geometry import FaceFrame, FloatArray, cubic, ellipse, path,
 from avatar.compose.raster import Sketch
 
 # Nose outlines in nose units (the tip of the person's nose at the origin), width, height scale.
-NOSE_SIZE = {
+_NOSE_SIZE = {
     "cat": (0.34, 0.24),
     "dog": (0.5, 0.34),
     "bear": (0.46, 0.3),
     "rabbit": (0.22, 0.15),
     "koala": (0.4, 0.46),
 }
-BROAD_NOSES = ("dog", "bear", "koala")
+_BROAD_NOSES = ("dog", "bear", "koala")
 
 
-def nose_outline(kind: str) -> FloatArray:
+def _nose_outline(kind: str) -> FloatArray:
     """A rounded inverted triangle; the dog's is broader and flatter at the bottom."""
-    w, h = NOSE_SIZE.get(kind, NOSE_SIZE["cat"])
-    flat = 0.35 if kind in BROAD_NOSES else 0.12
+    w, h = _NOSE_SIZE.get(kind, _NOSE_SIZE["cat"])
+    flat = 0.35 if kind in _BROAD_NOSES else 0.12
     tl, tr, bot = np.array([-w / 2, -h / 2]), np.array([w / 2, -h / 2]), np.array([0.0, h / 2])
     return path(
         cubic(tl, (-w * 0.2, -h * 0.75), (w * 0.2, -h * 0.75), tr),
@@ -37,10 +37,10 @@ def nose_center(frame: FaceFrame) -> FloatArray:
 
 
 def nose_bottom(
-    style: Style, frame: FaceFrame, size: tuple[float, float] = (1.0, 1.0)
+    frame: FaceFrame, style: Style, size: tuple[float, float] = (1.0, 1.0)
 ) -> FloatArray:
     """The bottom point of the nose draw_nose draws."""
-    h = NOSE_SIZE.get(style.nose_kind, NOSE_SIZE["cat"])[1] * size[1]
+    h = _NOSE_SIZE.get(style.nose_kind, _NOSE_SIZE["cat"])[1] * size[1]
     return np.asarray(nose_center(frame) + np.array([0.0, h / 2]), dtype=np.float64)
 
 
@@ -54,18 +54,18 @@ def draw_nose(
     """The nose with its outline, nostrils (dog, bear), a gloss highlight and (with `philtrum`)
     the line down to the lip; `size` scales it across and down."""
     c = nose_center(frame)
-    outline = nose_outline(style.nose_kind) * np.asarray(size) + c
-    w, h = NOSE_SIZE.get(style.nose_kind, NOSE_SIZE["cat"])
+    outline = _nose_outline(style.nose_kind) * np.asarray(size) + c
+    w, h = _NOSE_SIZE.get(style.nose_kind, _NOSE_SIZE["cat"])
     w, h = w * size[0], h * size[1]
     line_colour = (*style.dark, 255)
-    bottom = nose_bottom(style, frame, size)
+    bottom = nose_bottom(frame, style, size)
     lip = frame.mouth[1] - 0.1
     if philtrum and lip > bottom[1] + 0.04:
         lip_top = (frame.mouth[0], lip)
         line = cubic(bottom, bottom + np.array([0.0, 0.05]), (lip_top[0], lip - 0.05), lip_top)
         sketch.line(line, line_colour, 0.025)
     sketch.polygon(outline, (*style.nose, 255), line_colour, 0.03 * size[1])
-    if style.nose_kind in BROAD_NOSES:
+    if style.nose_kind in _BROAD_NOSES:
         for side in (-1, 1):
             sketch.polygon(
                 ellipse(

@@ -76,20 +76,22 @@ def compose_face(
     return compose_faces(image, [face], [mask], animal, style)
 
 
-def _head_box(image: Image.Image, prepared: PreparedFace, style: Style) -> PatchBox | None:
+def _head_box(
+    image: Image.Image, prepared: PreparedFace, ears: tuple[EarShape, EarShape]
+) -> PatchBox | None:
     """The part of the image one face's character may touch (None when it is off the image)."""
     frame = prepared.frame
-    outline = _outline(frame, both_ears(frame, style), prepared.contour)
-    return patch_box(outline, image.size, 0.1 * frame.unit)
+    return patch_box(_outline(frame, ears, prepared.contour), image.size, 0.1 * frame.unit)
 
 
 def _draw_character(
     image: Image.Image, prepared: PreparedFace, mask: Image.Image, style: Style
 ) -> None:
     """Draws one face's animal head into `image` in place, touching only the region around it."""
-    box = _head_box(image, prepared, style)
+    ears = both_ears(prepared.frame, style)
+    box = _head_box(image, prepared, ears)
     if box is not None:
-        draw_head(image, prepared, mask, style, box)
+        draw_head(image, prepared, mask, style, box, ears)
 
 
 def _paint_into(
@@ -98,10 +100,10 @@ def _paint_into(
     """Paints one face's animal (the paint style) into `image` in place, touching only the
     region around it."""
     frame = prepared.frame
-    box = _head_box(image, prepared, style)
+    ears = both_ears(frame, style)
+    box = _head_box(image, prepared, ears)
     if box is None:
         return
-    ears = both_ears(frame, style)
     _paint_fur(image, prepared, mask, box, style)
     for ear in ears:
         with sketch_over(image, frame, offset_polygon(ear.outer, EAR_OUTLINE)) as sketch:
