@@ -50,7 +50,7 @@ class Upload:
     # Idempotency-Key; None when not asked for (no key came, nothing to compare it with).
     request_hash: str | None
     # How every animal is drawn (api.animals.STYLES).
-    style: str = DEFAULT_STYLE
+    style: str
 
     @property
     def animal(self) -> str:

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from api.animals import DEFAULT_STYLE
 from api.config import Settings as ApiSettings
 from api.db import build_engine, build_sessionmaker
 from api.generations import lifecycle
@@ -35,9 +34,7 @@ def database_url() -> str:
 class History:
     """Records results for one user; the job's main thread is its only caller."""
 
-    def __init__(
-        self, user_id: uuid.UUID, url: str | None = None, *, style: str = DEFAULT_STYLE
-    ) -> None:
+    def __init__(self, user_id: uuid.UUID, url: str | None = None, *, style: str) -> None:
         self.user_id = user_id
         self.style = style  # the job's: every record it writes was drawn in it
         self._loop = asyncio.Runner()

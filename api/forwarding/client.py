@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter
 
-from api.animals import DEFAULT_STYLE
 from api.config import Settings
 from api.errors import FUNCTION_CODES, ApiError, Conflict, UpstreamTimeout, UpstreamUnavailable
 from api.forwarding.id_token import IdTokenProvider, NoAuth, TokenProvider
@@ -68,7 +67,7 @@ class FunctionRequest:
     content_type: str
     user_id: uuid.UUID
     targets: tuple[Target, ...]
-    style: str = DEFAULT_STYLE
+    style: str
 
     @property
     def generation_ids(self) -> tuple[uuid.UUID, ...]:

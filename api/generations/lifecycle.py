@@ -29,7 +29,6 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from api.animals import DEFAULT_STYLE
 from api.db import utcnow
 from api.generations.models import Generation, GenerationInput, GenerationStatus, Pack, PackInput
 from api.webhooks import events
@@ -205,7 +204,7 @@ def born(
     user_id: uuid.UUID,
     animal: str,
     *,
-    style: str = DEFAULT_STYLE,
+    style: str,
     idempotency_key: str | None,
     request_hash: str | None,
     claimed: bool,
@@ -233,7 +232,7 @@ def born_pack(
     user_id: uuid.UUID,
     animals: Sequence[str],
     *,
-    style: str = DEFAULT_STYLE,
+    style: str,
     idempotency_key: str | None,
     request_hash: str | None,
     claimed: bool,
@@ -269,7 +268,7 @@ def born_finished(
     generation_id: uuid.UUID,
     animal: str,
     *,
-    style: str = DEFAULT_STYLE,
+    style: str,
     object_name: str | None,
     faces: list[dict[str, Any]] | None,
     timings_ms: dict[str, float],

@@ -58,6 +58,7 @@ def a_request(*animals: str) -> FunctionRequest:
         content_type="image/jpeg",
         user_id=uuid.uuid4(),
         targets=tuple(Target(uuid.uuid4(), animal) for animal in animals or ("fox",)),
+        style="character",
     )
 
 

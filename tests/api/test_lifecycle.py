@@ -171,7 +171,7 @@ def runner(sessionmaker, forwarder, store) -> GenerationRunner:
 
 def work_on(generation: Generation) -> Work:
     target = Target(generation.id, "cat")
-    request = FunctionRequest(b"", "image/jpeg", generation.user_id, (target,))
+    request = FunctionRequest(b"", "image/jpeg", generation.user_id, (target,), "character")
     return Work(request, kept_input=False)
 
 

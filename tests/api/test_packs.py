@@ -371,8 +371,9 @@ async def _write_pack(
     app: Any, user_id: uuid.UUID, *, claimed: bool, age: timedelta = timedelta(0)
 ) -> uuid.UUID:
     pack, generations = lifecycle.born_pack(
-        user_id, ["fox", "cat"], idempotency_key=None, request_hash=None, claimed=claimed
-    )
+        user_id, ["fox", "cat"], style="character", idempotency_key=None, request_hash=None,
+        claimed=claimed,
+    )  # fmt: skip
     for generation in generations:
         generation.updated_at -= age
     stored = None if claimed else lifecycle.StoredInput(SELFIE, "image/jpeg")
