@@ -237,6 +237,19 @@ def plan(
     return tasks, skipped
 
 
+def check_style(spec: Spec, done: dict[manifest.Key, manifest.Line]) -> None:
+    """A rerun resumes OUTPUT, so the results there must be drawn in the style asked for: a
+    job in another style would skip them silently. BatchError when they are not."""
+    drawn = {line.get("style", manifest.EARLIER_STYLE) for line in done.values()}
+    others = sorted(drawn - {spec.style})
+    if others:
+        msg = (
+            f"OUTPUT holds results drawn in style {others[0]}: resume it with --style "
+            f"{others[0]}, or give style {spec.style} an OUTPUT of its own"
+        )
+        raise BatchError(msg)
+
+
 def run(
     options: Options, stop: Stop, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr
 ) -> int:
@@ -252,6 +265,7 @@ def run(
     try:
         sources = manifest.fetch(spec.output)
         done = manifest.lines_of(spec.output, sources)
+        check_style(spec, done)
         tasks, skipped = _tasks(options, spec, done)
         every_s = GCS_MANIFEST_EVERY_S if isinstance(spec.output, GcsPrefix) else 0.0
         name = options.shard.manifest

@@ -2,8 +2,9 @@
 
 A line is `{input, animal, status, output, error, faces, timings_ms}` (SPEC.md) and the
 `style` the job drew its animals in (`--style`), plus `generation_id` when the result was
-recorded in a user's history. A line is keyed by input and animal only: a rerun in another
-style into the same OUTPUT skips what is there. A task of a sharded run
+recorded in a user's history (a line without `style` was written before styles, in `paint`).
+A line is keyed by input and animal: a rerun resumes OUTPUT in the style its lines were drawn
+in, and a job asking for another style there is refused. A task of a sharded run
 (CLOUD_RUN_TASK_COUNT > 1) writes its own part, `manifest.part-00003-of-00010.jsonl`; the reader
 combines the manifest and every part, and `--merge` writes the combination back as one manifest.
 
@@ -32,6 +33,7 @@ PART = re.compile(r"manifest\.part-\d{5}-of-\d{5}\.jsonl")
 
 CONTENT_TYPE = "application/x-ndjson"
 
+EARLIER_STYLE = "paint"  # the style of a line written before lines named theirs
 Line = dict[str, Any]
 Key = tuple[str, str]  # (input, animal)
 

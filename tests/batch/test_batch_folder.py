@@ -204,6 +204,27 @@ def test_the_style_asked_for_is_drawn_and_recorded(
     assert len(drawn) == len(FACES) * len(ANIMALS)
 
 
+def test_a_rerun_in_another_style_is_refused_not_skipped(
+    run_batch: RunBatch, inputs: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "out"
+    first = run_batch("--input", str(inputs), "--output", str(output), "--animal", "fox",
+                      "--style", "paint", "--workers", "1")  # fmt: skip
+    assert first.code == 0, first.err
+    before = read_lines(output)
+
+    other = run_batch("--input", str(inputs), "--output", str(output), "--animal", "fox",
+                      "--workers", "1")  # fmt: skip
+
+    assert other.code == 1
+    assert "drawn in style paint" in other.err
+    assert "--style paint" in other.err
+    assert read_lines(output) == before
+    again = run_batch("--input", str(inputs), "--output", str(output), "--animal", "fox",
+                      "--style", "paint", "--workers", "1")  # fmt: skip
+    assert again.code == 0, again.err
+
+
 def test_configuration_errors_exit_1(run_batch: RunBatch, inputs: Path, tmp_path: Path) -> None:
     missing = run_batch("--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o"),
                         "--animal", "fox")  # fmt: skip
