@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,22 +74,33 @@ class LateStub:
         raise httpx.ReadTimeout("no answer in time")
 
 
-async def test_a_store_after_the_api_gave_up_is_deleted_by_the_second_sweep(app_factory) -> None:
-    with function_stubbed(LateStub()) as stub:
+@asynccontextmanager
+async def late_sweeping(
+    app_factory: Any, function: Any, late: LateStub
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, str]]:
+    """The function answering through `function`, an app that sweeps a second time LATE_S after
+    it gives up (`late` stores into it), its client, and a new user's key."""
+    with function_stubbed(function):
         async with (
             app_factory(
                 function_url=FUNCTION_URL, function_late_write_s=LATE_S, isolated=False
             ) as app,
             client_for(app) as client,
         ):
-            stub.app = app
+            late.app = app
             _, key = await create_user(client)
-            response = await upload(client, key, a_selfie((300, 200)))
-            assert_problem(response, 504, "upstream_timeout")
-            await stub.stored.wait()
-            media = app.state.settings.storage_dir
-            assert len(stored_files(media)) == 1  # landed after the runner's first clean-up
-            assert await swept(media) == []
+            yield app, client, key
+
+
+async def test_a_store_after_the_api_gave_up_is_deleted_by_the_second_sweep(app_factory) -> None:
+    stub = LateStub()
+    async with late_sweeping(app_factory, stub, stub) as (app, client, key):
+        response = await upload(client, key, a_selfie((300, 200)))
+        assert_problem(response, 504, "upstream_timeout")
+        await stub.stored.wait()
+        media = app.state.settings.storage_dir
+        assert len(stored_files(media)) == 1  # landed after the runner's first clean-up
+        assert await swept(media) == []
 
 
 async def test_the_second_sweep_spares_a_retry_that_succeeded_meanwhile(app_factory) -> None:
@@ -101,28 +114,20 @@ async def test_the_second_sweep_spares_a_retry_that_succeeded_meanwhile(app_fact
             put_object(app.state.store, object_name(request), b"\xff\xd8 the retry's avatar")
         return answer
 
-    with function_stubbed(function):
-        async with (
-            app_factory(
-                function_url=FUNCTION_URL, function_late_write_s=LATE_S, isolated=False
-            ) as app,
-            client_for(app) as client,
-        ):
-            stub.app = app
-            _, key = await create_user(client)
-            image = a_selfie((300, 200))
-            first = await upload(client, key, image, idempotency_key="retry-after-timeout")
-            assert_problem(first, 504, "upstream_timeout")
-            await stub.stored.wait()
-            # The client retries at once with the same key: a new run. The create-only store
-            # finds the late result; the function stub here just overwrites (tests/cloud_functions
-            # cover the store), so the runner sees success.
-            retried = await upload(client, key, image, idempotency_key="retry-after-timeout")
-            assert retried.status_code == 201, retried.text
-            await asyncio.sleep(LATE_S + 0.3)  # the first run's second sweep has run
-            files = stored_files(app.state.settings.storage_dir)
-            assert len(files) == 1
-            assert files[0].read_bytes() == b"\xff\xd8 the retry's avatar"
+    async with late_sweeping(app_factory, function, stub) as (app, client, key):
+        image = a_selfie((300, 200))
+        first = await upload(client, key, image, idempotency_key="retry-after-timeout")
+        assert_problem(first, 504, "upstream_timeout")
+        await stub.stored.wait()
+        # The client retries at once with the same key: a new run. The create-only store
+        # finds the late result; the function stub here just overwrites (tests/cloud_functions
+        # cover the store), so the runner sees success.
+        retried = await upload(client, key, image, idempotency_key="retry-after-timeout")
+        assert retried.status_code == 201, retried.text
+        await asyncio.sleep(LATE_S + 0.3)  # the first run's second sweep has run
+        files = stored_files(app.state.settings.storage_dir)
+        assert len(files) == 1
+        assert files[0].read_bytes() == b"\xff\xd8 the retry's avatar"
 
 
 async def test_each_call_carries_a_deadline_before_the_api_stops_waiting(app_factory) -> None:
@@ -210,23 +215,15 @@ async def test_a_pack_animals_re_ask_that_times_out_is_swept_again(app_factory) 
     async def function(request: httpx.Request) -> httpx.Response:
         return await next(answers)(request)
 
-    with function_stubbed(function):
-        async with (
-            app_factory(
-                function_url=FUNCTION_URL, function_late_write_s=LATE_S, isolated=False
-            ) as app,
-            client_for(app) as client,
-        ):
-            late.app = app
-            _, key = await create_user(client)
-            response = await upload_pack(client, key, a_selfie((300, 200)), "fox,cat")
-            assert response.status_code == 201, response.text
-            statuses = [(g["animal"], g["status"]) for g in response.json()["generations"]]
-            assert statuses == [("fox", "succeeded"), ("cat", "failed")]
-            await late.stored.wait()
-            media = app.state.settings.storage_dir
-            assert len(stored_files(media)) == 1  # cat's, landed after its re-ask was given up on
-            assert await swept(media) == []
+    async with late_sweeping(app_factory, function, late) as (app, client, key):
+        response = await upload_pack(client, key, a_selfie((300, 200)), "fox,cat")
+        assert response.status_code == 201, response.text
+        statuses = [(g["animal"], g["status"]) for g in response.json()["generations"]]
+        assert statuses == [("fox", "succeeded"), ("cat", "failed")]
+        await late.stored.wait()
+        media = app.state.settings.storage_dir
+        assert len(stored_files(media)) == 1  # cat's, landed after its re-ask was given up on
+        assert await swept(media) == []
 
 
 # --- the heartbeat ---------------------------------------------------------------------------
