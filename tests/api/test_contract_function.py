@@ -7,7 +7,6 @@ function's answer is parsed by the API. Local backends and the real face models 
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from sqlalchemy import func, select
 
 from api.animals import CATALOGUE_ORDER
 from api.generations.models import GenerationInput
+from tests.compositor_recording import record_drawn
 
 
 async def test_a_selfie_goes_through_the_real_function_and_back(contract_app, db, media_dir):
@@ -119,18 +119,7 @@ async def test_a_pack_of_every_animal_is_one_call_and_a_different_image_each(
 async def test_the_style_asked_for_is_the_style_the_function_draws(
     contract_app, monkeypatch: pytest.MonkeyPatch
 ):
-    from avatar.backends.local.compositor import LocalCompositor
-
-    drawn: list[tuple[str, str]] = []
-    real = LocalCompositor.compose
-
-    def compose(
-        self: LocalCompositor, image: Any, faces: Any, masks: Any, animal: str, style: str = "unset"
-    ) -> Any:
-        drawn.append((animal, style))
-        return real(self, image, faces, masks, animal, style=style)
-
-    monkeypatch.setattr(LocalCompositor, "compose", compose)
+    drawn = record_drawn(monkeypatch)
     async with contract_app() as app, client_for(app) as client:
         _, key = await create_user(client)
         one = await upload(client, key, photo("astronaut"), "fox")

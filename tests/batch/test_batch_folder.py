@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from batch_testing import BROKEN, FACES, INPUTS, NO_FACE, NOT_AN_IMAGE, RunBatch
 from PIL import Image
 
-from avatar.backends.local.compositor import LocalCompositor
 from batch.manifest import MANIFEST
+from tests.compositor_recording import record_drawn
 
 ANIMALS = ("fox", "panda")
 EXPECTED_ERRORS = {
@@ -183,16 +182,7 @@ def test_usage_errors_exit_1_with_a_message(
 def test_the_style_asked_for_is_drawn_and_recorded(
     run_batch: RunBatch, inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    drawn: list[tuple[str, str]] = []
-    real = LocalCompositor.compose
-
-    def compose(
-        self: LocalCompositor, image: Any, faces: Any, masks: Any, animal: str, style: str = "unset"
-    ) -> Any:
-        drawn.append((animal, style))
-        return real(self, image, faces, masks, animal, style=style)
-
-    monkeypatch.setattr(LocalCompositor, "compose", compose)
+    drawn = record_drawn(monkeypatch)
     output = tmp_path / "out"
     run = run_batch("--input", str(inputs), "--output", str(output), "--animal", "fox,panda",
                     "--style", "Paint", "--workers", "1")  # fmt: skip
