@@ -83,16 +83,25 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def photo_tiles(
-    backends: Backends, image: Image.Image, tile: tuple[int, int], style: str
-) -> list[Image.Image] | None:
-    """The original and every animal, cropped around the faces; None when no face is found."""
+Tiles = dict[str, list[Image.Image]]  # per style: the original, then every animal
+
+
+def photo_tiles(backends: Backends, image: Image.Image, tile: tuple[int, int]) -> Tiles | None:
+    """Per style, the original and every animal, cropped around the faces (found once); None
+    when no face is found."""
     faces, masks = find_faces(backends, image)
     if not faces:
         return None
     box = crop_box(image, faces, tile)
-    outs = [image] + [compose_faces(image, faces, masks, a.id, style) for a in ANIMALS]
-    return [o.crop(box).resize(tile, Image.Resampling.LANCZOS) for o in outs]
+
+    def cut(out: Image.Image) -> Image.Image:
+        return out.crop(box).resize(tile, Image.Resampling.LANCZOS)
+
+    original = cut(image)
+    return {
+        style: [original] + [cut(compose_faces(image, faces, masks, a.id, style)) for a in ANIMALS]
+        for style in RENDER_STYLES
+    }
 
 
 def grid(rows: Sequence[tuple[str, list[Image.Image]]], labels: Sequence[str]) -> Image.Image:
@@ -163,21 +172,14 @@ def title_band(text: str, width: int) -> Image.Image:
 
 
 def style_sheet(
-    backends: Backends, photos: Sequence[tuple[str, Image.Image]], style: str
-) -> tuple[Image.Image, int]:
-    """One style's sheet: every photo's row, then the two-face photo; and how many photos."""
-    labels = ["original", *(a.name.lower() for a in ANIMALS)]
-    rows = [
-        (n, t) for n, img in photos if (t := photo_tiles(backends, img, TILE, style)) is not None
-    ]
-    parts = [grid(rows, labels)]
-    pair = photo_tiles(backends, pair_photo(photos), pair_tile(len(labels)), style)
+    rows: Sequence[tuple[str, Tiles]], pair: Tiles | None, labels: Sequence[str], style: str
+) -> Image.Image:
+    """One style's sheet under its title: every photo's row, then the two-face photo."""
+    parts = [grid([(name, tiles[style]) for name, tiles in rows], labels)]
     if pair is not None:
-        parts.append(pair_block("two faces", pair, labels))
+        parts.append(pair_block("two faces", pair[style], labels))
     sheet = stack(*parts)
-    return stack(title_band(TITLES.get(style, style), sheet.width), sheet), len(parts[1:]) + len(
-        rows
-    )
+    return stack(title_band(TITLES.get(style, style), sheet.width), sheet)
 
 
 def save_docs_copy(sheet: Image.Image, path: Path) -> None:
@@ -208,17 +210,22 @@ def time_compose(backends: Backends, image: Image.Image, style: str, working_px:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Writes the contact sheet (PNG) and the README's JPEG copy; prints compose timings."""
+    """Writes the contact sheet of both styles (PNG) and the README's JPEG copy of each; prints
+    compose timings."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default=str(ROOT / "var" / "gallery.png"))
     parser.add_argument("--docs", default=str(ROOT / "docs" / "gallery.jpg"))
     args = parser.parse_args(argv)
     backends = build_backends(get_settings())
     photos = sample_photos()
+    labels = ["original", *(a.name.lower() for a in ANIMALS)]
+    rows = [(n, t) for n, img in photos if (t := photo_tiles(backends, img, TILE)) is not None]
+    pair = photo_tiles(backends, pair_photo(photos), pair_tile(len(labels)))
+    count = len(rows) + (pair is not None)
     docs = Path(args.docs)
     sheets = {}
     for style in RENDER_STYLES:
-        sheets[style], count = style_sheet(backends, photos, style)
+        sheets[style] = style_sheet(rows, pair, labels, style)
         path = docs if style == "character" else docs.with_stem(f"{docs.stem}-{style}")
         save_docs_copy(sheets[style], path)
         print(f"wrote {path}: {len(ANIMALS)} animals on {count} photos, style {style}")
