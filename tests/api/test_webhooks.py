@@ -589,7 +589,6 @@ async def test_with_cloud_tasks_each_attempt_is_a_task_at_its_time(
             "cloud_tasks_endpoint": google.url,
             "work_service_account": TASKS_ACCOUNT,
             "oidc_certs_url": google.certs_url,
-            "work_enqueue_timeout_s": 0.5,
             "webhook_retry_schedule_s": (30.0,),
         }
         with receiving(500) as receiver:

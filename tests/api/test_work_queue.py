@@ -61,7 +61,6 @@ def queued_app(app_factory: Any, google: FakeGoogle, stub: FunctionStub) -> Any:
             "cloud_tasks_endpoint": google.url,
             "work_service_account": TASKS_ACCOUNT,
             "oidc_certs_url": google.certs_url,
-            "work_enqueue_timeout_s": 0.5,
             "function_max_attempts": 1,
         }
         return app_factory(**({"isolated": False} | settings | overrides))
@@ -180,7 +179,7 @@ async def test_overload_and_quota_answers_are_retried_within_the_enqueue(
     queued_app, google
 ) -> None:
     google.refuse_next(503, 429)
-    async with queued_app(work_enqueue_timeout_s=5) as app, client_for(app) as client:
+    async with queued_app() as app, client_for(app) as client:
         _, key = await create_user(client)
         response = await upload_async(client, key)
         assert response.status_code == 202, response.text
@@ -195,7 +194,8 @@ async def test_a_queue_that_cannot_take_the_job_answers_503_and_leaves_no_pendin
     queued_app, google, stub, refusal
 ) -> None:
     google.refuse_next(*[refusal] * 100)
-    async with queued_app() as app, client_for(app) as client:
+    # Refused until the enqueue's time is up: a short one keeps the test quick.
+    async with queued_app(work_enqueue_timeout_s=1.0) as app, client_for(app) as client:
         _, key = await create_user(client)
         response = await upload_async(client, key, idempotency_key="k-2")
         assert_problem(response, 503, "upstream_unavailable")
